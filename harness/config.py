@@ -1,0 +1,262 @@
+"""The run configuration: one dataclass per section, loaded from a preset YAML plus command-line overrides.
+
+A preset file (``harness/presets/<name>.yaml``) has one mapping per section below. Every section is a dataclass
+with help text on each field; the method sections are defined next to their method (``methods/ppo.py`` holds
+``PPOConfig``, and so on). Loading is strict: an unknown key, a value of the wrong type, or a value a section's own
+validation rejects raises :class:`ConfigError` with one line naming the file, the dotted field and what is allowed.
+YAML is read with ``yaml.safe_load`` only; nothing in a config is evaluated as code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from methods.ppo import PPOConfig
+from methods.reward import RewardConfig
+from methods.rlp_spg import SPGConfig
+from methods.rlp_uml import UMLConfig
+from methods.sft import SFTConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line: where, which field, what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model every method starts from."""
+
+    base: str = field(
+        default="suite",
+        metadata={"help": "'suite' to use the suite's own base model (the tiny world builds one), "
+                  "else a local HF checkpoint dir or a hub model id."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code shipped with a checkpoint. Off by default; never needed "
+                                 "for the bundled presets."},
+    )
+
+
+@dataclass
+class GenerationConfig:
+    """How text is generated for evaluation, policy samples and drift (PPO rollouts generate on their own)."""
+
+    backend: Literal["hf", "vllm"] = field(
+        default="hf", metadata={"help": "'hf' (batched transformers generate, CPU or GPU) or 'vllm' (GPU, "
+                                "pip install .[vllm])."},
+    )
+    batch_size: int = field(default=64, metadata={"help": "Prompts per generate call."})
+    max_new_tokens: int = field(default=32, metadata={"help": "Longest response, in tokens."})
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "batch_size", "max_new_tokens")
+
+
+@dataclass
+class PolicySamplesConfig:
+    """The policy sample set P of RLP (paper step 4): n samples per unlabeled instruction."""
+
+    n: int = field(default=10, metadata={"help": "Samples per unlabeled instruction (paper: 10)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (paper: 1.0)."})
+    max_instructions: int | None = field(
+        default=None, metadata={"help": "Use only the first N unlabeled instructions (None: all)."},
+    )
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "n", "temperature")
+        if self.max_instructions is not None:
+            _require_positive(self, "max_instructions")
+
+
+@dataclass
+class EvalConfig:
+    """How every method is scored."""
+
+    judge: str = field(
+        default="gold",
+        metadata={"help": "Annotator for win rates: 'gold' (the suite's noise-free judge), an alpaca_eval "
+                  "annotator config name (needs its API key), or 'local:<model dir>'."},
+    )
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of evaluation outputs "
+                                                      "(paper: 0.7)."})
+    greedy: bool = field(default=False, metadata={"help": "Decode evaluation outputs greedily instead."})
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate on the first N instructions of each set (None: all)."},
+    )
+    knowledge: bool = field(default=True, metadata={"help": "Run the suite's multiple-choice knowledge task "
+                                                    "(MMLU in real presets) through lm-eval."})
+    knowledge_fewshot: int = field(default=0, metadata={"help": "Few-shot examples for the knowledge task "
+                                                        "(paper MMLU: 5)."})
+    drift: bool = field(default=True, metadata={"help": "Measure reward-model on-policy accuracy over PPO "
+                                                "checkpoints."})
+    drift_instructions: int = field(default=200, metadata={"help": "Held-out instructions per drift point."})
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "drift_instructions")
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature: must be >= 0, got {self.temperature}")
+        if self.knowledge_fewshot < 0:
+            raise ConfigError(f"eval.knowledge_fewshot: must be >= 0, got {self.knowledge_fewshot}")
+        if self.max_examples is not None:
+            _require_positive(self, "max_examples")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on. ``suite`` holds the suite's name plus its own options."""
+
+    preset: str
+    suite: dict = field(metadata={"help": "{'name': <suite>, ...options of that suite's config}."})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    policy_samples: PolicySamplesConfig = field(default_factory=PolicySamplesConfig)
+    uml: UMLConfig = field(default_factory=UMLConfig)
+    spg: SPGConfig = field(default_factory=SPGConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _require_positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+
+
+def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
+    """Reads a preset YAML, applies ``section.field=value`` overrides and builds the typed config.
+
+    Raises:
+        ConfigError: one line naming the file (or the override), the field and what is allowed.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read preset ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of sections, got {type(data).__name__}")
+    for override in overrides:
+        _apply_override(data, override)
+    try:
+        return build(RunConfig, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _apply_override(data: dict, override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {override!r}: expected section.field=value, e.g. ppo.kl_coef=0.05")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override!r}: {part} is not a section")
+    node[leaf] = value
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, checking keys and types; ``where`` is the dotted path so far."""
+    label = where or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{_join(where, unknown[0])}: unknown field; allowed: {', '.join(fields)}")
+    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])}: required field is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}.{err}" if where and not str(err).startswith(where) else str(err)) from None
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{label}: {err}") from None
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Checks ``value`` against type ``tp`` (ints are accepted where floats are expected)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return value
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path string, got {value!r}")
+        return Path(value)
+    return value

@@ -1,0 +1,178 @@
+"""The run context: builds each shared stage once per run, caches it on disk, and hands it to the methods.
+
+Methods never train a shared stage themselves. They ask the context, and the context keys every stage by its
+config and inputs (see :mod:`harness.cache`), so ``--methods sft ppo rlp_uml rlp_spg`` trains the SFT model, the
+reward model and the first PPO policy once, and a second identical run trains nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from datasets import Dataset
+
+from harness.cache import StageCache, fingerprint
+from harness.config import RunConfig
+from harness.evals.rm_accuracy import pairwise_accuracy
+from harness.generation import Generator
+from harness.suites.base import Suite
+from methods.base import PPORun
+from methods.ppo import RewardModelScorer, load_ppo_run, train_ppo
+from methods.reward import AuxiliaryLoss, train_reward_model
+from methods.sft import train_sft
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """A content hash of a split, so a stage is rebuilt when its data changes."""
+    return fingerprint(data.to_list())
+
+
+class RunContext:
+    """Shared stages of one seed of one run.
+
+    Args:
+        config: the resolved run config.
+        suite: the preset's suite; ``splits`` its data (built once per run).
+        seed: the training seed of this context.
+        cache: where stages are built and found.
+        generator: the generation backend for samples and evaluation outputs.
+        base_model: the checkpoint SFT starts from.
+        log: one line per event, to the console and the run log.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        suite: Suite,
+        splits: dict[str, Dataset],
+        seed: int,
+        cache: StageCache,
+        generator: Generator,
+        base_model: Path,
+        log: Callable[[str], None] = print,
+    ):
+        self.config = config
+        self.suite = suite
+        self.splits = splits
+        self.seed = seed
+        self.cache = cache
+        self.generator = generator
+        self.base_model = base_model
+        self.log = log
+        self.stage_times: list[dict] = []
+        self._scorer: RewardModelScorer | None = None
+
+    # -- shared stages -------------------------------------------------------------------------------------------
+
+    def stage(self, name: str, inputs: dict, build: Callable[[Path], None]) -> Path:
+        """A cached stage of this seed; records its wall time (0 when reused) for the report."""
+        result = self.cache.stage(name, {**inputs, "seed": self.seed}, build)
+        self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
+                                 "build_wall_s": round(result.wall_s, 2)})
+        return result.path
+
+    @cached_property
+    def _split_hashes(self) -> dict[str, str]:
+        return {name: dataset_fingerprint(data) for name, data in self.splits.items()}
+
+    def sft(self) -> Path:
+        """The SFT policy (paper step 1)."""
+        cfg = self.config.sft
+        return self.stage(
+            "sft",
+            {"base": str(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
+            lambda out: train_sft(self.base_model, self.splits["sft"], cfg, out, self.seed),
+        )
+
+    def reward_model(self, extra_pairs: Dataset | None = None, auxiliary: AuxiliaryLoss | None = None) -> Path:
+        """A Bradley-Terry reward model from the SFT model on the preference split (paper steps 2 and 5).
+
+        Args:
+            extra_pairs: preference-schema rows appended to the preference split (RLP-SPG's synthetic pairs).
+            auxiliary: a loss trained jointly, weighted by its ``weight`` (RLP-UML's multi-view loss).
+
+        The stage also records the model's held-out accuracy on the gold-labelled ``val`` pairs
+        (``metrics.json``) and, with an auxiliary loss, its loss curve (``auxiliary_curve.json``).
+        """
+        sft = self.sft()
+        pairs = self.splits["preference"]
+        inputs = {"init": str(sft), "reward": dataclasses.asdict(self.config.reward),
+                  "data": self._split_hashes["preference"]}
+        if extra_pairs is not None:
+            inputs["extra_pairs"] = dataset_fingerprint(extra_pairs)
+            pairs = _concat(pairs, extra_pairs)
+        if auxiliary is not None:
+            inputs["auxiliary"] = auxiliary.cache_key()
+
+        def build(out: Path) -> None:
+            curve = train_reward_model(sft, pairs, self.config.reward, out, self.seed, auxiliary)
+            if curve:
+                (out / "auxiliary_curve.json").write_text(json.dumps(curve))
+            val = self.splits["val"]
+            accuracy = pairwise_accuracy(
+                self._score_with(out, val["instruction"], val["output_1"]),
+                self._score_with(out, val["instruction"], val["output_2"]),
+                val["preference"],
+            )
+            (out / "metrics.json").write_text(json.dumps({"val": accuracy}, indent=2))
+
+        path = self.stage("reward", inputs, build)
+        self.log(f"reward model {path.name}: held-out accuracy {reward_model_metrics(path)['val']['accuracy']:.3f}")
+        return path
+
+    def ppo(self, init: Path, reward_model: Path) -> PPORun:
+        """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6)."""
+        prompts = self.splits["unlabeled"]["instruction"]
+        path = self.stage(
+            "ppo",
+            {"init": str(init), "reward_model": str(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
+             "data": self._split_hashes["unlabeled"]},
+            lambda out: train_ppo(init, reward_model, prompts, self.config.ppo, out, self.seed),
+        )
+        return load_ppo_run(path)
+
+    def policy_samples(self, policy: Path) -> tuple[list[str], list[list[str]]]:
+        """The policy sample set P (paper step 4): n samples per unlabeled instruction, shared by UML and SPG."""
+        cfg = self.config.policy_samples
+        instructions = self.splits["unlabeled"]["instruction"]
+        if cfg.max_instructions is not None:
+            instructions = instructions[: cfg.max_instructions]
+        samples = self.sample(policy, instructions, cfg.n, cfg.temperature, name="policy_samples")
+        return instructions, samples
+
+    def sample(self, policy: Path, instructions: list[str], n: int, temperature: float,
+               name: str = "samples") -> list[list[str]]:
+        """n responses per instruction from ``policy``, cached as a stage (temperature 0: greedy)."""
+        path = self.stage(
+            name,
+            {"policy": str(policy), "n": n, "temperature": temperature,
+             "instructions": fingerprint(instructions), "generation": dataclasses.asdict(self.config.generation)},
+            lambda out: (out / "samples.json").write_text(json.dumps(
+                self.generator.generate(policy, instructions, n, temperature, self.seed, desc=name))),
+        )
+        return json.loads((path / "samples.json").read_text())
+
+    def score(self, reward_model: Path, instructions: list[str], outputs: list[str]) -> list[float]:
+        """Reward-model scores of (instruction, output) pairs."""
+        return self._score_with(reward_model, instructions, outputs)
+
+    def _score_with(self, reward_model: Path, instructions: list[str], outputs: list[str]) -> list[float]:
+        if self._scorer is None or self._scorer.path != Path(reward_model):
+            self._scorer = RewardModelScorer(reward_model)
+        return self._scorer.score(list(instructions), list(outputs)).tolist()
+
+
+def reward_model_metrics(path: Path) -> dict:
+    """What the reward stage measured: ``{"val": {accuracy, standard_error, n, ...}}``."""
+    return json.loads((Path(path) / "metrics.json").read_text())
+
+
+def _concat(a: Dataset, b: Dataset) -> Dataset:
+    from datasets import concatenate_datasets
+
+    columns = a.column_names
+    return concatenate_datasets([a, b.select_columns(columns).cast(a.features)])

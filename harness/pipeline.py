@@ -1,0 +1,231 @@
+"""One run end to end: build the suite, train every method for every seed, evaluate, aggregate, write results.
+
+Data flow (docs/architecture.md has the picture)::
+
+    preset YAML -> RunConfig -> suite (splits, judges, base model)
+      for each seed: RunContext (stage cache) -> method.train(ctx) -> TrainedPolicy -> evaluate_policy
+    -> per-seed records -> mean and 95% interval per metric -> results.json, leaderboard.csv, table
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import yaml
+
+from harness.annotators import make_annotator
+from harness.cache import RunLock, StageCache, write_atomic
+from harness.config import ConfigError, RunConfig
+from harness.context import RunContext
+from harness.evals.evaluate import evaluate_policy
+from harness.generation import make_generator
+from harness.registry import METHODS, make_suite
+
+# The leaderboard contract: one row per method, these columns, in this order.
+LEADERBOARD_COLUMNS = [
+    "method", "preset", "seeds",
+    "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
+    "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
+    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    "proxy_reward", "kl", "avg_length", "train_wall_s",
+]
+
+# Direction of every metric, so tables can mark the best value and the regression check knows which way is worse.
+HIGHER_IS_BETTER = {
+    "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
+    "rm_acc_offline": True, "rm_acc_onpolicy": True, "rm_drift": False, "proxy_reward": None, "kl": None,
+    "avg_length": None, "train_wall_s": False,
+}
+
+
+def direction(metric: str) -> bool | None:
+    """True if higher is better, False if lower is, None if the metric has no better direction."""
+    for suffix, better in HIGHER_IS_BETTER.items():
+        if metric == suffix or metric.endswith("_" + suffix):
+            return better
+    return None
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind in memory: the summary table and where the files are."""
+
+    out_dir: Path
+    table: pd.DataFrame
+    results: dict
+
+
+class RunLog:
+    """Prints each line and appends it to ``run.log`` in the run dir."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+
+def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
+        model_cache: Path | None = None) -> RunResult:
+    """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
+
+    Args:
+        config: the resolved config (already validated).
+        methods: method names from the registry, in the order to train them.
+        seeds: number of training seeds (0 .. seeds-1).
+        out_dir: the run dir (locked for the duration of the run).
+        cache_dir: where stages live; ``out_dir/stages`` by default.
+        model_cache: where suites build or convert their base model; ``out_dir/../.models`` by default.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        log = RunLog(out_dir / "run.log")
+        started = time.perf_counter()
+        write_atomic(out_dir / "config.yaml", yaml.safe_dump(
+            {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
+        cache = StageCache(cache_dir or out_dir / "stages", log=log)
+        cache.remove_stale_temporaries()
+
+        suite, judge = prepare(config)
+        splits = suite.splits()
+        log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
+        base_model = (suite.base_model(model_cache or out_dir.parent / ".models")
+                      if config.model.base == "suite" else Path(config.model.base))
+        generator = make_generator(config.generation, config.model.trust_remote_code)
+
+        per_seed: dict[str, list[dict]] = {m: [] for m in methods}
+        diagnostics: dict[str, list[dict]] = {m: [] for m in methods}
+        stage_times: list[dict] = []
+        for seed in range(seeds):
+            ctx = RunContext(config, suite, splits, seed, cache, generator, base_model, log)
+            for name in methods:
+                log(f"seed {seed}: method {name}")
+                t0 = time.perf_counter()
+                first_stage = len(ctx.stage_times)
+                trained = METHODS[name]().train(ctx)
+                record = evaluate_policy(ctx, trained, judge, config.eval.judge)
+                record["train_wall_s"] = training_wall_time(ctx.stage_times[first_stage:])
+                record["wall_s"] = round(time.perf_counter() - t0, 1)
+                per_seed[name].append({"seed": seed, **record})
+                diagnostics[name].append({"seed": seed, **trained.diagnostics})
+                write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
+            stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
+
+        results = aggregate(config.preset, seeds, per_seed)
+        results.update(stages=stage_times, diagnostics=diagnostics,
+                       wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+        table = leaderboard_table(results)
+        write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
+        write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
+        log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
+        return RunResult(out_dir, table, results)
+
+
+def prepare(config: RunConfig):
+    """Builds the suite and the judge and checks the judge can run (API key set), before any training.
+
+    Raises:
+        ConfigError: one line naming the field and what is allowed.
+    """
+    try:
+        suite = make_suite(config.suite)
+        judge = make_annotator(config.eval.judge, suite)
+        check_ready = getattr(judge, "check_ready", None)
+        if check_ready is not None:
+            check_ready()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return suite, judge
+
+
+def training_wall_time(stages: list[dict]) -> float:
+    """Seconds it took to build every training stage a method used, counting shared stages in full.
+
+    A stage another method built first still counts: this is what the method costs on its own.
+    """
+    training = {s["path"]: s["build_wall_s"] for s in stages if s["stage"] in ("sft", "reward", "ppo",
+                                                                             "policy_samples")}
+    return round(sum(training.values()), 1)
+
+
+def aggregate(preset: str, seeds: int, per_seed: dict[str, list[dict]]) -> dict:
+    """Mean and 95% t-interval over seeds of every numeric metric; per-seed values are kept alongside."""
+    methods = {}
+    for name, records in per_seed.items():
+        metrics = {}
+        for key in records[0]:
+            values = [r[key] for r in records]
+            if key in ("seed", "details") or not all(isinstance(v, (int, float)) for v in values):
+                continue
+            metrics[key] = summarise(values) | {"higher_is_better": direction(key)}
+        methods[name] = {"metrics": metrics, "per_seed": records}
+    return {"preset": preset, "seeds": seeds, "methods": methods}
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, 95% half-interval (Student t over seeds; NaN for one seed), n and the values."""
+    finite = [v for v in values if not math.isnan(v)]
+    n = len(finite)
+    mean = sum(finite) / n if n else float("nan")
+    if n > 1:
+        from scipy.stats import t
+
+        sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
+        half = float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+    else:
+        half = float("nan")
+    return {"mean": mean, "ci95": half, "n": n, "values": values}
+
+
+def leaderboard_table(results: dict) -> pd.DataFrame:
+    """One row per method with the leaderboard columns (means over seeds)."""
+    rows = []
+    for name, entry in results["methods"].items():
+        row = {"method": name, "preset": results["preset"], "seeds": results["seeds"]}
+        for column in LEADERBOARD_COLUMNS[3:]:
+            metric = entry["metrics"].get(column)
+            row[column] = metric["mean"] if metric else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+
+
+def format_table(table: pd.DataFrame, results: dict) -> str:
+    """The console table: win rates with their interval, and the other headline columns."""
+    lines = []
+    shown = ["farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+             "proxy_reward", "kl", "avg_length"]
+    header = f"{'method':<10}" + "".join(f"{c:>18}" for c in shown)
+    lines += [header, "-" * len(header)]
+    for name, entry in results["methods"].items():
+        cells = []
+        for column in shown:
+            metric = entry["metrics"].get(column)
+            cells.append(_cell(metric))
+        lines.append(f"{name:<10}" + "".join(f"{c:>18}" for c in cells))
+    return "\n".join(lines)
+
+
+def _cell(metric: dict | None) -> str:
+    if metric is None or math.isnan(metric["mean"]):
+        return "-"
+    if not math.isnan(metric["ci95"]):
+        return f"{metric['mean']:.3g} ± {metric['ci95']:.2g}"
+    return f"{metric['mean']:.3g}"
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return str(obj)

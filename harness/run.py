@@ -1,0 +1,117 @@
+"""Command line: train the chosen methods on a preset and score them all the same way.
+
+    python -m harness.run --methods ppo rlp_spg             # the embedded default (tiny preset, CPU, offline)
+    python -m harness.run --methods all --seeds 3           # every method, mean and 95% interval over 3 seeds
+    python -m harness.run --methods ppo --set ppo.kl_coef=0.05
+
+Every input is checked before any training starts; a bad one ends the run with exit status 2 and one line naming
+the flag or field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line with exit status 2 (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        raise SystemExit(_fail(message))
+
+
+def _fail(message: str) -> int:
+    print(f"harness.run: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.registry import METHODS, PRESETS
+
+    parser = _Parser(
+        prog="python -m harness.run",
+        description="Train RLHF methods behind one interface and score them the same way.",
+        epilog=f"methods: {', '.join(METHODS)} (or 'all')\npresets: {', '.join(PRESETS)}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+                        help=f"methods to train and evaluate: {', '.join(METHODS)}, or all")
+    parser.add_argument("--preset", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a preset YAML "
+                        "file (default: tiny)")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds; metrics report mean and 95%% "
+                        "interval over them (default: 1)")
+    parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>)")
+    parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
+                        "(default: <out>/stages)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override a preset field, e.g. --set ppo.num_steps=20 (repeatable)")
+    return parser
+
+
+def parse_and_validate(argv: list[str] | None = None):
+    """Parses the command line and checks everything that can be checked before training.
+
+    Returns (config, methods, args). Raises SystemExit(2) with a one-line message on bad input.
+    """
+    from harness.config import ConfigError, load_preset
+    from harness.registry import PRESETS, resolve_methods
+
+    args = build_parser().parse_args(argv)
+    try:
+        methods = resolve_methods(args.methods)
+    except ValueError as err:
+        raise SystemExit(_fail(str(err))) from None
+    if args.seeds <= 0:
+        raise SystemExit(_fail(f"--seeds: must be a positive integer, got {args.seeds}"))
+
+    preset_path = PRESETS.get(args.preset) or Path(args.preset)
+    if args.preset not in PRESETS and not preset_path.is_file():
+        raise SystemExit(_fail(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)} "
+                               "or give a preset YAML file"))
+    try:
+        config = load_preset(preset_path, args.overrides)
+    except ConfigError as err:
+        raise SystemExit(_fail(str(err))) from None
+
+    args.out = args.out or Path("runs") / config.preset
+    for flag, path in (("--out", args.out), ("--cache", args.cache)):
+        if path is not None and not _writable(path):
+            raise SystemExit(_fail(f"{flag}: {path} is not a writable directory"))
+    return config, methods, args
+
+
+def _writable(path: Path) -> bool:
+    """True if ``path`` is, or can be created as, a directory we can write into."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The offline presets never need the hub; without these switches every hub look-up waits before failing.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    config, methods, args = parse_and_validate(argv)
+
+    from harness import pipeline
+    from harness.cache import RunLockedError
+    from harness.config import ConfigError
+
+    try:
+        result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache)
+    except (ConfigError, RunLockedError) as err:
+        return _fail(str(err))
+    print()
+    print(pipeline.format_table(result.table, result.results))
+    print(f"\nresults: {args.out / 'results.json'}  leaderboard: {args.out / 'leaderboard.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

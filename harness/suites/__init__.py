@@ -1,0 +1,1 @@
+"""Suites: the data and annotators of a preset (splits, evaluation sets, judges)."""

@@ -1,0 +1,66 @@
+"""The common method interface.
+
+A method is a small class with a ``name`` and ``train(ctx)``. It never trains a shared stage itself: it asks the
+run context (:class:`harness.context.RunContext`), which builds every stage once per run and caches it on disk,
+so ``--methods sft ppo rlp_uml rlp_spg`` trains the SFT model, the reward model and the first PPO policy once.
+
+The context offers::
+
+    ctx.sft()                                   -> Path of the SFT checkpoint
+    ctx.reward_model(extra_pairs=None, ...)     -> Path of a reward-model checkpoint (Bradley-Terry)
+    ctx.ppo(init, reward_model)                 -> PPORun (final policy + saved checkpoints for drift)
+    ctx.sample(policy, prompts, n, temperature) -> list of n samples per prompt (a cached stage)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from harness.context import RunContext
+
+
+@dataclass(frozen=True)
+class PPOCheckpoint:
+    """A policy saved during PPO, with the proxy reward and KL it had reached by then."""
+
+    step: int
+    path: Path
+    proxy_reward: float
+    kl: float
+
+
+@dataclass(frozen=True)
+class PPORun:
+    """What a PPO stage leaves behind: the final policy and the checkpoints along the way."""
+
+    policy: Path
+    reward_model: Path
+    checkpoints: tuple[PPOCheckpoint, ...]
+    history: tuple[dict, ...] = ()  # one record per PPO step: proxy reward, KL, losses, response length
+
+
+@dataclass(frozen=True)
+class TrainedPolicy:
+    """What a method returns: the policy to evaluate and how it came about.
+
+    ``reward_model`` is the reward model the policy was optimised against (None for SFT); ``ppo`` carries the
+    checkpoints the drift metric evaluates; ``diagnostics`` holds method-specific figures (SPG acceptance rate,
+    UML loss curves, ...) that the report shows.
+    """
+
+    method: str
+    policy: Path
+    reward_model: Path | None = None
+    ppo: PPORun | None = None
+    diagnostics: dict = field(default_factory=dict)
+
+
+class Method(Protocol):
+    """One RLHF method: ``train`` returns the policy to evaluate."""
+
+    name: str
+
+    def train(self, ctx: RunContext) -> TrainedPolicy: ...

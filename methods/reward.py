@@ -1,0 +1,136 @@
+"""The Bradley-Terry reward model, with TRL's RewardTrainer, and the hook RLP-UML adds its loss through.
+
+The reward model is an ``AutoModelForSequenceClassification`` with one output, initialised from the SFT model and
+trained on preference pairs with -log sigmoid(r(x, y_w) - r(x, y_l)). RLP retrains it (paper step 5): SPG appends
+synthetic pairs to the data; UML adds ``lambda * L_M`` through an :class:`AuxiliaryLoss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from trl import RewardConfig as TRLRewardConfig
+from trl import RewardTrainer
+
+from methods.sft import conversation, save_final, trainer_defaults
+from harness.suites.base import Preference
+
+
+@dataclass
+class RewardConfig:
+    """Reward-model training. AlpacaFarm: lr 3e-6, 1 epoch, batch 16."""
+
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 3e-6)."})
+    epochs: float = field(default=2.0, metadata={"help": "Passes over the preference data (AlpacaFarm: 1)."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step (AlpacaFarm: 16)."})
+    max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+
+
+class AuxiliaryLoss(Protocol):
+    """An extra loss trained jointly with the Bradley-Terry loss (RLP-UML's multi-view loss is one).
+
+    The trainer adds :meth:`parameters` to its optimiser, calls the loss once per training step, adds
+    ``weight * loss`` to the Bradley-Terry loss and logs the returned metrics.
+    """
+
+    weight: float
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def __call__(self, model: PreTrainedModel, tokenizer) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def cache_key(self) -> dict: ...
+
+
+def preference_pairs(data: Dataset) -> Dataset:
+    """Turns the preference schema (instruction, output_1, output_2, preference) into TRL's chosen/rejected.
+
+    Ties carry no Bradley-Terry signal and are dropped.
+    """
+    decided = data.filter(lambda row: row["preference"] in (Preference.FIRST, Preference.SECOND))
+
+    def to_chosen_rejected(row: dict) -> dict:
+        first_wins = row["preference"] == Preference.FIRST
+        chosen, rejected = (row["output_1"], row["output_2"]) if first_wins else (row["output_2"], row["output_1"])
+        return {"prompt": conversation(row["instruction"]),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+
+    return decided.map(to_chosen_rejected, remove_columns=decided.column_names)
+
+
+class _RewardTrainerWithAuxiliary(RewardTrainer):
+    """RewardTrainer whose loss is BT + weight * auxiliary; the auxiliary's parameters join the optimiser."""
+
+    def __init__(self, *args, auxiliary: AuxiliaryLoss, **kwargs):
+        self.auxiliary = auxiliary
+        self.auxiliary_curve: list[dict[str, float]] = []
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        optimizer.add_param_group({"params": list(self.auxiliary.parameters()), "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not model.training:
+            return result
+        bt_loss = result[0] if return_outputs else result
+        aux_loss, metrics = self.auxiliary(model, self.processing_class)
+        loss = bt_loss + self.auxiliary.weight * aux_loss
+        record = {"step": self.state.global_step, "bt_loss": bt_loss.item(), **metrics}
+        self.auxiliary_curve.append(record)
+        return (loss, result[1]) if return_outputs else loss
+
+
+def train_reward_model(
+    init_dir: Path,
+    pairs: Dataset,
+    cfg: RewardConfig,
+    out_dir: Path,
+    seed: int,
+    auxiliary: AuxiliaryLoss | None = None,
+) -> list[dict]:
+    """Trains a reward model from ``init_dir`` (the SFT checkpoint) on ``pairs`` and saves it to ``out_dir``.
+
+    Args:
+        init_dir: HF checkpoint whose backbone the reward model starts from; a fresh scalar head is added.
+        pairs: preference-schema rows (instruction, output_1, output_2, preference).
+        auxiliary: optional extra loss (RLP-UML), weighted by its ``weight``.
+
+    Returns:
+        The auxiliary loss curve (one record per step: bt_loss and the auxiliary's metrics); empty without one.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    args = TRLRewardConfig(
+        output_dir=str(out_dir / "trainer"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        lr_scheduler_type="cosine",
+        warmup_ratio=0.03,
+        seed=seed,
+        **trainer_defaults(),
+    )
+    common = dict(model=model, args=args, train_dataset=preference_pairs(pairs), processing_class=tokenizer)
+    if auxiliary is None:
+        trainer = RewardTrainer(**common)
+    else:
+        trainer = _RewardTrainerWithAuxiliary(**common, auxiliary=auxiliary)
+    trainer.train()
+    save_final(trainer, tokenizer, out_dir)
+    return getattr(trainer, "auxiliary_curve", [])
