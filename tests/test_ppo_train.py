@@ -1,0 +1,196 @@
+"""End-to-end PPO on a tiny random LLaMA: the reward must rise, and the run must be saved and reloadable."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+from methods.base import PPORun
+from methods.ppo import (
+    PPO,
+    PPOConfig,
+    RewardModelScorer,
+    _response_logprobs,
+    _response_mask,
+    load_ppo_run,
+    train_ppo,
+)
+
+SPECIALS = ["<pad>", "<eos>", "<unk>", "<user>", "<assistant>"]
+WORDS = ["yes", "no", "maybe", "the", "cat", "dog", "is", "a", "say", "word", "please", "now"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m.role }}> {{ m.content }} {% if m.role == 'assistant' %}<eos> {% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
+)
+PROMPTS = ["say yes", "say no", "the cat is", "a dog is", "say a word", "please say yes now", "is the dog",
+           "say maybe"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on 2 cores shared with other jobs, torch's second thread makes these tiny matmuls
+    up to 30x slower (measured: a 120x32 @ 32x64 linear took 1.5 ms with 2 threads, 54 us with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class YesScorer:
+    """A known reward: the fraction of response words that are "yes"."""
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return torch.tensor([r.split().count("yes") / max(len(r.split()), 1) for r in responses])
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A random 2-layer LLaMA policy and a same-shaped reward model, with a word-level chat tokenizer."""
+    root = tmp_path_factory.mktemp("ppo_models")
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
+        additional_special_tokens=["<user>", "<assistant>"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
+        eos_token_id=vocab["<eos>"], bos_token_id=None, num_labels=1,
+    )
+    torch.manual_seed(0)
+    for name, model in (("policy", LlamaForCausalLM(config)), ("rm", LlamaForSequenceClassification(config))):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path):
+    cfg = PPOConfig(
+        rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=30, learning_rate=3e-3,
+        kl_coef=0.02, truncation_penalty=0.0, save_every=10,
+    )
+    start = time.perf_counter()
+    run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path / "stage", seed=0,
+                    scorer=YesScorer(), show_progress=False)
+    seconds = time.perf_counter() - start
+    rewards = [r["proxy_reward"] for r in run.history]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    print(f"\nPPO {cfg.num_steps} steps in {seconds:.1f} s ({seconds / cfg.num_steps:.2f} s/step); "
+          f"reward first 5 steps {first:.3f}, last 5 {last:.3f}; final KL {run.history[-1]['kl']:.3f}")
+    # before the first update the policy is its reference: the KL of the first rollout is exactly 0
+    assert abs(run.history[0]["kl"]) < 1e-5
+    # a random policy says "yes" about 1 word in 17 and is often cut off (score 0): ~0.01 at the start
+    assert last > first + 0.3
+    assert sum(r["kl"] for r in run.history[-5:]) / 5 > 0.05  # it moved away from the reference
+    assert all(0.0 <= r["clipfrac"] <= 1.0 and r["response_length"] > 0 for r in run.history)
+
+    # checkpoints every 10 steps, the final policy, and a json with paths relative to the stage dir
+    assert [c.step for c in run.checkpoints] == [10, 20, 30]
+    for path in [c.path for c in run.checkpoints] + [run.policy]:
+        assert (path / "config.json").exists() and (path / "tokenizer.json").exists()
+    saved = json.loads((tmp_path / "stage" / "ppo_run.json").read_text())
+    assert saved["policy"] == "policy" and saved["checkpoints"][0]["path"] == "checkpoints/step-0010"
+
+    # the stage survives a rename, which is what the stage cache does after writing into a temporary dir
+    moved = (tmp_path / "stage").rename(tmp_path / "final")
+    reloaded = load_ppo_run(moved)
+    assert reloaded.policy == moved / "policy" and reloaded.checkpoints[-1].path == moved / "checkpoints/step-0030"
+    assert reloaded.history == run.history and reloaded.checkpoints[1].proxy_reward == rewards[19]
+
+
+def test_kl_penalty_keeps_the_policy_near_its_reference(models_dir, tmp_path):
+    def late_kl(kl_coef: float) -> float:
+        cfg = PPOConfig(rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=15, learning_rate=3e-3,
+                        kl_coef=kl_coef, truncation_penalty=0.0, save_every=15)
+        run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path / str(kl_coef), seed=0,
+                        scorer=YesScorer(), show_progress=False)
+        return sum(r["kl"] for r in run.history[-5:]) / 5
+
+    free, penalised = late_kl(0.0), late_kl(0.3)
+    print(f"\nmean KL of the last 5 of 15 steps: kl_coef 0 -> {free:.3f}, kl_coef 0.3 -> {penalised:.3f}")
+    assert penalised < 0.5 * free
+
+
+def test_response_mask_keeps_the_first_eos_and_drops_the_rest():
+    eos = 1
+    responses = torch.tensor([[5, 1, 0, 0], [5, 6, 7, 8], [1, 1, 1, 1]])
+    # row 0 ends at its eos (index 1), then generate's pads (0); row 1 never ends (truncated, all 4 count);
+    # row 2 says eos at once and is then padded with eos itself (a tokenizer whose pad is its eos)
+    expected = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    assert torch.equal(_response_mask(responses, eos), expected)
+
+
+def test_rollout_logprobs_match_generation_under_left_padding(models_dir):
+    """The log-probabilities PPO recomputes must be those the samples were drawn from, prompt padding or not."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / "policy")
+    policy = AutoModelForCausalLM.from_pretrained(models_dir / "policy").eval()
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                           tokenize=False) for p in ("say yes", "please say yes now the cat")]
+    encoded = tokenizer(chats, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+    assert encoded.attention_mask[0, 0] == 0  # the short prompt is left-padded
+    torch.manual_seed(0)
+    out = policy.generate(**encoded, do_sample=True, top_k=0, max_new_tokens=5, min_new_tokens=5,
+                          output_logits=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
+    sampled = torch.log_softmax(torch.stack(out.logits, dim=1), dim=-1)  # (B, R, V)
+    responses = out.sequences[:, encoded.input_ids.shape[1]:]
+    expected = sampled.gather(-1, responses.unsqueeze(-1)).squeeze(-1)
+    attention_mask = torch.cat([encoded.attention_mask, torch.ones_like(responses)], dim=1)
+    with torch.no_grad():
+        logprobs, entropy = _response_logprobs(policy, out.sequences, attention_mask, responses.shape[1], 1.0)
+    torch.testing.assert_close(logprobs, expected, atol=1e-4, rtol=1e-4)
+    assert (entropy > 0).all()
+
+
+def test_reward_model_scores_do_not_depend_on_batching(models_dir):
+    prompts = ["say yes", "the cat is", "please say yes now"]
+    responses = ["yes", "a dog is the cat now", ""]
+    one_by_one = RewardModelScorer(models_dir / "rm", batch_size=1).score(prompts, responses)
+    padded = RewardModelScorer(models_dir / "rm", batch_size=3).score(prompts, responses)
+    torch.testing.assert_close(padded, one_by_one, atol=1e-5, rtol=1e-5)
+    assert one_by_one.shape == (3,) and one_by_one.std() > 0  # a random head still tells the responses apart
+
+
+def test_ppo_with_the_reward_model_scorer(models_dir, tmp_path):
+    cfg = PPOConfig(rollout_batch_size=4, minibatch_size=2, max_new_tokens=4, num_steps=2, save_every=1)
+    run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path, seed=1, show_progress=False)
+    assert len(run.history) == 2 and len(run.checkpoints) == 2
+    for record in run.history:
+        assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    assert run.reward_model == models_dir / "rm"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"rollout_batch_size": 0}, "rollout_batch_size"), ({"num_steps": -1}, "num_steps"),
+     ({"minibatch_size": 3}, "minibatch_size"), ({"learning_rate": 0.0}, "learning_rate"),
+     ({"lam": 1.5}, "lam")],
+)
+def test_config_rejects_bad_values(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        PPOConfig(**overrides)
+
+
+def test_ppo_method_trains_from_sft_against_the_first_reward_model(tmp_path):
+    class FakeContext:
+        def sft(self):
+            return tmp_path / "sft"
+
+        def reward_model(self):
+            return tmp_path / "rm"
+
+        def ppo(self, init, reward_model):
+            return PPORun(policy=init / "ppo", reward_model=reward_model, checkpoints=())
+
+    trained = PPO().train(FakeContext())
+    assert (trained.method, trained.policy, trained.reward_model) == ("ppo", tmp_path / "sft/ppo", tmp_path / "rm")
+    assert trained.ppo.reward_model == tmp_path / "rm"
