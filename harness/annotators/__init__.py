@@ -1,0 +1,53 @@
+"""Judges (annotators) behind one interface, :class:`harness.suites.base.Annotator`, and the factory that names them.
+
+Judge names, as the ``--judge`` option and preset YAMLs give them:
+
+- ``gold``: the suite's own noise-free judge (the tiny world's programmatic quality function).
+- any annotator config alpaca_eval ships, e.g. ``alpaca_farm_greedy_gpt4`` (the paper's evaluator),
+  ``weighted_alpaca_eval_gpt4_turbo`` (AlpacaEval 2), ``alpaca_farm`` (AlpacaFarm's pool of simulated annotators):
+  :class:`AlpacaEvalAnnotator`; API judges need their key in the environment (checked by ``check_ready``).
+- ``local:<checkpoint dir or cached hub name>``: a local causal LM judging by answer likelihood
+  (:class:`LocalLikelihoodJudge`).
+"""
+
+from __future__ import annotations
+
+from harness.annotators.alpaca_eval_judge import (
+    AlpacaEvalAnnotator,
+    JudgeNotReadyError,
+    available_configs,
+    required_api_keys,
+)
+from harness.annotators.local_judge import LocalJudgeConfig, LocalLikelihoodJudge, local_judge
+from harness.suites.base import Annotator, Suite
+
+__all__ = [
+    "AlpacaEvalAnnotator",
+    "JudgeNotReadyError",
+    "LocalJudgeConfig",
+    "LocalLikelihoodJudge",
+    "available_configs",
+    "local_judge",
+    "make_annotator",
+    "required_api_keys",
+]
+
+LOCAL_PREFIX = "local:"
+
+
+def make_annotator(name: str, suite: Suite) -> Annotator:
+    """The judge called ``name`` (see the module docstring). Builds it only: call ``check_ready()`` where it exists.
+
+    Raises:
+        ValueError: an unknown name; the message lists the allowed ones.
+    """
+    if name == "gold":
+        return suite.gold_annotator()
+    if name.startswith(LOCAL_PREFIX) and name[len(LOCAL_PREFIX) :]:
+        return local_judge(name[len(LOCAL_PREFIX) :])
+    if name in available_configs():
+        return AlpacaEvalAnnotator(name)
+    raise ValueError(
+        f"judge must be 'gold', '{LOCAL_PREFIX}<checkpoint dir or cached hub name>', or one of alpaca_eval's "
+        f"annotator configs ({', '.join(available_configs())}); got {name!r}"
+    )

@@ -1,0 +1,1 @@
+"""Evaluators: simulated win rate against reference outputs, the knowledge task, and reward-model drift."""
