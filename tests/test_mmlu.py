@@ -61,15 +61,6 @@ def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run no faster on more threads, and on a shared CPU extra threads slow them 10-30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mmlu_prompt(question: str, choices: list[str]) -> str:
     """One question as official MMLU shows it, written out independently of the task template."""
     letters = "\n".join(f"{letter}. {choice}" for letter, choice in zip("ABCD", choices))

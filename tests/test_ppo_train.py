@@ -31,16 +31,6 @@ PROMPTS = ["say yes", "say no", "the cat is", "a dog is", "say a word", "please 
            "say maybe"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, torch's second thread makes these tiny matmuls
-    up to 30x slower (measured: a 120x32 @ 32x64 linear took 1.5 ms with 2 threads, 54 us with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class YesScorer:
     """A known reward: the fraction of response words that are "yes"."""
 
