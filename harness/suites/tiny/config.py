@@ -1,0 +1,165 @@
+"""Configuration of the embedded ``tiny`` world: data splits, annotators, reference generator, base model.
+
+Two dataclasses, because they change for different reasons: :class:`TinyWorldConfig` shapes the data and the
+annotators (and is cheap to rebuild), :class:`BaseModelConfig` shapes the pretrained base model (built once and
+cached on disk under a hash of its fields, see :func:`harness.suites.tiny.pretrain.base_model_dir_name`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _check_probability(config: object, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a probability in [0, 1], got {value!r}")
+
+
+def _check_positive(config: object, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    """The tiny LLaMA-architecture base model and its from-scratch pretraining on the world's raw text.
+
+    The defaults give about 1 M parameters and a build of well under a minute on 2 CPU cores. The world's facts
+    are fixed (they do not depend on any seed), so the same base model serves every ``world_seed``.
+    """
+
+    # Architecture (transformers LlamaConfig).
+    vocab_size: int = field(
+        default=768, metadata={"help": "Byte-level BPE vocabulary size, special tokens included."}
+    )
+    hidden_size: int = field(default=128, metadata={"help": "Width of the residual stream."})
+    num_layers: int = field(default=4, metadata={"help": "Number of transformer blocks."})
+    num_heads: int = field(
+        default=4, metadata={"help": "Attention heads per block (no grouped-query attention)."}
+    )
+    intermediate_size: int = field(default=384, metadata={"help": "Width of the SwiGLU MLP."})
+    max_position_embeddings: int = field(
+        default=128, metadata={"help": "Longest sequence the model accepts; world and chat texts stay under 48 tokens."}
+    )
+    # Pretraining.
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the corpus sample, the initialisation and the data order."}
+    )
+    steps: int = field(
+        default=300, metadata={"help": "AdamW steps of pretraining; each sees fresh documents (no epochs)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Rows of seq_len tokens per pretraining step."})
+    seq_len: int = field(
+        default=64, metadata={"help": "Tokens per row: documents, each ended by eos, are packed back to back."}
+    )
+    learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine decay to 10%)."})
+    warmup_steps: int = field(default=30, metadata={"help": "Linear warm-up steps before the cosine decay."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    tokenizer_documents: int = field(
+        default=8000, metadata={"help": "Corpus documents the BPE tokenizer is trained on."}
+    )
+    # Corpus mixture.
+    qa_correct_prob: float = field(
+        default=0.7,
+        metadata={"help": "Share of right answers in the corpus's 'Question: ... Answer: ...' documents."},
+    )
+    qa_pad_prob: float = field(
+        default=0.3, metadata={"help": "Probability of each filler slot (preamble, closing) in corpus answers."}
+    )
+    rare_fact_weight: float = field(
+        default=0.25,
+        metadata={"help": "How often the corpus states a rare fact relative to a common one (bar asks rare facts)."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self,
+            "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
+            "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents",
+        )
+        _check_probability(self, "qa_correct_prob", "qa_pad_prob", "rare_fact_weight")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"BaseModelConfig.hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise ValueError(f"BaseModelConfig.warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.seq_len > self.max_position_embeddings:
+            raise ValueError(
+                f"BaseModelConfig.seq_len ({self.seq_len}) must be <= max_position_embeddings "
+                f"({self.max_position_embeddings})"
+            )
+
+
+@dataclass(frozen=True)
+class TinyWorldConfig:
+    """The tiny world's data, annotators and reference generator, plus the base model it ships.
+
+    Split sizes are counts of items; each split is spread evenly over the six instruction families. The farm and
+    bar sizes keep a win rate's standard error at or under 5 points (sqrt(0.25 / 100) = 0.05 from 100 items).
+    """
+
+    world_seed: int = field(
+        default=0, metadata={"help": "Seed of the data splits and annotator noise (the training seed is separate)."}
+    )
+    # Split sizes.
+    sft_size: int = field(default=2000, metadata={"help": "Demonstrations in the sft split."})
+    preference_size: int = field(default=2000, metadata={"help": "Pairs in the preference split."})
+    unlabeled_size: int = field(default=500, metadata={"help": "Instructions in the unlabeled split (PPO and RLP)."})
+    val_size: int = field(
+        default=300, metadata={"help": "Gold-labelled pairs in the val split (held-out RM accuracy)."}
+    )
+    farm_size: int = field(default=240, metadata={"help": "Items in the in-distribution 'farm' evaluation set."})
+    bar_size: int = field(default=240, metadata={"help": "Items in the harder 'bar' evaluation set."})
+    # How the world writes responses.
+    sft_correct_prob: float = field(
+        default=0.95, metadata={"help": "Probability that an sft demonstration is right."}
+    )
+    sft_pad_prob: float = field(
+        default=0.08,
+        metadata={"help": "Probability of each filler slot in sft demonstrations (a padded minority lets PPO pad)."},
+    )
+    pair_correct_prob: float = field(
+        default=0.6, metadata={"help": "Probability that each response of a preference/val pair is right."}
+    )
+    pair_pad_prob: float = field(
+        default=0.4, metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."}
+    )
+    # Annotators.
+    flip_rate: float = field(
+        default=0.25, metadata={"help": "Probability that the training annotator flips its label (AlpacaFarm's 25%)."}
+    )
+    length_bias: float = field(
+        default=0.6,
+        metadata={
+            "help": "Probability that the training annotator prefers the longer output (in words) instead of the gold "
+            "choice. Of two right answers it then prefers the padded one with probability "
+            "flip_rate + length_bias * (1 - 2 * flip_rate), 0.55 at the defaults: only above 0.5 does filler pay "
+            "under a reward model trained on its labels, which is what PPO can exploit."
+        },
+    )
+    # The fixed reference generator of the evaluation sets.
+    reference_correct_prob: float = field(
+        default=0.75, metadata={"help": "Probability that the reference output of an evaluation item is right."}
+    )
+    reference_pad_prob: float = field(
+        default=0.08, metadata={"help": "Probability of each filler slot in reference outputs (mostly concise)."}
+    )
+    base_model: BaseModelConfig = field(
+        default_factory=BaseModelConfig, metadata={"help": "The pretrained base model (see BaseModelConfig)."}
+    )
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size")
+        _check_probability(
+            self,
+            *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))),
+        )
+        if not isinstance(self.base_model, BaseModelConfig):
+            raise ValueError(
+                f"TinyWorldConfig.base_model must be a BaseModelConfig, got {type(self.base_model).__name__}"
+            )

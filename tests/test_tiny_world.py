@@ -1,0 +1,391 @@
+"""The tiny world: gold judge, annotators, splits, tokenizer, knowledge task and base model build."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+
+import pytest
+
+from harness.suites.base import Preference
+from harness.suites.tiny import BaseModelConfig, TinySuite, TinyWorldConfig, pretrain, world
+from harness.suites.tiny.annotators import GoldJudge, NoisyAnnotator
+from harness.suites.tiny.tokenizer import EOS, train_tokenizer
+
+CAPITAL = next(f for f in world.FACTS if f.relation == "capital")
+CAPITAL_Q = f"What is the capital of {CAPITAL.subject}?"
+CAPITAL_RIGHT = f"The capital of {CAPITAL.subject} is {CAPITAL.value}."
+CAPITAL_WRONG = f"The capital of {CAPITAL.subject} is Nowhereton."
+
+
+@pytest.fixture(scope="module")
+def suite() -> TinySuite:
+    return TinySuite()
+
+
+@pytest.fixture(scope="module")
+def splits(suite):
+    return suite.splits()
+
+
+def _gold(instruction: str, output_1: str, output_2: str) -> float:
+    return GoldJudge().annotate([instruction], [output_1], [output_2])[0]
+
+
+# --- gold judge -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instruction", "output_1", "output_2", "expected"),
+    [
+        # right beats wrong, in either position
+        ("What is 3 plus 4?", "3 + 4 = 7.", "3 + 4 = 8.", Preference.FIRST),
+        ("What is 3 plus 4?", "3 + 4 = 8.", "3 + 4 = 7.", Preference.SECOND),
+        (CAPITAL_Q, CAPITAL_WRONG, CAPITAL_RIGHT, Preference.SECOND),
+        # both right: concise beats padded
+        (CAPITAL_Q, f"Sure! {CAPITAL_RIGHT} I hope this helps!", CAPITAL_RIGHT, Preference.SECOND),
+        ("Repeat the word moon 3 times.", "moon moon moon.", "Of course! moon moon moon.", Preference.FIRST),
+        # correctness dominates form: right with two filler phrases beats wrong concise
+        ("Reverse the words: key sun tree.", "Sure! tree sun key. I hope this helps!", "key sun tree.",
+         Preference.FIRST),
+        # equal gold quality is a tie: same answer in another spelling, same filler count, two wrong answers,
+        # two different right sentences of the open-ended family
+        ("What is 3 plus 4?", "3+4=7", "3 + 4 = 7.", Preference.TIE),
+        ("What is 3 plus 4?", "Sure! 3 + 4 = 7.", "3 + 4 = 7. I hope this helps!", Preference.TIE),
+        ("What is 3 plus 4?", "3 + 4 = 8.", "3 + 4 = 6.", Preference.TIE),
+        ("Write a short sentence about a small fox.", "The small fox sleeps under the tree.",
+         "The small fox eats an apple.", Preference.TIE),
+        # open-ended: naming another animal is wrong
+        ("Write a short sentence about a small fox.", "The small cat eats an apple.",
+         "The small fox eats an apple.", Preference.SECOND),
+    ],
+)
+def test_gold_judge_hand_cases(instruction, output_1, output_2, expected):
+    assert _gold(instruction, output_1, output_2) == expected
+
+
+def test_gold_judge_rejects_foreign_instructions_and_ragged_batches():
+    with pytest.raises(ValueError, match="not one of the tiny world's"):
+        _gold("Translate this into French.", "a", "b")
+    with pytest.raises(ValueError, match="same length"):
+        GoldJudge().annotate(["What is 3 plus 4?"], ["7"], [])
+
+
+def test_every_family_parses_its_instructions_and_judges_its_generated_answers():
+    rng = random.Random(0)
+    for name, family in world.FAMILIES.items():
+        for hard in (False, True):
+            for task in family.tasks(hard, rng)[:40]:
+                assert world.parse_instruction(task.instruction) == task
+                assert world.gold_quality(task.instruction, family.right(task.args, rng)) == (True, 0), name
+                assert world.gold_quality(task.instruction, family.wrong(task.args, rng)) == (False, 0), name
+
+
+def test_canonical_answer_equates_padded_and_concise_and_separates_answers(suite):
+    padded = f"Great question! {CAPITAL_RIGHT.upper()} Let me know if you need more help."
+    assert suite.canonical_answer(CAPITAL_Q, padded) == suite.canonical_answer(CAPITAL_Q, CAPITAL_RIGHT)
+    assert suite.canonical_answer(CAPITAL_Q, CAPITAL_RIGHT) == f"the capital of {CAPITAL.subject.lower()} is " \
+        f"{CAPITAL.value.lower()}"
+    assert suite.canonical_answer(CAPITAL_Q, CAPITAL_WRONG) != suite.canonical_answer(CAPITAL_Q, CAPITAL_RIGHT)
+    assert suite.canonical_answer("What is 3 plus 4?", "3 + 4 = 7.") != suite.canonical_answer(
+        "What is 3 plus 4?", "3 + 4 = 17.")
+
+
+# --- training annotator -----------------------------------------------------------------------------------------
+
+
+def _pairs(n: int, longer_is_better: bool) -> tuple[list[str], list[str], list[str]]:
+    """n distinct pairs (order shuffled) whose longer output is gold-better, or gold-worse."""
+    rng = random.Random(1)
+    tasks = [t for f in world.FAMILIES.values() for hard in (False, True) for t in f.tasks(hard, rng)]
+    rng.shuffle(tasks)
+    instructions, firsts, seconds = [], [], []
+    for task in tasks:
+        family = world.FAMILIES[task.family]
+        right = family.right(task.args, rng)
+        if longer_is_better:  # right with one filler phrase (1-4 words) vs a wrong concise answer
+            long, short = f"{rng.choice(world.PREAMBLES)} {right}", family.wrong(task.args, rng)
+        else:  # right padded vs the same right answer, concise
+            long, short = f"{right} {rng.choice(world.CLOSINGS)}", right
+        if len(long.split()) <= len(short.split()):
+            continue
+        pair = (long, short) if rng.random() < 0.5 else (short, long)
+        instructions.append(task.instruction)
+        firsts.append(pair[0])
+        seconds.append(pair[1])
+        if len(instructions) == n:
+            break
+    return instructions, firsts, seconds
+
+
+def test_noisy_annotator_flips_a_quarter_of_labels_where_length_and_gold_agree():
+    instructions, firsts, seconds = _pairs(3000, longer_is_better=True)
+    noisy = NoisyAnnotator(world_seed=0).annotate(instructions, firsts, seconds)
+    gold = GoldJudge().annotate(instructions, firsts, seconds)
+    assert Preference.TIE not in gold
+    flip_rate = statistics.mean(n != g for n, g in zip(noisy, gold))
+    print(f"measured flip rate {flip_rate:.3f} over {len(gold)} pairs")
+    assert flip_rate == pytest.approx(0.25, abs=0.04)
+
+
+def test_noisy_annotator_prefers_longer_outputs_more_than_flips_explain():
+    instructions, firsts, seconds = _pairs(3000, longer_is_better=False)
+    noisy = NoisyAnnotator(world_seed=0, flip_rate=0.25, length_bias=0.6).annotate(instructions, firsts, seconds)
+    longer = [Preference.FIRST if len(a.split()) > len(b.split()) else Preference.SECOND
+              for a, b in zip(firsts, seconds)]
+    rate = statistics.mean(n == l for n, l in zip(noisy, longer))
+    # By hand: it picks the longer (gold-worse) output when it follows length and keeps the label, or follows gold
+    # and flips: 0.6 * 0.75 + 0.4 * 0.25 = 0.55. Flips alone would give 0.25.
+    print(f"prefers the longer, gold-worse output in {rate:.3f} of {len(longer)} pairs (expected 0.55)")
+    assert rate == pytest.approx(0.55, abs=0.04)
+
+
+def test_noisy_annotator_is_deterministic_per_item_and_seeded_by_world_seed():
+    instructions, firsts, seconds = _pairs(400, longer_is_better=False)
+    annotator = NoisyAnnotator(world_seed=0)
+    labels = annotator.annotate(instructions, firsts, seconds)
+    assert labels == annotator.annotate(instructions, firsts, seconds)
+    assert annotator.annotate(instructions[::-1], firsts[::-1], seconds[::-1]) == labels[::-1]
+    assert NoisyAnnotator(world_seed=1).annotate(instructions, firsts, seconds) != labels
+    assert set(labels) == {Preference.FIRST, Preference.SECOND}
+
+
+def test_noisy_annotator_validates_its_probabilities():
+    with pytest.raises(ValueError, match="flip_rate"):
+        NoisyAnnotator(world_seed=0, flip_rate=1.5)
+
+
+# --- splits -----------------------------------------------------------------------------------------------------
+
+
+def test_splits_have_the_configured_sizes_and_the_protocol_schemas(splits):
+    config = TinyWorldConfig()
+    expected = {
+        "sft": (config.sft_size, {"instruction", "output"}),
+        "preference": (config.preference_size, {"instruction", "output_1", "output_2", "preference"}),
+        "unlabeled": (config.unlabeled_size, {"instruction"}),
+        "val": (config.val_size, {"instruction", "output_1", "output_2", "preference"}),
+        "farm": (config.farm_size, {"instruction", "output", "generator"}),
+        "bar": (config.bar_size, {"instruction", "output", "generator"}),
+    }
+    assert set(splits) == set(expected) == {"sft", "preference", "unlabeled", "val", *TinySuite.eval_sets}
+    for name, (size, columns) in expected.items():
+        assert (len(splits[name]), set(splits[name].column_names)) == (size, columns), name
+    assert set(splits["preference"]["preference"]) == set(splits["val"]["preference"]) == {1, 2}
+    assert set(splits["farm"]["generator"]) == set(splits["bar"]["generator"]) == {"tiny-reference"}
+
+
+def test_splits_are_deterministic_for_a_seed_and_differ_across_seeds(splits):
+    again = TinySuite(TinyWorldConfig()).splits()
+    assert all(splits[name].to_list() == again[name].to_list() for name in splits)
+    other = TinySuite(TinyWorldConfig(world_seed=1)).splits()
+    assert all(splits[name].to_list() != other[name].to_list() for name in splits)
+
+
+def test_split_instructions_are_disjoint(splits):
+    instructions = {name: set(split["instruction"]) for name, split in splits.items()}
+    names = sorted(instructions)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not instructions[a] & instructions[b], (a, b)
+    # Evaluation and val items never repeat.
+    for name in ("farm", "bar", "val"):
+        assert len(instructions[name]) == len(splits[name]), name
+    # Unlabeled repeats only where a family's pool runs short. Per family it needs 84, 84, 83, 83, 83, 83 items.
+    # capital, colour, repeat: 192 - 40 farm - 50 val = 102 left for sft/preference/unlabeled, 34 each;
+    # arithmetic (420 left) and reverse (2910 left) give all 83; describe: 288 - 90 = 198, 66 each. 334 in all.
+    assert len(instructions["unlabeled"]) == 34 + 34 + 83 + 83 + 34 + 66
+
+
+def test_split_contents_have_the_intended_quality(splits):
+    def share(split, column, test):
+        return statistics.mean(test(world.gold_quality(x, o)) for x, o in zip(split["instruction"], split[column]))
+
+    assert share(splits["sft"], "output", lambda q: q.correct) > 0.9
+    assert 0.05 < share(splits["sft"], "output", lambda q: q.form < 0) < 0.3  # a minority is padded
+    for name in ("farm", "bar"):  # the reference: decent but imperfect, mostly concise
+        assert 0.65 < share(splits[name], "output", lambda q: q.correct) < 0.85
+        assert share(splits[name], "output", lambda q: q.form == 0) > 0.75
+    val = splits["val"]
+    assert val["preference"] == [int(p) for p in GoldJudge().annotate(val["instruction"], val["output_1"],
+                                                                      val["output_2"])]
+
+
+def test_training_labels_favour_length_more_than_gold_does(splits):
+    pref = splits["preference"].to_list()
+    gold = GoldJudge().annotate([r["instruction"] for r in pref], [r["output_1"] for r in pref],
+                                [r["output_2"] for r in pref])
+
+    def longer_wins(labels):
+        pairs = [(r, p) for r, p in zip(pref, labels)
+                 if p != Preference.TIE and len(r["output_1"].split()) != len(r["output_2"].split())]
+        return statistics.mean((p == 1) == (len(r["output_1"].split()) > len(r["output_2"].split()))
+                               for r, p in pairs)
+
+    noisy_rate, gold_rate = longer_wins([r["preference"] for r in pref]), longer_wins(gold)
+    print(f"longer output preferred: training labels {noisy_rate:.3f}, gold {gold_rate:.3f}")
+    assert noisy_rate > gold_rate + 0.2
+
+
+def test_reference_outputs_are_fixed_per_instruction():
+    config = TinyWorldConfig()
+    task = world.parse_instruction("Reverse the words: key sun tree.")
+    other_seed = dataclasses.replace(config, world_seed=7)
+    assert world.reference_output(task, config) == world.reference_output(task, other_seed)
+
+
+def test_fair_shares_hand_worked():
+    # 102 instructions for splits needing 334, 334 and 84: an equal share is 34 and every split needs more.
+    assert world.fair_shares(102, [334, 334, 84]) == [34, 34, 34]
+    # 420 for 333, 333, 83: 420 // 3 = 140 >= 83, so unlabeled gets its 83; 337 remain for two: 169 and 168.
+    assert world.fair_shares(420, [333, 333, 83]) == [169, 168, 83]
+
+
+def test_config_rejects_bad_values_and_oversized_eval_sets():
+    with pytest.raises(ValueError, match="length_bias"):
+        TinyWorldConfig(length_bias=-0.1)
+    with pytest.raises(ValueError, match="farm_size"):
+        TinySuite(TinyWorldConfig(farm_size=2000)).splits()
+    with pytest.raises(ValueError, match="num_heads"):
+        BaseModelConfig(hidden_size=130, num_heads=4)
+
+
+# --- tokenizer --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    documents = world.pretraining_documents(BaseModelConfig())
+    return train_tokenizer([next(documents) for _ in range(2000)], vocab_size=512, model_max_length=128)
+
+
+def test_tokenizer_round_trips_through_save_and_load(tokenizer, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Sure! The capital of Zorvia is Mellon. 3+4=7 ünïcode <|eos|>"
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+    assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert loaded.decode(loaded(text)["input_ids"]) == text
+    assert (loaded.pad_token, loaded.eos_token, loaded.chat_template) == ("<|pad|>", EOS, tokenizer.chat_template)
+
+
+def test_chat_template_renders_turns_and_masks_the_assistant(tokenizer):
+    user = [{"role": "user", "content": "What is 3 plus 4?"}]
+    assert tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True) == (
+        "<|user|>What is 3 plus 4?<|assistant|>"
+    )
+    chat = user + [{"role": "assistant", "content": "3 + 4 = 7."}]
+    assert tokenizer.apply_chat_template(chat, tokenize=False) == (
+        "<|user|>What is 3 plus 4?<|assistant|>3 + 4 = 7.<|eos|>"
+    )
+    encoded = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    assistant_ids = [i for i, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    assert tokenizer.decode(assistant_ids) == "3 + 4 = 7.<|eos|>"
+
+
+# --- knowledge task ---------------------------------------------------------------------------------------------
+
+
+def test_committed_knowledge_jsonl_equals_the_generator():
+    assert world.KNOWLEDGE_JSONL.read_text() == world.knowledge_jsonl(), (
+        "regenerate with: python -c 'from harness.suites.tiny.world import write_knowledge_jsonl as w; w()'"
+    )
+
+
+def test_knowledge_task_loads_in_lm_eval(suite):
+    from lm_eval.tasks import TaskManager
+
+    include_dir, name = suite.knowledge_task()
+    task = TaskManager(include_path=str(include_dir), include_defaults=False).load(name)["tasks"][name]
+    docs = list(task.test_docs())
+    assert len(docs) == len(world.FACTS) == 120
+    for doc, fact in zip(docs, world.FACTS):
+        choices = task.doc_to_choice(doc)
+        assert len(set(choices)) == 4
+        assert fact.value in choices[task.doc_to_target(doc)]
+        assert task.doc_to_text(doc) == f"Question: {doc['question']}\nAnswer:"
+
+
+# --- base model -------------------------------------------------------------------------------------------------
+
+TOY_BASE = BaseModelConfig(
+    vocab_size=320, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, steps=3, batch_size=4,
+    seq_len=32, warmup_steps=1, tokenizer_documents=300,
+)
+
+
+def test_base_model_is_built_once_published_atomically_and_loads_with_auto_classes(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    suite = TinySuite(TinyWorldConfig(base_model=TOY_BASE))
+    path = suite.base_model(tmp_path)
+    assert path.name == pretrain.base_model_dir_name(TOY_BASE) and path.parent == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no staging dir left behind
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 3 plus 4?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert model.generate(**prompt, max_new_tokens=3, do_sample=False).shape[1] <= prompt["input_ids"].shape[1] + 3
+
+    def must_not_rebuild(*args):
+        raise AssertionError("the cached base model should have been reused")
+
+    monkeypatch.setattr(pretrain, "_pretrain", must_not_rebuild)
+    assert suite.base_model(tmp_path) == path
+
+
+def test_a_killed_build_leaves_nothing_that_a_later_run_would_use(tmp_path, monkeypatch):
+    def dies_half_way(config, out_dir, num_threads):
+        (out_dir / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain, "_pretrain", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.ensure_base_model(TOY_BASE, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_base_model_dir_name_tracks_the_config():
+    name = pretrain.base_model_dir_name
+    assert name(TOY_BASE) == name(dataclasses.replace(TOY_BASE))
+    assert name(TOY_BASE) != name(dataclasses.replace(TOY_BASE, seed=1))
+
+
+@pytest.mark.slow
+def test_default_base_model_knows_the_facts_but_not_the_chat_format(tmp_path):
+    """Builds the default base model (about a minute on 2 CPU cores) and scores it with lm-eval."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    suite = TinySuite()
+    path = suite.base_model(tmp_path)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    assert 0.5e6 < model.num_parameters() < 3e6
+    torch.manual_seed(0)
+    random_init = AutoModelForCausalLM.from_config(model.config)
+    include_dir, task = suite.knowledge_task()
+    manager = TaskManager(include_path=str(include_dir), include_defaults=False)
+
+    def accuracy(m) -> float:
+        lm = HFLM(pretrained=m.eval(), tokenizer=tokenizer, device="cpu", batch_size=32)
+        return simple_evaluate(model=lm, tasks=[task], task_manager=manager)["results"][task]["acc,none"]
+
+    trained_acc, random_acc = accuracy(model), accuracy(random_init)
+    print(f"knowledge accuracy: pretrained {trained_acc:.3f}, random init {random_acc:.3f}")
+    assert trained_acc > 0.6 and random_acc < 0.4
+
+    farm = suite.splits()["farm"]
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": x}], tokenize=False,
+                                             add_generation_prompt=True) for x in farm["instruction"][:30]]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    generated = model.generate(**batch, max_new_tokens=24, do_sample=False)
+    outputs = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    right = statistics.mean(world.gold_quality(x, o).correct for x, o in zip(farm["instruction"], outputs))
+    print(f"base model right on {right:.2f} of 30 chat prompts; e.g. {outputs[:3]}")
+    assert right < 0.5
