@@ -26,32 +26,9 @@ from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
 from harness.evals.evaluate import evaluate_policy
 from harness.generation import make_generator
+from harness.leaderboard import direction, leaderboard_table
 from harness.registry import METHODS, make_suite
-
-# The leaderboard contract: one row per method, these columns, in this order.
-LEADERBOARD_COLUMNS = [
-    "method", "preset", "seeds",
-    "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
-    "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
-    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
-    "proxy_reward", "kl", "avg_length", "train_wall_s",
-]
-
-# Direction of every metric, so tables can mark the best value and the regression check knows which way is worse.
-HIGHER_IS_BETTER = {
-    "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
-    "rm_acc_offline": True, "rm_acc_onpolicy": True, "rm_drift": False, "proxy_reward": None, "kl": None,
-    "avg_length": None, "train_wall_s": False,
-}
-
-
-def direction(metric: str) -> bool | None:
-    """True if higher is better, False if lower is, None if the metric has no better direction."""
-    for suffix, better in HIGHER_IS_BETTER.items():
-        if metric == suffix or metric.endswith("_" + suffix):
-            return better
-    return None
-
+from harness.report import write_reports
 
 @dataclass
 class RunResult:
@@ -127,6 +104,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         table = leaderboard_table(results)
         write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
         write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
+        markdown, html = write_reports(out_dir)
+        log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
 
@@ -185,18 +164,6 @@ def summarise(values: list[float]) -> dict:
     else:
         half = float("nan")
     return {"mean": mean, "ci95": half, "n": n, "values": values}
-
-
-def leaderboard_table(results: dict) -> pd.DataFrame:
-    """One row per method with the leaderboard columns (means over seeds)."""
-    rows = []
-    for name, entry in results["methods"].items():
-        row = {"method": name, "preset": results["preset"], "seeds": results["seeds"]}
-        for column in LEADERBOARD_COLUMNS[3:]:
-            metric = entry["metrics"].get(column)
-            row[column] = metric["mean"] if metric else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
 
 
 def format_table(table: pd.DataFrame, results: dict) -> str:

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>)")
     parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
                         "(default: <out>/stages)")
+    parser.add_argument("--update-leaderboard", action="store_true",
+                        help="store this run as the preset's leaderboard (leaderboards/<preset>.csv and .json), "
+                        "the reference of python -m harness.check")
+    parser.add_argument("--leaderboards", type=Path, default=Path("leaderboards"),
+                        help="where stored leaderboards live (default: leaderboards)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a preset field, e.g. --set ppo.num_steps=20 (repeatable)")
     return parser
@@ -79,7 +84,8 @@ def parse_and_validate(argv: list[str] | None = None):
         raise SystemExit(_fail(str(err))) from None
 
     args.out = args.out or Path("runs") / config.preset
-    for flag, path in (("--out", args.out), ("--cache", args.cache)):
+    leaderboards = args.leaderboards if args.update_leaderboard else None
+    for flag, path in (("--out", args.out), ("--cache", args.cache), ("--leaderboards", leaderboards)):
         if path is not None and not _writable(path):
             raise SystemExit(_fail(f"{flag}: {path} is not a writable directory"))
     return config, methods, args
@@ -109,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     print()
     print(pipeline.format_table(result.table, result.results))
-    print(f"\nresults: {args.out / 'results.json'}  leaderboard: {args.out / 'leaderboard.csv'}")
+    print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.html'}")
+    if args.update_leaderboard:
+        from harness.leaderboard import update_leaderboard
+
+        csv_path, json_path = update_leaderboard(args.out, args.leaderboards)
+        print(f"leaderboard updated: {csv_path} {json_path}")
     return 0
 
 

@@ -96,7 +96,7 @@ def make_run_dir(root: Path, seeds: int = 2) -> Path:
                                        "win_rate": values[f"{eval_set}_win_rate"][seed],
                                        "standard_error": values[f"{eval_set}_standard_error"][seed],
                                        "lc_win_rate": values[f"{eval_set}_lc_win_rate"][seed],
-                                       "lc_variant": "length_controlled_minimal (offline GLM)",
+                                       "lc_variant": "offline-length-glm",
                                        "n_wins": 2, "n_draws": 1}
             curve = [{"step": step, "accuracy": acc, "standard_error": 0.05, "n": 40, "n_annotator_ties": 1,
                       "proxy_reward": math.nan if step == 0 else 0.1 * step, "kl": 0.05 * step}
@@ -120,6 +120,7 @@ def make_run_dir(root: Path, seeds: int = 2) -> Path:
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
         {"methods": list(methods), "seeds": seeds, "preset": "tiny", "suite": {"name": "tiny"},
+         "model": {"base": f"models/{IMG}"},  # a user-given path: config strings reach the report too
          "eval": {"judge": "gold", "temperature": 0.7}}, sort_keys=False))
     (run_dir / "diagnostics.json").write_text(json.dumps(diagnostics))
     (run_dir / "run.log").write_text("[00:00:00] run finished\n")
@@ -188,7 +189,7 @@ def test_fixture_run_yields_both_reports_and_every_figure(reports):
 
 
 def test_headline_marks_the_best_value_by_direction(reports):
-    _, markdown, _ = reports
+    _, markdown, html = reports
     header = next(line for line in markdown.splitlines() if line.startswith("| method | `farm_win_rate`"))
     columns = [c.strip().strip("`") for c in header.strip("|").split(" | ")]
     ppo, spg = (dict(zip(columns, _markdown_row(markdown, m))) for m in ("ppo", "rlp_spg"))
@@ -199,6 +200,7 @@ def test_headline_marks_the_best_value_by_direction(reports):
     assert ppo["rm_acc_offline"].startswith("**0.710") and not spg["rm_acc_offline"].startswith("**")
     assert ppo["train_wall_s"].startswith("**32") and not spg["train_wall_s"].startswith("**")
     assert not any(row[c].startswith("**") for row in (ppo, spg) for c in ("proxy_reward", "kl", "avg_length"))
+    assert '<td class="best">50.0 ± 25.4</td>' in html and "<td>42.0 ± 25.4</td>" in html
 
 
 def test_best_methods_by_hand():
@@ -250,6 +252,7 @@ def test_html_runs_nothing_and_fetches_nothing_but_shows_the_payload(reports):
     _assert_inert(html)
     text = "".join(_parse(html).text)
     assert SCRIPT in text and IMG in text and "</pre>" + SCRIPT in text  # shown as text, after unescaping
+    assert f"base: models/{IMG}" in text  # the config's strings too
     assert "<script" not in html.lower() and "&lt;script&gt;" in html
 
 

@@ -1,0 +1,334 @@
+"""Run results as leaderboard rows, and the stored leaderboards ``python -m harness.check`` compares against.
+
+A stored leaderboard is one reference run of a preset, in two files under ``leaderboards/``:
+
+- ``<preset>.csv``: one row per method, the :data:`LEADERBOARD_COLUMNS` in that order (means over seeds). This is
+  the reviewed number: the check compares against these values.
+- ``<preset>.json``: what the CSV cannot hold: the command that produced it (preset, methods, seeds), provenance
+  (config, git commit, package versions, hardware, stage times), every metric's per-seed values and direction,
+  and the tolerance rules (:data:`TOLERANCES`) the check applies to it.
+
+Updating replaces both files with the given run (a leaderboard is one run, never a mix of runs). Both are written
+to temporary files first and then moved into place with ``os.replace``, so an update that fails half-way leaves
+the previous leaderboard intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+# The leaderboard contract: one row per method, these columns, in this order.
+LEADERBOARD_COLUMNS = [
+    "method", "preset", "seeds",
+    "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
+    "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
+    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    "proxy_reward", "kl", "avg_length", "train_wall_s",
+]
+METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
+
+# Direction of every metric, matched on the name's suffix, so tables can mark the best value and the regression
+# check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
+HIGHER_IS_BETTER = {
+    "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
+    "rm_acc_offline": True, "rm_acc_onpolicy": True, "rm_drift": False, "proxy_reward": None, "kl": None,
+    "avg_length": None, "train_wall_s": False,
+}
+
+SCHEMA_VERSION = 1
+
+TOLERANCE_RULE = ("tolerance = max(floor, relative * |stored|, k_std * sample std of the stored per-seed values, "
+                  "k_se * stored standard error); a term that cannot be computed (one seed, no standard error) "
+                  "is left out")
+
+
+def direction(metric: str) -> bool | None:
+    """True if higher is better, False if lower is, None if the metric has no better direction."""
+    for suffix, better in HIGHER_IS_BETTER.items():
+        if metric == suffix or metric.endswith("_" + suffix):
+            return better
+    return None
+
+
+def metric_kind(metric: str) -> str:
+    """The unit family a metric belongs to, which picks its tolerance rule (see :data:`TOLERANCES`)."""
+    if metric.endswith("win_rate"):
+        return "win_rate"
+    if metric.endswith("_acc") or metric.startswith("rm_acc") or metric == "rm_drift":
+        return "accuracy"
+    if metric.endswith("wall_s"):
+        return "wall_time"
+    return "other"
+
+
+def standard_error_column(metric: str) -> str | None:
+    """The column holding the judge's or lm-eval's standard error for ``metric``, if it has one."""
+    if metric.endswith("win_rate"):
+        return metric.split("_")[0] + "_standard_error"  # farm_lc_win_rate -> farm_standard_error
+    if metric == "mmlu_acc":
+        return "mmlu_stderr"
+    return None
+
+
+@dataclass(frozen=True)
+class ToleranceRule:
+    """How far a metric may move to the worse side before the check calls it a regression (see TOLERANCE_RULE)."""
+
+    floor: float = field(metadata={"help": "smallest tolerance, in the metric's own unit; absorbs the small "
+                                           "differences between machines that one stored seed cannot show"})
+    relative: float = field(default=0.0, metadata={"help": "fraction of the stored value always allowed "
+                                                           "(timings vary with machine load)"})
+    k_std: float = field(default=3.0, metadata={"help": "multiple of the sample standard deviation of the "
+                                                        "stored per-seed values (seed-to-seed noise)"})
+    k_se: float = field(default=0.0, metadata={"help": "multiple of the stored standard error over evaluation "
+                                                       "items (win rates and MMLU; noise of a single seed)"})
+
+    def __post_init__(self) -> None:
+        for name in ("floor", "relative", "k_std", "k_se"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"tolerance.{name}: must be a non-negative number, got {value!r}")
+
+
+# The rules in force, per metric kind. Win rates are in points (0-100), accuracies in [0, 1], wall times in seconds.
+TOLERANCES: dict[str, ToleranceRule] = {
+    "win_rate": ToleranceRule(floor=5.0, k_std=3.0, k_se=2.0),
+    "accuracy": ToleranceRule(floor=0.05, k_std=3.0, k_se=2.0),
+    "wall_time": ToleranceRule(floor=30.0, relative=1.0, k_std=3.0),
+    "other": ToleranceRule(floor=0.0, relative=0.1, k_std=3.0),
+}
+
+
+class LeaderboardError(ValueError):
+    """A stored leaderboard that is missing or malformed; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """A stored leaderboard, validated.
+
+    Attributes:
+        preset: the preset it was produced with.
+        table: one row per method, :data:`LEADERBOARD_COLUMNS`, numeric metric columns (NaN where absent).
+        methods: the methods of the command that produced it, in order.
+        seeds: the number of seeds of that command.
+        per_seed: method -> metric -> per-seed values (NaN where a seed had none).
+        higher_is_better: metric -> direction, as stored.
+        tolerances: metric kind -> rule, as stored.
+        provenance: config, git commit, versions, hardware, stage times of the reference run.
+    """
+
+    preset: str
+    table: pd.DataFrame
+    methods: list[str]
+    seeds: int
+    per_seed: dict[str, dict[str, list[float]]]
+    higher_is_better: dict[str, bool | None]
+    tolerances: dict[str, ToleranceRule]
+    provenance: dict
+
+
+def load_results(run_dir: Path) -> dict:
+    """Reads and checks a run's ``results.json``.
+
+    Raises:
+        ValueError: one line naming the file and the problem (missing, not JSON, missing keys).
+    """
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; is {run_dir} a finished run dir?")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    required = {"preset", "seeds", "methods"}
+    if not isinstance(results, dict) or not required <= results.keys() or not isinstance(results["methods"], dict):
+        raise ValueError(f"{path}: expected an object with 'preset', 'seeds' and 'methods'")
+    for name, entry in results["methods"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+            raise ValueError(f"{path}: method {name!r} has no 'metrics' object")
+    return results
+
+
+def leaderboard_table(results: dict) -> pd.DataFrame:
+    """One row per method with the leaderboard columns (means over seeds; NaN where a method has no value)."""
+    rows = []
+    for name, entry in results["methods"].items():
+        row = {"method": name, "preset": results["preset"], "seeds": results["seeds"]}
+        for column in METRIC_COLUMNS:
+            metric = entry["metrics"].get(column)
+            row[column] = metric["mean"] if metric else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+
+
+def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Path]:
+    """Replaces the stored leaderboard of the run's preset with this run.
+
+    Args:
+        run_dir: a finished run dir (``results.json``, ``config.yaml``).
+        leaderboards_dir: where ``<preset>.csv`` and ``<preset>.json`` live; created if missing.
+
+    Returns:
+        The paths of the CSV and the JSON written.
+
+    Raises:
+        ValueError: the run dir has no readable ``results.json``.
+    """
+    from harness.report.provenance import collect_provenance  # deferred: harness.report imports this module
+
+    results = load_results(run_dir)
+    preset = results["preset"]
+    methods = list(results["methods"])
+    record = {
+        "schema": SCHEMA_VERSION,
+        "preset": preset,
+        "command": {"preset": preset, "methods": methods, "seeds": results["seeds"]},
+        "higher_is_better": {column: direction(column) for column in METRIC_COLUMNS},
+        "tolerance_rule": TOLERANCE_RULE,
+        "tolerances": {kind: dataclasses.asdict(rule) for kind, rule in TOLERANCES.items()},
+        "per_seed": {name: {column: _per_seed_values(entry, column, results["seeds"]) for column in METRIC_COLUMNS}
+                     for name, entry in results["methods"].items()},
+        "provenance": collect_provenance(run_dir, results),
+    }
+    leaderboards_dir = Path(leaderboards_dir)
+    leaderboards_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = leaderboards_dir / f"{preset}.csv", leaderboards_dir / f"{preset}.json"
+    _publish({
+        csv_path: leaderboard_table(results).to_csv(index=False, float_format="%.10g"),  # 0.12, not 0.12000000000000001
+        json_path: json.dumps(_nan_to_null(record), indent=1, allow_nan=False) + "\n",
+    })
+    return csv_path, json_path
+
+
+def _per_seed_values(entry: dict, column: str, seeds: int) -> list[float]:
+    metric = entry["metrics"].get(column)
+    return [float(v) for v in metric["values"]] if metric is not None else [math.nan] * seeds
+
+
+def _nan_to_null(obj: object) -> object:
+    """NaN as JSON null, so the stored file is strict JSON any tool reads."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_null(v) for v in obj]
+    return obj
+
+
+def _publish(contents: dict[Path, str]) -> None:
+    """Writes every file to a temporary beside it, then moves them all into place.
+
+    Nothing is replaced until every temporary is complete, so a failure while writing (disk full, interrupt)
+    leaves all the old files as they were.
+    """
+    temporaries: dict[Path, Path] = {}
+    try:
+        for path, text in contents.items():
+            temporaries[path] = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            temporaries[path].write_text(text)
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporaries.values():
+            tmp.unlink(missing_ok=True)
+
+
+def known_methods() -> frozenset[str]:
+    """Method names in the registry (imported here, not at module level: the registry imports every method)."""
+    from harness.registry import METHODS
+
+    return frozenset(METHODS)
+
+
+def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
+    """Reads and validates the stored leaderboard of ``preset``.
+
+    Raises:
+        LeaderboardError: one line naming the file and the problem: missing file, empty file, a missing column,
+            a non-numeric value, an unknown method, or a JSON that does not match the CSV.
+    """
+    csv_path = Path(leaderboards_dir) / f"{preset}.csv"
+    json_path = Path(leaderboards_dir) / f"{preset}.json"
+    table = _read_table(csv_path)
+    record = _read_record(json_path)
+
+    unknown = sorted(set(table["method"]) - known_methods())
+    if unknown:
+        raise LeaderboardError(f"{csv_path}: unknown method {unknown[0]!r}; "
+                               f"known: {', '.join(sorted(known_methods()))}")
+    stored_presets = set(table["preset"].astype(str)) | {str(record.get("preset"))}
+    if stored_presets != {preset}:
+        raise LeaderboardError(f"{csv_path}: rows are for preset(s) {', '.join(sorted(stored_presets))}, "
+                               f"expected only {preset!r}")
+
+    command = record.get("command")
+    if (not isinstance(command, dict) or not isinstance(command.get("methods"), list)
+            or not isinstance(command.get("seeds"), int) or command["seeds"] < 1):
+        raise LeaderboardError(f"{json_path}: 'command' must hold a list of 'methods' and a positive 'seeds'")
+    if sorted(command["methods"]) != sorted(table["method"]):
+        raise LeaderboardError(f"{json_path}: command methods {command['methods']} do not match the CSV's "
+                               f"{list(table['method'])}")
+    try:
+        tolerances = {kind: ToleranceRule(**rule) for kind, rule in record["tolerances"].items()}
+        per_seed = {name: {column: [math.nan if v is None else float(v) for v in record["per_seed"][name][column]]
+                           for column in METRIC_COLUMNS} for name in table["method"]}
+        higher_is_better = {column: record["higher_is_better"][column] for column in METRIC_COLUMNS}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise LeaderboardError(f"{json_path}: malformed or incomplete ({type(err).__name__}: {err})") from None
+    missing_kinds = {metric_kind(c) for c in METRIC_COLUMNS} - set(tolerances)
+    if missing_kinds:
+        raise LeaderboardError(f"{json_path}: no tolerance rule for metric kind {sorted(missing_kinds)[0]!r}")
+    return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, higher_is_better,
+                       tolerances, record.get("provenance", {}))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise LeaderboardError(f"{path}: no such file; write one with "
+                               "python -m harness.run ... --update-leaderboard")
+    if not path.read_text().strip():
+        raise LeaderboardError(f"{path}: the file is empty")
+    try:
+        table = pd.read_csv(path, dtype={"method": str, "preset": str})
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise LeaderboardError(f"{path}: not a readable CSV ({err})") from None
+    missing = [c for c in LEADERBOARD_COLUMNS if c not in table.columns]
+    if missing:
+        raise LeaderboardError(f"{path}: missing column {missing[0]!r}; expected {', '.join(LEADERBOARD_COLUMNS)}")
+    if table.empty:
+        raise LeaderboardError(f"{path}: the file has a header but no rows")
+    if table["method"].isna().any() or table["method"].duplicated().any():
+        raise LeaderboardError(f"{path}: every row needs a distinct method name")
+    for column in ["seeds", *METRIC_COLUMNS]:
+        numeric = pd.to_numeric(table[column], errors="coerce")
+        bad = table[column][numeric.isna() & table[column].notna()]
+        if not bad.empty:
+            row = table.loc[bad.index[0], "method"]
+            raise LeaderboardError(f"{path}: column {column!r}, method {row!r}: {bad.iloc[0]!r} is not a number")
+        table[column] = numeric.astype(float)
+    return table[LEADERBOARD_COLUMNS]
+
+
+def _read_record(path: Path) -> dict:
+    if not path.is_file():
+        raise LeaderboardError(f"{path}: no such file; the CSV needs its provenance JSON beside it")
+    text = path.read_text()
+    if not text.strip():
+        raise LeaderboardError(f"{path}: the file is empty")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LeaderboardError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise LeaderboardError(f"{path}: expected a JSON object")
+    return record

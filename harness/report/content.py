@@ -1,0 +1,275 @@
+"""What a report says, independent of its format.
+
+:func:`build_report_data` turns a run dir into one :class:`ReportData`; ``markdown.py`` and ``html.py`` only lay it
+out, so the two files always show the same numbers. Model outputs and every other string from the run are kept
+as plain text here: escaping is the renderer's job, because each format escapes differently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
+from harness.suites.base import Preference
+
+PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
+
+# The headline columns: every leaderboard metric except the standard errors, which are shown inside the win-rate
+# and MMLU cells when there is a single seed.
+HEADLINE_METRICS = [c for c in METRIC_COLUMNS if c not in {standard_error_column(m) for m in METRIC_COLUMNS}]
+
+# How to read the headline table; plain text (no markup), so both renderers can show it as is.
+HEADLINE_NOTES = (
+    "Each cell is the mean over seeds ± the half-width of its 95% t-interval. † marks ± one seed's standard error "
+    "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for MMLU): with a single seed there is "
+    "no interval over seeds.",
+    "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
+    "length) are not marked.",
+    "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference; "
+    "accuracies are in [0, 1]; rm_drift = rm_acc_offline - rm_acc_onpolicy, the reward model's accuracy on "
+    "held-out pairs minus its accuracy on judged pairs of the final policy's samples.",
+)
+
+# What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
+STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
+
+VERDICTS = {Preference.SECOND: "model wins", Preference.FIRST: "reference wins", Preference.TIE: "tie"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One formatted value of the headline table."""
+
+    text: str
+    best: bool = False  # the best value of its column, by the metric's direction
+    standard_error: bool = False  # "±" is a single seed's standard error over items, not an interval over seeds
+
+
+@dataclass(frozen=True)
+class SampleOutput:
+    """One method's output for a sample instruction and the judge's verdict against the reference."""
+
+    method: str
+    output: str
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation instruction shown with the reference and every method's output (seed 0)."""
+
+    eval_set: str
+    number: int  # 1-based, within its evaluation set
+    instruction: str
+    reference: str
+    outputs: tuple[SampleOutput, ...]
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows. Strings are raw run text; renderers escape them."""
+
+    run_dir: Path
+    preset: str
+    seeds: int
+    judge: str
+    wall_s: float | None
+    methods: list[str]
+    metrics: list[str]
+    headline: dict[str, list[Cell]]  # method -> one cell per metric
+    lc_variants: list[str]
+    paper: dict  # label, notes, columns (header labels), rows (method -> cell texts)
+    plots: dict[str, str]  # title -> PNG path relative to run_dir
+    diagnostics: list[tuple[str, str, str]]  # method, name, mean over seeds (formatted)
+    samples: list[Sample]
+    provenance: dict
+
+    @property
+    def config_yaml(self) -> str:
+        """The resolved config as YAML (secret-looking values already redacted by provenance)."""
+        config = self.provenance.get("config")
+        return yaml.safe_dump(config, sort_keys=False) if config else "(no config.yaml in the run dir)"
+
+
+def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
+                      samples_per_set: int = 3) -> ReportData:
+    """Collects the report's content from a run's results, figures and provenance.
+
+    Args:
+        run_dir: the run dir (sample outputs are read from the win-rate stage dirs it records).
+        results: the parsed ``results.json``.
+        plots: figure title -> PNG path, as written by :func:`harness.report.plots.make_plots`.
+        provenance: from :func:`harness.report.provenance.collect_provenance`.
+        samples_per_set: instructions shown per evaluation set.
+    """
+    methods = results["methods"]
+    headline = {name: [headline_cell(metric, entry["metrics"]) for metric in HEADLINE_METRICS]
+                for name, entry in methods.items()}
+    for column, metric in enumerate(HEADLINE_METRICS):
+        means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
+        for name in best_methods(means, _direction(methods, metric)):
+            headline[name][column] = dataclasses.replace(headline[name][column], best=True)
+    return ReportData(
+        run_dir=Path(run_dir),
+        preset=results["preset"],
+        seeds=results.get("seeds", 1),
+        judge=str(results.get("judge", "unknown")),
+        wall_s=results.get("wall_s"),
+        methods=list(methods),
+        metrics=HEADLINE_METRICS,
+        headline=headline,
+        lc_variants=sorted({str(details["lc_variant"]) for entry in methods.values()
+                            for record in entry["per_seed"]
+                            for details in record.get("details", {}).get("eval_sets", {}).values()
+                            if "lc_variant" in details}),
+        paper=paper_comparison(results, PAPER_RESULTS),
+        plots={title: path.relative_to(run_dir).as_posix() for title, path in plots.items()},
+        diagnostics=diagnostic_means(results.get("diagnostics", {})),
+        samples=collect_samples(Path(run_dir), results, samples_per_set),
+        provenance=provenance,
+    )
+
+
+def format_value(metric: str, value: float | None) -> str:
+    """A metric value in its unit's usual precision: win rates in points to 0.1, accuracies to 0.001."""
+    if value is None or math.isnan(value):
+        return "–"
+    kind = metric_kind(metric)
+    if kind == "win_rate":
+        return f"{value:.1f}"
+    if kind == "accuracy":
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def headline_cell(metric: str, metrics: dict) -> Cell:
+    """Mean ± 95% interval over seeds; with one seed, mean ± the standard error over items where there is one."""
+    record = metrics.get(metric)
+    if record is None or math.isnan(record["mean"]):
+        return Cell("–")
+    mean = format_value(metric, record["mean"])
+    if not math.isnan(record["ci95"]):
+        return Cell(f"{mean} ± {format_value(metric, record['ci95'])}")
+    se = metrics.get(standard_error_column(metric) or "", {}).get("mean", math.nan)
+    if not math.isnan(se):
+        return Cell(f"{mean} ± {format_value(metric, se)}", standard_error=True)
+    return Cell(mean)
+
+
+def best_methods(means: dict[str, float], higher_is_better: bool | None) -> set[str]:
+    """The methods holding the best mean (all of them on a tie); none without a direction or a comparison."""
+    finite = {name: mean for name, mean in means.items() if not math.isnan(mean)}
+    if higher_is_better is None or len(finite) < 2:
+        return set()
+    best = max(finite.values()) if higher_is_better else min(finite.values())
+    return {name for name, mean in finite.items() if mean == best}
+
+
+def _direction(methods: dict, metric: str) -> bool | None:
+    """The direction the run recorded for ``metric`` (the first method that has it)."""
+    for entry in methods.values():
+        if metric in entry["metrics"]:
+            return entry["metrics"][metric].get("higher_is_better")
+    return None
+
+
+def paper_comparison(results: dict, paper_file: Path) -> dict:
+    """This run's means beside the paper's numbers, in the paper's units.
+
+    Rows are this run's methods, then the paper's methods this run did not train.
+    """
+    paper = yaml.safe_load(paper_file.read_text())
+    label = paper["label"]
+    columns, rows = [], {}
+    for column in paper["columns"]:
+        columns += [f"{column['label']} (this run)", f"{column['label']} ({label})"]
+    names = list(results["methods"]) + [m for m in paper["methods"] if m not in results["methods"]]
+    for name in names:
+        run_metrics = results["methods"].get(name, {}).get("metrics")
+        cells = []
+        for column in paper["columns"]:
+            if run_metrics is None:
+                cells.append("not run")
+            else:
+                mean = run_metrics.get(column["metric"], {}).get("mean", math.nan)
+                cells.append("–" if math.isnan(mean) else f"{mean * column['run_scale']:.1f}")
+            value = paper["methods"].get(name, {}).get(column["metric"])
+            cells.append("–" if value is None else f"{value:.1f}")
+        rows[name] = cells
+    notes = [f"Columns marked ({label}) are the paper's own numbers: {paper['source']}.", *paper["notes"]]
+    return {"label": label, "notes": notes, "columns": columns, "rows": rows}
+
+
+def diagnostic_means(diagnostics: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    """Every scalar method diagnostic (SPG acceptance rate, pair accuracy, ...) as its mean over seeds."""
+    rows = []
+    for name, seeds in diagnostics.items():
+        keys = [k for k in (seeds[0] if seeds else {}) if k != "seed"]
+        for key in keys:
+            values = [s.get(key) for s in seeds]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                rows.append((name, key, f"{sum(values) / len(values):.3g}"))
+    return rows
+
+
+def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
+    """The first ``per_set`` instructions of each evaluation set that every method answered (seed 0).
+
+    Outputs, references and verdicts are read from the win-rate stage dirs; a method whose stage dir is gone
+    (a shared cache cleaned up) is left out of the samples rather than failing the report.
+    """
+    per_method: dict[str, dict[str, dict]] = {}
+    for name, entry in results["methods"].items():
+        eval_sets = entry["per_seed"][0].get("details", {}).get("eval_sets", {}) if entry["per_seed"] else {}
+        for eval_set, details in eval_sets.items():
+            stage = resolve_stage(run_dir, details.get("stage", ""))
+            if stage is not None:
+                per_method.setdefault(eval_set, {})[name] = _read_stage(stage)
+
+    samples = []
+    for eval_set, stages in per_method.items():
+        first = next(iter(stages.values()))
+        common = [i for i in first["order"] if all(i in s["outputs"] for s in stages.values())]
+        for number, instruction in enumerate(common[:per_set], 1):
+            samples.append(Sample(
+                eval_set=eval_set,
+                number=number,
+                instruction=instruction,
+                reference=first["references"].get(instruction, ""),
+                outputs=tuple(SampleOutput(name, *s["outputs"][instruction]) for name, s in stages.items()),
+            ))
+    return samples
+
+
+def resolve_stage(run_dir: Path, stage: str) -> Path | None:
+    """The win-rate stage dir recorded in results: as written, else by name under the run's ``stages/``.
+
+    Results record the path the run saw, which may be relative to where it was launched; looking it up by name
+    under the run dir keeps reports working after the run dir is moved.
+    """
+    if not stage:
+        return None
+    for candidate in (Path(stage), Path(run_dir) / "stages" / Path(stage).name):
+        if all((candidate / name).is_file() for name in STAGE_FILES):
+            return candidate
+    return None
+
+
+def _read_stage(stage: Path) -> dict:
+    """instruction -> (model output, verdict), the reference per instruction, and the instructions' order."""
+    model_outputs = json.loads((stage / "model_outputs.json").read_text())
+    references = json.loads((stage / "reference_outputs.json").read_text())
+    annotations = json.loads((stage / "annotations.json").read_text())
+    verdicts = {a["instruction"]: VERDICTS.get(a.get("preference_vs_reference"), "unknown") for a in annotations}
+    return {
+        "order": [o["instruction"] for o in model_outputs],
+        "outputs": {o["instruction"]: (o["output"], verdicts.get(o["instruction"], "not judged"))
+                    for o in model_outputs},
+        "references": {r["instruction"]: r["output"] for r in references},
+    }

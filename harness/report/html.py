@@ -1,0 +1,31 @@
+"""The report as one self-contained HTML file.
+
+Rendered by jinja2 with autoescaping on, so every string from the run (model outputs, instructions, references,
+config values, names) is HTML-escaped wherever the template puts it. Figures are embedded as base64 ``data:`` URIs
+and the style sheet is inline: the file opens offline, fetches nothing, and runs no script. A Content-Security-
+Policy meta tag (no scripts, images only from ``data:``) backs this up should an escaping bug ever slip through.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from harness.report.content import HEADLINE_NOTES, ReportData
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def data_uri(png: Path) -> str:
+    """A PNG file as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def render_html(data: ReportData) -> str:
+    """The whole report as one HTML document."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    images = {title: data_uri(data.run_dir / path) for title, path in data.plots.items()}
+    return env.get_template("report.html.j2").render(data=data, images=images, notes=HEADLINE_NOTES)

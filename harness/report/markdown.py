@@ -1,0 +1,124 @@
+"""The report as Markdown (GitHub-flavoured), safe to render whatever the models wrote.
+
+Nothing from a run is ever written as Markdown source: model outputs, instructions, references and the config go
+into fenced code blocks whose fence is longer than any backtick run inside, and names and paths into code spans
+(with ``|`` escaped inside tables). Renderers show both literally, so an output holding ``<script>`` or a
+Markdown link stays text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.report.content import HEADLINE_NOTES, ReportData
+
+
+def longest_backtick_run(text: str) -> int:
+    """Length of the longest run of consecutive backticks in ``text`` (0 if none)."""
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def fenced(text: str, info: str = "text") -> str:
+    """``text`` as a fenced code block that nothing inside it can close.
+
+    CommonMark closes a fence only with a run of backticks at least as long as the opening one, so a fence one
+    longer than the longest run in ``text`` (and at least three) is unbreakable.
+    """
+    fence = "`" * max(3, longest_backtick_run(text) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def code_span(text: str, in_table: bool = False) -> str:
+    """``text`` as an inline code span on one line.
+
+    The delimiter is one backtick longer than any run inside; a space pads text that starts or ends with a
+    backtick (CommonMark strips one such space). Inside a GFM table a ``|`` would end the cell even within a code
+    span, so it is escaped there (GFM removes that backslash).
+    """
+    text = " ".join(text.splitlines())
+    if in_table:
+        text = text.replace("|", "\\|")
+    ticks = "`" * (longest_backtick_run(text) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A GFM table; cells must already be safe Markdown (code spans or text this module produced)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(data: ReportData) -> str:
+    """The whole report as Markdown; figures are linked by their path relative to the run dir."""
+    parts = [
+        f"# Run report: preset {code_span(data.preset)}",
+        f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
+        f"Judge: {code_span(data.judge)}."
+        + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else ""),
+        "## Results",
+        _headline(data),
+        "## Beside the paper's numbers",
+        _paper(data),
+    ]
+    if data.plots:
+        parts.append("## Figures")
+        parts += [f"### {title}\n\n![{title}]({path})" for title, path in data.plots.items()]
+    if data.diagnostics:
+        parts += ["## Method diagnostics", "Scalar diagnostics each method reports, mean over seeds.",
+                  table(["method", "diagnostic", "mean"],
+                        [[code_span(m, True), code_span(k, True), v] for m, k, v in data.diagnostics])]
+    parts += ["## Sample outputs", _samples(data), "## Provenance", _provenance(data)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _headline(data: ReportData) -> str:
+    rows = []
+    for method, cells in data.headline.items():
+        rows.append([code_span(method, True)] + [
+            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "") for c in cells])
+    notes = list(HEADLINE_NOTES)
+    if data.lc_variants:
+        notes.append("Length-controlled win rate variant: " + ", ".join(code_span(v) for v in data.lc_variants)
+                     + ".")
+    header = ["method"] + [code_span(m, True) for m in data.metrics]
+    return table(header, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def _paper(data: ReportData) -> str:
+    paper = data.paper
+    rows = [[code_span(m, True), *cells] for m, cells in paper["rows"].items()]
+    return table(["method", *paper["columns"]], rows) + "\n\n" + "\n".join(f"- {n}" for n in paper["notes"])
+
+
+def _samples(data: ReportData) -> str:
+    if not data.samples:
+        return "No sample outputs: the run's win-rate stage dirs were not found."
+    parts = ["The same instructions for every method (seed 0), with the judge's verdict against the reference."]
+    for sample in data.samples:
+        parts += [f"### {code_span(sample.eval_set)} sample {sample.number}",
+                  "Instruction:", fenced(sample.instruction), "Reference:", fenced(sample.reference)]
+        for out in sample.outputs:
+            parts += [f"{code_span(out.method)} ({out.verdict}):", fenced(out.output)]
+    return "\n\n".join(parts)
+
+
+def _provenance(data: ReportData) -> str:
+    prov = data.provenance
+    hardware = prov.get("hardware", {})
+    facts = [
+        f"- git commit: {code_span(str(prov.get('git_commit', 'unknown')))}",
+        f"- seeds: {data.seeds}",
+        f"- python: {code_span(str(prov.get('python', 'unknown')))}",
+        f"- hardware: {hardware.get('cpu_count')} CPUs ({code_span(str(hardware.get('machine')))}), "
+        f"GPU: {code_span(str(hardware.get('gpu') or 'none'))}",
+    ]
+    packages = table(["package", "version"], [[code_span(k, True), code_span(str(v), True)]
+                                              for k, v in prov.get("packages", {}).items()])
+    stages = table(["seed", "stage", "dir", "reused", "build s"], [
+        [str(s.get("seed")), code_span(str(s.get("stage")), True), code_span(str(s.get("path")), True),
+         "yes" if s.get("reused") else "no", f"{s.get('build_wall_s') or 0:.1f}"]
+        for s in prov.get("stages", [])])
+    return "\n\n".join(["\n".join(facts), packages, "Resolved config:", fenced(data.config_yaml, "yaml"),
+                        "Wall time per stage:", stages])

@@ -1,0 +1,168 @@
+"""The report's figures, as PNG files: win rates, reward-model drift, PPO curves, SPG confidences.
+
+Figures are drawn with matplotlib's object API (``Figure`` rendered by the Agg canvas), never through pyplot,
+so no global backend or figure registry is touched and a run on a headless machine needs no display.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from harness.leaderboard import standard_error_column
+
+
+def make_plots(results: dict, plot_dir: Path) -> dict[str, Path]:
+    """Draws every figure the run has data for.
+
+    Args:
+        results: the run's parsed ``results.json``.
+        plot_dir: where the PNGs go (created if missing).
+
+    Returns:
+        Figure title -> PNG path, in display order; a figure without data (no PPO method, no SPG) is left out.
+    """
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "Win rate against the reference": (plot_win_rates, "win_rate.png"),
+        "Reward-model accuracy on policy samples over PPO": (plot_drift, "rm_drift.png"),
+        "Proxy reward and KL over PPO steps": (plot_ppo, "ppo.png"),
+        "SPG confidence of policy samples": (plot_spg_confidence, "spg_confidence.png"),
+    }
+    written = {}
+    for title, (draw, name) in figures.items():
+        fig = draw(results)
+        if fig is not None:
+            fig.savefig(plot_dir / name, dpi=100)
+            written[title] = plot_dir / name
+    return written
+
+
+def mean_by_step(series: list[list[dict]], key: str) -> tuple[list[int], list[float]]:
+    """Averages ``key`` over seeds at each step, ignoring NaN (a seed's curve may lack a value at a step).
+
+    Args:
+        series: one list of records per seed, each record holding ``step`` and ``key``.
+        key: the value to average.
+
+    Returns:
+        The sorted steps and the mean at each (NaN where no seed has a value).
+    """
+    by_step: dict[int, list[float]] = {}
+    for records in series:
+        for record in records:
+            value = record.get(key)
+            by_step.setdefault(int(record["step"]), [])
+            if value is not None and not math.isnan(value):
+                by_step[int(record["step"])].append(float(value))
+    steps = sorted(by_step)
+    return steps, [sum(by_step[s]) / len(by_step[s]) if by_step[s] else math.nan for s in steps]
+
+
+def plot_win_rates(results: dict) -> Figure | None:
+    """Grouped bars: win rate per method and evaluation set, with the 95% interval (or ± SE for one seed)."""
+    methods = results["methods"]
+    eval_sets = list(dict.fromkeys(m[: -len("_win_rate")] for entry in methods.values() for m in entry["metrics"]
+                                   if m.endswith("_win_rate") and not m.endswith("_lc_win_rate")))
+    if not eval_sets:
+        return None
+    fig = Figure(figsize=(max(4.0, 1.5 + 0.8 * len(eval_sets) * len(methods)), 3.6))
+    ax = fig.subplots()
+    width = 0.8 / len(methods)
+    single_seed = False
+    for i, (name, entry) in enumerate(methods.items()):
+        means, errors = [], []
+        for eval_set in eval_sets:
+            metric = entry["metrics"].get(f"{eval_set}_win_rate", {"mean": math.nan, "ci95": math.nan})
+            error = metric["ci95"]
+            if math.isnan(error):
+                se = entry["metrics"].get(standard_error_column(f"{eval_set}_win_rate"), {"mean": math.nan})
+                error, single_seed = se["mean"], True
+            means.append(metric["mean"])
+            errors.append(error)
+        positions = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(eval_sets))]
+        ax.bar(positions, means, width, yerr=errors, capsize=3, label=name)
+    ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")  # as good as the reference
+    ax.set_ylim(0, 100)
+    ax.set_xticks(range(len(eval_sets)), eval_sets)
+    ax.set_ylabel("win rate vs reference (%)")
+    ax.set_title("error bars: " + ("± standard error (one seed)" if single_seed else "95% interval over seeds"),
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_drift(results: dict) -> Figure | None:
+    """Per method: the reward model's accuracy on judged pairs of policy samples at each PPO checkpoint.
+
+    The dashed line of the same colour is that reward model's accuracy on held-out preference pairs, so the gap
+    between the two is the drift.
+    """
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    drawn = False
+    for name, entry in results["methods"].items():
+        curves = [r["details"]["drift"]["curve"] for r in entry["per_seed"] if "drift" in r.get("details", {})]
+        if not curves:
+            continue
+        steps, accuracy = mean_by_step(curves, "accuracy")
+        (line,) = ax.plot(steps, accuracy, marker="o", label=f"{name}: on-policy")
+        offline = entry["metrics"].get("rm_acc_offline", {"mean": math.nan})["mean"]
+        if not math.isnan(offline):
+            ax.axhline(offline, color=line.get_color(), linestyle="--", label=f"{name}: offline (held-out pairs)")
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel("reward-model accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ppo(results: dict) -> Figure | None:
+    """Proxy reward and KL to the SFT policy over PPO steps, per method (mean over seeds)."""
+    fig = Figure(figsize=(9, 3.4))
+    reward_ax, kl_ax = fig.subplots(1, 2)
+    drawn = False
+    for name, entry in results["methods"].items():
+        histories = [r["details"]["ppo_history"] for r in entry["per_seed"]
+                     if r.get("details", {}).get("ppo_history")]
+        if not histories:
+            continue
+        reward_ax.plot(*mean_by_step(histories, "proxy_reward"), label=name)
+        kl_ax.plot(*mean_by_step(histories, "kl"), label=name)
+        drawn = True
+    if not drawn:
+        return None
+    for ax, label in ((reward_ax, "proxy reward"), (kl_ax, "KL to SFT policy")):
+        ax.set_xlabel("PPO step")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spg_confidence(results: dict) -> Figure | None:
+    """Histogram of SPG's confidence (largest cluster / samples) over instructions, summed over seeds."""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.subplots()
+    drawn = False
+    for name, seeds in results.get("diagnostics", {}).items():
+        counts: dict[float, int] = {}
+        for diagnostics in seeds:
+            for confidence, count in diagnostics.get("confidence_histogram", {}).items():
+                counts[float(confidence)] = counts.get(float(confidence), 0) + int(count)
+        if counts:
+            ax.bar(sorted(counts), [counts[c] for c in sorted(counts)], width=0.05, alpha=0.7, label=name)
+            drawn = True
+    if not drawn:
+        return None
+    ax.set_xlabel("confidence c(x) = largest cluster / samples")
+    ax.set_ylabel("instructions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

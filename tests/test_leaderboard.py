@@ -1,0 +1,138 @@
+"""Stored leaderboards: what an update writes, what loading rejects, and that a failed update changes nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import leaderboard
+from harness.leaderboard import (
+    LEADERBOARD_COLUMNS,
+    TOLERANCES,
+    LeaderboardError,
+    direction,
+    load_leaderboard,
+    metric_kind,
+    standard_error_column,
+    update_leaderboard,
+)
+from test_report import make_run_dir
+
+KNOWN = frozenset({"sft", "ppo", "rlp_uml", "rlp_spg"})
+registry_known_methods = leaderboard.known_methods
+
+
+@pytest.fixture(autouse=True)
+def registry_methods(monkeypatch):
+    # The real registry imports torch and every method (seconds); the other tests are about the files.
+    monkeypatch.setattr(leaderboard, "known_methods", lambda: KNOWN)
+
+
+def test_known_methods_are_the_registrys():
+    assert KNOWN <= registry_known_methods()
+
+
+@pytest.fixture
+def stored(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    csv_path, json_path = update_leaderboard(run_dir, tmp_path / "leaderboards")
+    return run_dir, csv_path, json_path
+
+
+def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
+    _, csv_path, json_path = stored
+    assert (csv_path.name, json_path.name) == ("tiny.csv", "tiny.json")
+    table = pd.read_csv(csv_path)
+    assert list(table.columns) == LEADERBOARD_COLUMNS
+    assert list(table["method"]) == ["ppo", "rlp_spg"] and set(table["seeds"]) == {2}
+    # Means over the fixture's two seeds: ppo farm (40 + 44) / 2 = 42, rlp_spg rm_drift (0.04 + 0.06) / 2 = 0.05.
+    assert table.loc[0, "farm_win_rate"] == 42.0 and table.loc[1, "rm_drift"] == pytest.approx(0.05)
+    record = json.loads(json_path.read_text())
+    assert record["command"] == {"preset": "tiny", "methods": ["ppo", "rlp_spg"], "seeds": 2}
+    assert record["per_seed"]["ppo"]["farm_win_rate"] == [40.0, 44.0]
+    assert record["higher_is_better"]["rm_drift"] is False and record["higher_is_better"]["kl"] is None
+    assert record["tolerances"]["win_rate"] == {"floor": 5.0, "relative": 0.0, "k_std": 3.0, "k_se": 2.0}
+    assert "tolerance = max(floor" in record["tolerance_rule"]
+    assert record["provenance"]["config"]["preset"] == "tiny" and "packages" in record["provenance"]
+
+
+def test_load_round_trips_and_nan_is_stored_as_null(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["methods"]["ppo"]["metrics"]["rm_drift"].update(mean=math.nan, values=[math.nan, math.nan])
+    (run_dir / "results.json").write_text(json.dumps(results))
+    _, json_path = update_leaderboard(run_dir, tmp_path / "lb")
+    assert "NaN" not in json_path.read_text()  # strict JSON: NaN became null
+    board = load_leaderboard("tiny", tmp_path / "lb")
+    assert board.methods == ["ppo", "rlp_spg"] and board.seeds == 2
+    assert math.isnan(board.table.loc[0, "rm_drift"]) and all(math.isnan(v) for v in board.per_seed["ppo"]["rm_drift"])
+    assert board.per_seed["rlp_spg"]["farm_win_rate"] == [48.0, 52.0]
+    assert board.tolerances == TOLERANCES and board.higher_is_better["train_wall_s"] is False
+
+
+def _rewrite_csv(path: Path, edit) -> None:
+    edit(pd.read_csv(path, dtype=str)).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda csv: csv.unlink(), r"tiny\.csv: no such file"),
+    (lambda csv: csv.write_text(""), r"tiny\.csv: the file is empty"),
+    (lambda csv: csv.write_text(",".join(LEADERBOARD_COLUMNS) + "\n"), r"tiny\.csv: the file has a header but no rows"),
+    (lambda csv: _rewrite_csv(csv, lambda t: t.drop(columns="kl")), r"tiny\.csv: missing column 'kl'"),
+    (lambda csv: _rewrite_csv(csv, lambda t: t.assign(rm_drift=["0.1", "lots"])),
+     r"tiny\.csv: column 'rm_drift', method 'rlp_spg': 'lots' is not a number"),
+    (lambda csv: _rewrite_csv(csv, lambda t: t.assign(method=["ppo", "dpo2"])),
+     r"tiny\.csv: unknown method 'dpo2'"),
+    (lambda csv: csv.with_suffix(".json").unlink(), r"tiny\.json: no such file"),
+    (lambda csv: csv.with_suffix(".json").write_text("{not json"), r"tiny\.json: not valid JSON"),
+])
+def test_malformed_leaderboards_raise_one_line_naming_the_file(stored, damage, message):
+    _, csv_path, _ = stored
+    damage(csv_path)
+    with pytest.raises(LeaderboardError, match=message) as caught:
+        load_leaderboard("tiny", csv_path.parent)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_path, monkeypatch):
+    _, csv_path, json_path = stored
+    before = csv_path.read_bytes(), json_path.read_bytes()
+    newer = make_run_dir(tmp_path / "newer")
+    results = json.loads((newer / "results.json").read_text())
+    results["methods"]["ppo"]["metrics"]["farm_win_rate"]["mean"] = 99.0
+    (newer / "results.json").write_text(json.dumps(results))
+
+    real_write_text = Path.write_text
+
+    def write_half_then_fail(self, text, *args, **kwargs):
+        if self.name.endswith(".tmp") and self.parent == csv_path.parent:
+            real_write_text(self, text[: len(text) // 2])
+            raise OSError("No space left on device")
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        update_leaderboard(newer, csv_path.parent)
+    monkeypatch.undo()
+    assert (csv_path.read_bytes(), json_path.read_bytes()) == before
+    assert sorted(p.name for p in csv_path.parent.iterdir()) == ["tiny.csv", "tiny.json"]  # no temporaries left
+    assert load_leaderboard("tiny", csv_path.parent).table.loc[0, "farm_win_rate"] == 42.0
+
+
+def test_metric_names_map_to_direction_kind_and_standard_error():
+    assert [direction(m) for m in ("farm_lc_win_rate", "bar_standard_error", "rm_drift", "kl")] == [
+        True, None, False, None]
+    assert [metric_kind(m) for m in ("bar_lc_win_rate", "mmlu_acc", "rm_acc_onpolicy", "rm_drift",
+                                     "train_wall_s", "proxy_reward")] == [
+        "win_rate", "accuracy", "accuracy", "accuracy", "wall_time", "other"]
+    assert standard_error_column("farm_lc_win_rate") == "farm_standard_error"
+    assert standard_error_column("mmlu_acc") == "mmlu_stderr" and standard_error_column("rm_drift") is None
+
+
+def test_a_tolerance_rule_rejects_negative_values():
+    with pytest.raises(ValueError, match=r"tolerance\.floor: must be a non-negative number, got -1"):
+        leaderboard.ToleranceRule(floor=-1)
