@@ -45,6 +45,21 @@ class ModelConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Process-wide settings."""
+
+    torch_threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads for torch (None: torch's default). Models of a few million parameters run "
+                  "fastest on 1 thread: synchronising threads costs more than their small matrix products."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.torch_threads is not None:
+            _require_positive(self, "torch_threads")
+
+
+@dataclass
 class GenerationConfig:
     """How text is generated for evaluation, policy samples and drift (PPO rollouts generate on their own)."""
 
@@ -114,6 +129,7 @@ class RunConfig:
 
     preset: str
     suite: dict = field(metadata={"help": "{'name': <suite>, ...options of that suite's config}."})
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)

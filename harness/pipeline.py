@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
 import yaml
 
 from harness.annotators import make_annotator
@@ -64,6 +65,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         cache_dir: where stages live; ``out_dir/stages`` by default.
         model_cache: where suites build or convert their base model; ``out_dir/../.models`` by default.
     """
+    if config.runtime.torch_threads is not None:
+        torch.set_num_threads(config.runtime.torch_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(out_dir):
         log = RunLog(out_dir / "run.log")

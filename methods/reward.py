@@ -122,7 +122,7 @@ def train_reward_model(
         per_device_train_batch_size=cfg.batch_size,
         max_length=cfg.max_length,
         lr_scheduler_type="cosine",
-        warmup_ratio=0.03,
+        warmup_steps=0.03,  # a ratio of all steps
         seed=seed,
         **trainer_defaults(),
     )

@@ -68,7 +68,7 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
         lr_scheduler_type="cosine",
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         max_length=cfg.max_length,
         seed=seed,
         **trainer_defaults(),

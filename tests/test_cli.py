@@ -1,0 +1,69 @@
+"""The command line refuses bad input before any work: exit status 2 and one line naming the flag or field."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.run import main
+
+BAD_COMMAND_LINES = [
+    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, rlp_uml, rlp_spg or all"),
+    (["--methods", "ppo", "--preset", "nosuch"], "--preset: unknown preset 'nosuch'"),
+    (["--methods", "ppo", "--seeds", "0"], "--seeds: must be a positive integer, got 0"),
+    (["--methods", "ppo", "--seeds", "-3"], "--seeds: must be a positive integer, got -3"),
+    (["--methods", "ppo", "--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
+    (["--methods"], "argument --methods: expected at least one argument"),
+    ([], "the following arguments are required: --methods"),
+    (["--methods", "ppo", "--set", "ppo.num_steps=0"], "num_steps"),
+    (["--methods", "ppo", "--set", "ppo.nope=1"], "ppo.nope: unknown field"),
+    (["--methods", "ppo", "--set", "eval.temperature=-1"], "eval.temperature: must be >= 0"),
+    (["--methods", "ppo", "--set", "generation.batch_size=zero"], "generation.batch_size: expected an integer"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_COMMAND_LINES)
+def test_bad_command_lines_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "run")] if "--out" not in argv and argv else argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists(), "nothing may be written for bad input"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_out_dir_is_refused(tmp_path, capsys):
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--methods", "ppo", "--out", str(locked / "run")])
+    assert exit_info.value.code == 2 and "is not a writable directory" in capsys.readouterr().err
+
+
+def test_out_path_that_is_a_file_is_refused(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--methods", "ppo", "--out", str(a_file / "run")])
+    assert exit_info.value.code == 2 and "--out:" in capsys.readouterr().err
+
+
+def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = main(["--methods", "ppo", "--out", str(tmp_path / "run"),
+                 "--set", "eval.judge=alpaca_farm_greedy_gpt4"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "run" / "stages").glob("sft-*")), "no training may start"
+
+
+def test_help_lists_methods_and_presets():
+    out = subprocess.run([sys.executable, "-m", "harness.run", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny" in out
