@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness.config import GenerationConfig
+from harness.config import ConfigError, GenerationConfig
 
 
 class Generator(Protocol):
@@ -68,8 +68,11 @@ class HFGenerator:
         sampling = temperature > 0
         torch.manual_seed(seed)
         results: list[list[str]] = []
-        # Rows per call = prompts x n; keep it near batch_size.
-        per_call = max(1, self.cfg.batch_size // n)
+        # Greedy answers to one prompt are all the same (and generate refuses n > 1 without sampling): decode each
+        # prompt once and repeat its answer n times.
+        rows = n if sampling else 1
+        # Rows per call = prompts x rows; keep it near batch_size.
+        per_call = max(1, self.cfg.batch_size // rows)
         for start in tqdm(range(0, len(prompts), per_call), desc=desc, unit="batch", leave=False):
             batch = tokenizer(prompts[start:start + per_call], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
@@ -80,23 +83,32 @@ class HFGenerator:
                 temperature=temperature if sampling else None,
                 top_k=0 if sampling else None,
                 top_p=1.0 if sampling else None,
-                num_return_sequences=n,
+                num_return_sequences=rows,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
             texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            results.extend([t.strip() for t in texts[i:i + n]] for i in range(0, len(texts), n))
+            results.extend([t.strip() for t in texts[i:i + rows]] * (n // rows) for i in range(0, len(texts), rows))
         return results
 
 
 class VLLMGenerator:
-    """vLLM's offline ``LLM.generate`` (GPU). Loaded lazily so the CPU install never imports vLLM."""
+    """vLLM's offline ``LLM.generate`` (GPU). Loaded lazily so the CPU install never imports vLLM.
+
+    Prompts go to vLLM as token ids of the chat-rendered text encoded without special tokens, as the hf backend
+    encodes them: given text, vLLM would add a BOS in front of a template that already writes one. Greedy decoding
+    (temperature 0) generates once and repeats the answer ``n`` times, as the hf backend's greedy answers are
+    identical too.
+    """
 
     def __init__(self, cfg: GenerationConfig, trust_remote_code: bool = False):
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise RuntimeError("generation.backend=vllm needs vLLM: pip install '.[vllm]' (GPU only)") from None
+            raise ConfigError(
+                "generation.backend: 'vllm' needs vLLM, which is not installed here: pip install '.[vllm]' (GPU "
+                "only), or set generation.backend=hf"
+            ) from None
         self.cfg = cfg
         self.trust_remote_code = trust_remote_code
         self._loaded: tuple[Path, object] | None = None
@@ -111,14 +123,22 @@ class VLLMGenerator:
             self._loaded = (Path(model_dir), LLM(model=str(model_dir), trust_remote_code=self.trust_remote_code,
                                                   seed=seed))
         llm = self._loaded[1]
-        prompts = chat_prompts(llm.get_tokenizer(), instructions)
-        params = SamplingParams(n=n, temperature=temperature, max_tokens=self.cfg.max_new_tokens, seed=seed)
+        tokenizer = llm.get_tokenizer()
+        prompts = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]}
+                   for p in chat_prompts(tokenizer, instructions)]
+        greedy = temperature == 0
+        params = SamplingParams(n=1 if greedy else n, temperature=temperature, max_tokens=self.cfg.max_new_tokens,
+                                seed=seed)
         outputs = llm.generate(prompts, params)
-        return [[c.text.strip() for c in o.outputs] for o in outputs]
+        return [[c.text.strip() for c in o.outputs] * (n if greedy else 1) for o in outputs]
 
 
 def make_generator(cfg: GenerationConfig, trust_remote_code: bool = False) -> Generator:
-    """The backend named by ``cfg.backend``."""
+    """The backend named by ``cfg.backend``.
+
+    Raises:
+        ConfigError: ``vllm`` is asked for and is not installed (one line; the command line exits with status 2).
+    """
     if cfg.backend == "vllm":
         return VLLMGenerator(cfg, trust_remote_code)
     return HFGenerator(cfg, trust_remote_code)

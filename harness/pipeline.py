@@ -30,6 +30,8 @@ from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
 from harness.registry import METHODS, make_suite
 from harness.report import write_reports
+from harness.suites.hub import resolve_model
+from harness.suites.validate import validate_splits
 
 @dataclass
 class RunResult:
@@ -78,9 +80,11 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
 
         suite, judge = prepare(config)
         splits = suite.splits()
+        validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
-        base_model = (suite.base_model(model_cache or out_dir.parent / ".models")
-                      if config.model.base == "suite" else Path(config.model.base))
+        models_dir = model_cache or out_dir.parent / ".models"
+        base_model = (suite.base_model(models_dir) if config.model.base == "suite"
+                      else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}

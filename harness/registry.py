@@ -26,6 +26,7 @@ METHODS: dict[str, Callable[[], Method]] = {
 
 PRESETS: dict[str, Path] = {
     "tiny": PRESET_DIR / "tiny.yaml",
+    "alpacafarm": PRESET_DIR / "alpacafarm.yaml",
 }
 
 
@@ -36,9 +37,17 @@ def _tiny_suite(options: dict) -> Any:
     return TinySuite(build(TinyWorldConfig, options, "suite"))
 
 
+def _alpacafarm_suite(options: dict) -> Any:
+    from harness.config import build
+    from harness.suites.alpacafarm import AlpacaFarmConfig, AlpacaFarmSuite
+
+    return AlpacaFarmSuite(build(AlpacaFarmConfig, options, "suite"))
+
+
 # A suite factory takes the preset's ``suite`` options (minus ``name``) and returns a Suite.
 SUITES: dict[str, Callable[[dict], Any]] = {
     "tiny": _tiny_suite,
+    "alpacafarm": _alpacafarm_suite,
 }
 
 
