@@ -1,0 +1,149 @@
+"""The whole pipeline at a minimal budget: every method trains, reruns reuse every stage, a killed run resumes.
+
+The budget is shrunk through the same `--set` overrides a user has, so this exercises the real code path
+(base-model pretraining, TRL SFT and reward training, our PPO, RLP sampling, lm-eval, reports) in about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.leaderboard import LEADERBOARD_COLUMNS
+from harness.run import main
+
+SMOKE = [
+    "suite.sft_size=200", "suite.preference_size=200", "suite.unlabeled_size=24", "suite.val_size=24",
+    "suite.farm_size=16", "suite.bar_size=16",
+    "suite.base_model.hidden_size=32", "suite.base_model.num_layers=2", "suite.base_model.num_heads=2",
+    "suite.base_model.intermediate_size=64", "suite.base_model.steps=20", "suite.base_model.warmup_steps=2",
+    "sft.epochs=1", "reward.epochs=1",
+    "ppo.num_steps=2", "ppo.rollout_batch_size=8", "ppo.minibatch_size=4", "ppo.save_every=1",
+    "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
+    "policy_samples.n=4", "policy_samples.max_instructions=12",
+    "uml.batch_size=4", "eval.drift_instructions=8",
+    "spg.gamma=0.0",  # the smoke policy barely agrees with itself; keep every instruction so SPG has pairs
+]
+
+
+def smoke_command(out: Path, methods: list[str] = ("all",)) -> list[str]:
+    return ["--methods", *methods, "--out", str(out), *[a for o in SMOKE for a in ("--set", o)]]
+
+
+def stable(results: dict) -> dict:
+    """results.json without wall-clock times, which differ between identical runs."""
+    if isinstance(results, dict):
+        return {k: stable(v) for k, v in results.items()
+                if "wall" not in k and k not in ("stages", "stage", "path", "values")}
+    if isinstance(results, list):
+        return [stable(v) for v in results]
+    if isinstance(results, float) and math.isnan(results):
+        return "nan"
+    return results
+
+
+FAKE_KEY = "sk-test-0123456789abcdef-never-log-me"
+NETWORK_ATTEMPTS: list = []
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One full run with every internet socket refused and a fake API key in the environment."""
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    real_connect = socket.socket.connect
+
+    def refuse_internet(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            NETWORK_ATTEMPTS.append(address)
+            raise OSError(f"network disabled in this test: {address}")
+        return real_connect(sock, address)
+
+    patch.setattr(socket.socket, "connect", refuse_internet)
+    patch.setattr(socket, "create_connection", lambda address, *a, **k: refuse_internet(
+        socket.socket(socket.AF_INET), address))
+    try:
+        assert main(smoke_command(out)) == 0
+    finally:
+        patch.undo()
+    return out
+
+
+def test_the_default_run_never_opens_a_network_connection(finished_run):
+    assert NETWORK_ATTEMPTS == []
+
+
+def test_no_file_of_the_run_contains_the_api_key(finished_run):
+    leaked = [p for p in finished_run.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+def test_every_method_is_trained_evaluated_and_reported(finished_run):
+    results = json.loads((finished_run / "results.json").read_text())
+    assert list(results["methods"]) == ["sft", "ppo", "rlp_uml", "rlp_spg"]
+    table = pd.read_csv(finished_run / "leaderboard.csv")
+    assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
+    for method, entry in results["methods"].items():
+        metrics = entry["metrics"]
+        assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
+        assert 0 <= metrics["mmlu_acc"]["mean"] <= 1
+        if method != "sft":
+            assert not math.isnan(metrics["rm_drift"]["mean"]), method
+            assert metrics["kl"]["mean"] != 0, method
+    spg = results["diagnostics"]["rlp_spg"][0]
+    assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
+    for name in ("report.md", "report.html", "config.yaml", "run.log"):
+        assert (finished_run / name).stat().st_size > 0, name
+
+
+def test_shared_stages_are_trained_once(finished_run):
+    log = (finished_run / "run.log").read_text()
+    assert log.count("stage sft              training") == 1
+    assert log.count("stage reward           training") == 3  # shared RM, UML's and SPG's refined RMs
+    assert log.count("stage ppo              training") == 3  # shared PPO, then one per RLP method
+    assert log.count("stage policy_samples   training") == 1  # UML and SPG share the sample set
+
+
+def test_a_second_identical_run_trains_nothing(finished_run):
+    before = json.loads((finished_run / "results.json").read_text())
+    log_before = (finished_run / "run.log").read_text()
+    assert main(smoke_command(finished_run)) == 0
+    new_lines = (finished_run / "run.log").read_text()[len(log_before):]
+    assert " training " not in new_lines and " reused " in new_lines
+    assert stable(json.loads((finished_run / "results.json").read_text())) == stable(before)
+
+
+def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path):
+    out = finished_run.parent / "killed"
+    command = [sys.executable, "-m", "harness.run", *smoke_command(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "run.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and "stage ppo              training" in log.read_text():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before PPO started"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list((out / "stages").glob(".tmp-ppo-*")), "the kill should land inside the PPO stage"
+    assert not (out / "results.json").exists()
+
+    assert main(smoke_command(out)) == 0
+    log_text = log.read_text()
+    assert "stage sft              reused" in log_text  # finished before the kill, so reused
+    assert not list((out / "stages").glob(".tmp-*"))
+    expected = stable(json.loads((finished_run / "results.json").read_text()))
+    assert stable(json.loads((out / "results.json").read_text())) == expected
