@@ -2,7 +2,7 @@
 # make test   -- the test suite (the command CI runs)
 PYTHON ?= python
 
-.PHONY: setup run test test-slow check
+.PHONY: setup run test test-slow check leaderboard example-report
 
 setup:
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -19,3 +19,13 @@ test-slow:
 
 check:
 	$(PYTHON) -m harness.check --preset tiny
+
+# The stored reference of harness.check: every method, two seeds.
+leaderboard:
+	$(PYTHON) -m harness.run --methods all --seeds 2 --out runs/leaderboard-tiny --update-leaderboard
+
+# The committed example report (reports/tiny/) of the default comparison.
+example-report:
+	$(PYTHON) -m harness.run --methods all --out runs/example-tiny
+	rm -rf reports/tiny && mkdir -p reports/tiny
+	cp -r runs/example-tiny/report.md runs/example-tiny/report.html runs/example-tiny/plots reports/tiny/
