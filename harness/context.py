@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+import torch
 from datasets import Dataset
 
 from harness.cache import StageCache, fingerprint
@@ -65,6 +66,7 @@ class RunContext:
         self.log = log
         self.stage_times: list[dict] = []
         self._scorer: RewardModelScorer | None = None
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     # -- shared stages -------------------------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class RunContext:
 
     def _score_with(self, reward_model: Path, instructions: list[str], outputs: list[str]) -> list[float]:
         if self._scorer is None or self._scorer.path != Path(reward_model):
-            self._scorer = RewardModelScorer(reward_model)
+            self._scorer = RewardModelScorer(reward_model, device=self.device)
         return self._scorer.score(list(instructions), list(outputs)).tolist()
 
 

@@ -26,6 +26,8 @@ METHODS: dict[str, Callable[[], Method]] = {
 
 PRESETS: dict[str, Path] = {
     "tiny": PRESET_DIR / "tiny.yaml",
+    "smollm2": PRESET_DIR / "smollm2.yaml",
+    "smollm2-gpu": PRESET_DIR / "smollm2-gpu.yaml",
     "alpacafarm": PRESET_DIR / "alpacafarm.yaml",
 }
 
@@ -35,6 +37,13 @@ def _tiny_suite(options: dict) -> Any:
     from harness.suites.tiny import TinySuite, TinyWorldConfig
 
     return TinySuite(build(TinyWorldConfig, options, "suite"))
+
+
+def _verifiable_suite(options: dict) -> Any:
+    from harness.config import build
+    from harness.suites.verifiable import VerifiableConfig, VerifiableSuite
+
+    return VerifiableSuite(build(VerifiableConfig, options, "suite"))
 
 
 def _alpacafarm_suite(options: dict) -> Any:
@@ -47,6 +56,7 @@ def _alpacafarm_suite(options: dict) -> Any:
 # A suite factory takes the preset's ``suite`` options (minus ``name``) and returns a Suite.
 SUITES: dict[str, Callable[[dict], Any]] = {
     "tiny": _tiny_suite,
+    "verifiable": _verifiable_suite,
     "alpacafarm": _alpacafarm_suite,
 }
 

