@@ -268,8 +268,18 @@ def test_tokenizer_round_trips_through_save_and_load(tokenizer, tmp_path):
     text = "Sure! The capital of Zorvia is Mellon. 3+4=7 ünïcode <|eos|>"
     assert loaded.get_vocab() == tokenizer.get_vocab()
     assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
-    assert loaded.decode(loaded(text)["input_ids"]) == text
+    assert loaded.decode(loaded(text)["input_ids"]) == " " + text  # the segment's leading space comes back
     assert (loaded.pad_token, loaded.eos_token, loaded.chat_template) == ("<|pad|>", EOS, tokenizer.chat_template)
+
+
+def test_a_word_is_the_same_token_at_the_start_of_a_turn_as_inside_a_sentence(tokenizer):
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    turn = tokenizer.apply_chat_template([{"role": "user", "content": "Say moon 2 times."},
+                                          {"role": "assistant", "content": "moon moon."}], tokenize=False)
+    # <|user|> Say moon 2 times.<|assistant|> moon moon.<|eos|>: each special token starts a new segment
+    assert ids(turn)[-4:-1] == ids("x moon moon.")[-3:]
 
 
 def test_chat_template_renders_turns_and_masks_the_assistant(tokenizer):
@@ -283,7 +293,7 @@ def test_chat_template_renders_turns_and_masks_the_assistant(tokenizer):
     )
     encoded = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
     assistant_ids = [i for i, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
-    assert tokenizer.decode(assistant_ids) == "3 + 4 = 7.<|eos|>"
+    assert tokenizer.decode(assistant_ids) == " 3 + 4 = 7.<|eos|>"
 
 
 # --- knowledge task ---------------------------------------------------------------------------------------------

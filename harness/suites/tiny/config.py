@@ -50,7 +50,9 @@ class BaseModelConfig:
         default=0, metadata={"help": "Seed of the corpus sample, the initialisation and the data order."}
     )
     steps: int = field(
-        default=300, metadata={"help": "AdamW steps of pretraining; each sees fresh documents (no epochs)."}
+        default=1200,
+        metadata={"help": "AdamW steps of pretraining; each sees fresh documents (no epochs). At 300 the model could "
+                  "not yet copy words from a question into its answer."},
     )
     batch_size: int = field(default=32, metadata={"help": "Rows of seq_len tokens per pretraining step."})
     seq_len: int = field(
@@ -127,7 +129,15 @@ class TinyWorldConfig:
         default=0.6, metadata={"help": "Probability that each response of a preference/val pair is right."}
     )
     pair_pad_prob: float = field(
-        default=0.4, metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."}
+        default=0.25, metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."}
+    )
+    pair_same_filler_prob: float = field(
+        default=0.5,
+        metadata={
+            "help": "Probability that the second response of a preference/val pair copies the first one's filler, "
+            "so the two differ in their answers only and the annotator's length bias rarely acts on them. The rest "
+            "draw their filler independently."
+        },
     )
     # Annotators.
     flip_rate: float = field(

@@ -1,7 +1,13 @@
 """The tiny world's own tokenizer: byte-level BPE trained on the world's text, with a chat template.
 
-Byte-level, so any string a policy writes can be encoded and decoded back exactly; trained on the world's text,
-so a few hundred merges already make most of its words single tokens and world texts stay under ~30 tokens.
+Byte-level, so any string a policy writes can be encoded; trained on the world's text, so a few hundred merges
+already make most of its words single tokens and world texts stay under ~30 tokens.
+
+Every segment of text (a document, and the text after each special token) gets a leading space before it is split
+into tokens, so a word is the same token at the start of a chat turn as inside a sentence. Without it, the first
+word of an answer ("leaf" right after ``<|assistant|>``) is a rarely seen, differently split token, and a tiny model
+fine-tuned for a few steps answers "Repeat the word leaf 3 times." with "gg leaf leaf.". Decoding therefore returns
+that leading space (" leaf leaf leaf."); callers strip it.
 
 Chat format (roles user and assistant only)::
 
@@ -53,7 +59,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int
     if vocab_size < minimum:
         raise ValueError(f"vocab_size must be at least {minimum} (bytes + special tokens), got {vocab_size}")
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

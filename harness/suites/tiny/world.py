@@ -19,9 +19,20 @@ Facts: a fixed table (independent of every seed) of 60 invented countries with c
 with colours. The last 12 of each are *rare*: the pretraining corpus states them less often and never asks them in
 question/answer form, and only the ``bar`` set asks about them.
 
+Mistakes: a wrong answer to a fact question names another subject ("The capital of Tordraia is ...", checkable
+against the question) or gives the asked subject a wrong value (checkable only by knowing the fact); arithmetic gets
+the result wrong, ``reverse`` loses or misorders words, ``repeat`` miscounts, ``describe`` names another animal.
+
 Form: a response is its answer (the "core") with optional filler phrases around it: a preamble ("Sure!", "Of
 course!", ...) and a closing ("I hope this helps!", ...). Filler is the superficial feature: it makes an output
-longer in words without making it better.
+longer in words without making it better. A hesitation ("...") before the core marks, in the world's own text,
+mostly wrong answers (:data:`HESITATION_PROB`); it changes neither the gold quality nor the length in words.
+
+Why these cues: a ~1 M-parameter reward model trained for a few hundred steps on 25%-noisy labels does not learn to
+check an answer against its question (measured: chance on held-out pairs, even for "names another animal"), but it
+does learn one-token cues at once. Filler (preferred by the biased annotator) and hesitation (dispreferred because
+it goes with wrong answers) are such cues, so the reward model's accuracy on held-out pairs is well above chance
+while resting largely on cues that PPO can change without changing correctness: the situation RLP studies.
 
 Gold quality (:func:`gold_quality`): correctness first, then form. For a closed family the core must equal the
 one right answer after normalisation (case, punctuation, spacing); ``describe`` checks its rule. The form score is
@@ -82,6 +93,14 @@ ACTIONS = (
     "looks at the sky", "jumps over the fence", "hides in the grass", "walks up the hill",
     "plays in the snow", "drinks from the lake", "waits by the door", "sings in the morning",
 )
+
+# How often the world's writers hesitate ("...The capital of ...") before an answer, by whether the answer is right:
+# mostly when they are wrong. The gold judge ignores punctuation and the annotator counts words, so a hesitation is
+# never quality, only a cue: one token a tiny reward model picks up in a few steps. It comes first, so a model
+# trained on the world's text learns that hesitant answers tend to be wrong, and a policy's own hesitations mark its
+# likely mistakes until PPO teaches it to stop hesitating.
+HESITATION_PROB = {True: 0.05, False: 0.7}
+HESITATION = "..."
 
 N_FACTS_PER_RELATION = 60
 N_RARE_FACTS_PER_RELATION = 12
@@ -247,6 +266,11 @@ class FactFamily(_ClosedFamily):
         return self.answer.format(subject=args[0], value=self.facts[args[0]].value)
 
     def wrong(self, args: tuple, rng: random.Random) -> str:
+        # Half the mistakes answer about another subject (visible by comparing the answer with the question), half
+        # give this subject a wrong value (visible only to whoever knows the fact).
+        if rng.random() < 0.5:
+            other = self.facts[rng.choice([s for s in self.facts if s != args[0]])]
+            return self.answer.format(subject=other.subject, value=other.value)
         true = self.facts[args[0]].value
         return self.answer.format(subject=args[0], value=rng.choice([v for v in self.values if v != true]))
 
@@ -503,13 +527,33 @@ def gold_preference(instruction: str, output_1: str, output_2: str) -> float:
 # Response generators
 
 
-def respond(task: Task, rng: random.Random, correct_prob: float, pad_prob: float) -> str:
-    """A response of the world's generator: right with ``correct_prob``, each filler slot with ``pad_prob``."""
+class Response(NamedTuple):
+    """A generated response in its parts; an empty preamble or closing is no filler in that slot."""
+
+    preamble: str
+    core: str
+    closing: str
+
+    def text(self) -> str:
+        return " ".join(part for part in self if part)
+
+
+def draw_response(task: Task, rng: random.Random, correct_prob: float, pad_prob: float) -> Response:
+    """A response of the world's generator: right with ``correct_prob``, each filler slot with ``pad_prob``, and
+    hesitant with :data:`HESITATION_PROB` of its correctness."""
     family = FAMILIES[task.family]
-    core = family.right(task.args, rng) if rng.random() < correct_prob else family.wrong(task.args, rng)
-    preamble = [rng.choice(PREAMBLES)] if rng.random() < pad_prob else []
-    closing = [rng.choice(CLOSINGS)] if rng.random() < pad_prob else []
-    return " ".join([*preamble, core, *closing])
+    right = rng.random() < correct_prob
+    core = family.right(task.args, rng) if right else family.wrong(task.args, rng)
+    if rng.random() < HESITATION_PROB[right]:
+        core = HESITATION + core
+    preamble = rng.choice(PREAMBLES) if rng.random() < pad_prob else ""
+    closing = rng.choice(CLOSINGS) if rng.random() < pad_prob else ""
+    return Response(preamble, core, closing)
+
+
+def respond(task: Task, rng: random.Random, correct_prob: float, pad_prob: float) -> str:
+    """The text of :func:`draw_response`."""
+    return draw_response(task, rng, correct_prob, pad_prob).text()
 
 
 def reference_output(task: Task, config: TinyWorldConfig) -> str:
@@ -555,7 +599,10 @@ def _cycle(items: list[Task], n: int) -> list[Task]:
 def _pair(task: Task, rng: random.Random, config: TinyWorldConfig, differ_in_quality: bool) -> tuple[str, str]:
     """Two different responses to a task (with different gold quality when ``differ_in_quality``)."""
     for _ in range(100):
-        first, second = (respond(task, rng, config.pair_correct_prob, config.pair_pad_prob) for _ in range(2))
+        first, second = (draw_response(task, rng, config.pair_correct_prob, config.pair_pad_prob) for _ in range(2))
+        if rng.random() < config.pair_same_filler_prob:
+            second = second._replace(preamble=first.preamble, closing=first.closing)
+        first, second = first.text(), second.text()
         if first != second and (
             not differ_in_quality or gold_quality(task.instruction, first) != gold_quality(task.instruction, second)
         ):
@@ -653,10 +700,11 @@ def pretraining_documents(config: BaseModelConfig) -> Iterator[str]:
     """An endless stream of raw, non-chat text for pretraining the base model, drawn with ``config.seed``.
 
     A third of the documents state facts (rare facts ``config.rare_fact_weight`` times as often as common ones),
-    a half are "Question: ... / Answer: ..." documents over every family with answers of mixed quality (right
+    the rest are "Question: ... / Answer: ..." documents over every family with answers of mixed quality (right
     with ``config.qa_correct_prob``, each filler slot with ``config.qa_pad_prob``; rare facts are never asked,
-    a fifth of the other questions are of the bar's difficulty), and the rest are free sentences about animals.
-    No chat marker appears, so the base model learns the world but not the chat format.
+    a fifth of the other questions are of the bar's difficulty). No chat marker appears, so the base model learns
+    the world but not the chat format. (Free sentences about random animals, once a sixth of the corpus, taught
+    the model that any animal may follow "The small": it never learned to name the animal it was asked about.)
     """
     rng = random.Random(config.seed)
     fact_weights = [config.rare_fact_weight if f.rare else 1.0 for f in FACTS]
@@ -667,14 +715,12 @@ def pretraining_documents(config: BaseModelConfig) -> Iterator[str]:
         if kind < 1 / 3:
             fact = rng.choices(FACTS, weights=fact_weights)[0]
             yield rng.choice(_FACT_SENTENCES[fact.relation]).format(subject=fact.subject, value=fact.value)
-        elif kind < 5 / 6:
+        else:
             name = rng.choice(list(FAMILIES))
             hard = name in hard_pools and rng.random() < 0.2
             task = rng.choice(hard_pools[name] if hard else pools[name])
             answer = respond(task, rng, config.qa_correct_prob, config.qa_pad_prob)
             yield f"Question: {task.instruction}\nAnswer: {answer}"
-        else:
-            yield FAMILIES["describe"].right(rng.choice(pools["describe"]).args, rng)
 
 
 def knowledge_questions() -> list[dict]:
