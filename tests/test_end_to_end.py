@@ -98,8 +98,11 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
         assert 0 <= metrics["mmlu_acc"]["mean"] <= 1
+        assert 0 <= metrics["rm_acc_offline"]["mean"] <= 1
         if method != "sft":
-            assert not math.isnan(metrics["rm_drift"]["mean"]), method
+            # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)
+            curve = entry["per_seed"][0]["details"]["drift"]["curve"]
+            assert [point["step"] for point in curve] == [0, 1, 2], method
             assert metrics["kl"]["mean"] != 0, method
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
