@@ -13,6 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 from datasets import Dataset
+from transformers import set_seed
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
@@ -112,6 +113,9 @@ def train_reward_model(
     Returns:
         The auxiliary loss curve (one record per step: bt_loss and the auxiliary's metrics); empty without one.
     """
+    # Seed before building the model: a freshly initialised head draws from the global RNG, whose state would
+    # otherwise depend on what ran earlier in the process (and so differ between a fresh and a resumed run).
+    set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(init_dir)
     model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
+from transformers import set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
@@ -55,6 +56,9 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
 
     The loss covers the response tokens only (TRL's prompt-completion format), as AlpacaFarm's SFT does.
     """
+    # Seed before building the model: a freshly initialised head draws from the global RNG, whose state would
+    # otherwise depend on what ran earlier in the process (and so differ between a fresh and a resumed run).
+    set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     data = demonstrations.map(
