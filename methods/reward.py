@@ -13,8 +13,7 @@ from typing import Iterator, Protocol
 
 import torch
 from datasets import Dataset
-from transformers import set_seed
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 

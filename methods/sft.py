@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
-from transformers import set_seed
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
