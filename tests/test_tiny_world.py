@@ -365,7 +365,7 @@ def test_base_model_dir_name_tracks_the_config():
 
 @pytest.mark.slow
 def test_default_base_model_knows_the_facts_but_not_the_chat_format(tmp_path):
-    """Builds the default base model (about a minute on 2 CPU cores) and scores it with lm-eval."""
+    """Builds the default base model (about four minutes on 2 CPU cores) and scores it with lm-eval."""
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM

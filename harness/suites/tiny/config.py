@@ -28,8 +28,9 @@ def _check_positive(config: object, *names: str) -> None:
 class BaseModelConfig:
     """The tiny LLaMA-architecture base model and its from-scratch pretraining on the world's raw text.
 
-    The defaults give about 1 M parameters and a build of well under a minute on 2 CPU cores. The world's facts
-    are fixed (they do not depend on any seed), so the same base model serves every ``world_seed``.
+    The defaults give about 1 M parameters and a build of about four minutes on 2 CPU cores, once (it is cached).
+    The world's facts are fixed (they do not depend on any seed), so the same base model serves every
+    ``world_seed``.
     """
 
     # Architecture (transformers LlamaConfig).
@@ -129,7 +130,8 @@ class TinyWorldConfig:
         default=0.6, metadata={"help": "Probability that each response of a preference/val pair is right."}
     )
     pair_pad_prob: float = field(
-        default=0.25, metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."}
+        default=0.25,
+        metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."},
     )
     pair_same_filler_prob: float = field(
         default=0.5,

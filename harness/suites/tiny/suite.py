@@ -48,7 +48,7 @@ class TinySuite:
         return canonical_answer(output)
 
     def base_model(self, cache_dir: Path) -> Path:
-        """The pretrained base model under ``cache_dir``, built on first use (under a minute on 2 CPU cores)."""
+        """The pretrained base model under ``cache_dir``, built on first use (about four minutes on 2 CPU cores)."""
         return ensure_base_model(self.config.base_model, Path(cache_dir))
 
     def knowledge_task(self) -> tuple[Path, str]:

@@ -49,9 +49,11 @@ Splits (:func:`build_splits`), spread evenly over the families, drawn from ``ran
 - ``bar`` is harder and disjoint from all of them by construction: rare facts, 5-6 words to reverse, 6-8 repeats,
   three-operand arithmetic, sentences about two animals at once.
 - ``sft``: mostly right, mostly concise demonstrations. ``preference``: two responses that mix right and wrong,
-  concise and padded, labelled by the training annotator. ``val``: such pairs with different gold quality,
-  labelled by the gold judge. ``farm``/``bar`` carry a reference output from :func:`reference_output`, a fixed
-  generator (seeded by the instruction alone) that is right about 75% of the time and mostly concise.
+  concise and padded, labelled by the training annotator; in half of the pairs (``pair_same_filler_prob``) the
+  second copies the first one's filler, so the pair differs in its answers only. ``val``: such pairs with
+  different gold quality, labelled by the gold judge. ``farm``/``bar`` carry a reference output from
+  :func:`reference_output`, a fixed generator (seeded by the instruction alone) that is right about 75% of the time
+  and mostly concise.
 """
 
 from __future__ import annotations
