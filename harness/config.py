@@ -67,7 +67,7 @@ class GenerationConfig:
         default="hf", metadata={"help": "'hf' (batched transformers generate, CPU or GPU) or 'vllm' (GPU, "
                                 "pip install .[vllm])."},
     )
-    batch_size: int = field(default=64, metadata={"help": "Prompts per generate call."})
+    batch_size: int = field(default=64, metadata={"help": "Sequences per generate call (prompts x samples each)."})
     max_new_tokens: int = field(default=32, metadata={"help": "Longest response, in tokens."})
 
     def __post_init__(self) -> None:

@@ -1,0 +1,273 @@
+"""What the benchmarks share: the machine they ran on, interleaved timing, command lines built from config
+dataclasses, and a run context on the tiny preset whose stages are cached across invocations.
+
+Timing on these machines is noisy (other jobs share the 2 cores), so a benchmark never compares two numbers
+taken minutes apart: it runs the candidates in alternating order within one process (:func:`interleaved`) and
+reports the median of the per-round ratios (:func:`paired_ratios`), which cancels load that drifts slowly.
+
+The harness is imported inside functions only: :mod:`benchmarks.ppo_vs_trl` must put TRL 1.12 on ``sys.path``
+before anything imports ``trl``, and ``harness.config`` imports the project's TRL through the method configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+DEFAULT_CACHE = Path.home() / ".cache" / "rlp-harness"
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+
+def set_offline() -> None:
+    """The hub switches (without them every hub look-up waits 24-50 s before failing), and no telemetry."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# -- the machine ----------------------------------------------------------------------------------------------------
+
+def cpu_model(cpuinfo: str) -> str:
+    """The first ``model name`` in a /proc/cpuinfo text, or "unknown"."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return "unknown"
+
+
+def machine() -> dict:
+    """CPU model, logical cores and load averages (1, 5, 15 min), to print beside every figure."""
+    try:
+        cpu = cpu_model(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()]}
+
+
+def describe_machine(info: dict) -> str:
+    load = "/".join(f"{x:.1f}" for x in info["load"])
+    return f"{info['cpu']}, {info['cores']} cores, load {load} (1/5/15 min)"
+
+
+# -- timing ---------------------------------------------------------------------------------------------------------
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """``fn()`` and its wall time in seconds."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def interleaved(candidates: dict[str, Callable[[int], T]], repeats: int) -> dict[str, list[T]]:
+    """Calls every candidate ``repeats`` times, reversing the order each round (A B, B A, A B, ...).
+
+    Alternating the order means neither candidate always runs first (cold caches) or last (after the other
+    warmed the machine), and load that drifts within a round hits both alike over the rounds.
+
+    Args:
+        candidates: name -> function of the round index (0-based) returning one measurement.
+        repeats: rounds.
+
+    Returns:
+        name -> the measurements, in round order.
+    """
+    if repeats <= 0:
+        raise ValueError(f"repeats: must be a positive integer, got {repeats!r}")
+    names = list(candidates)
+    results: dict[str, list[T]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            results[name].append(candidates[name](round_index))
+    return results
+
+
+def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
+    """Round-by-round ratios of two interleaved series (same length, denominators non-zero)."""
+    if len(numerators) != len(denominators):
+        raise ValueError(f"paired_ratios: {len(numerators)} numerators but {len(denominators)} denominators")
+    if any(d == 0 for d in denominators):
+        raise ValueError("paired_ratios: a denominator is zero")
+    return [n / d for n, d in zip(numerators, denominators)]
+
+
+def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample standard deviation / sqrt(n)); needs two values or more."""
+    if len(values) < 2:
+        raise ValueError(f"mean_and_standard_error: needs at least 2 values, got {len(values)}")
+    return statistics.fmean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+def spread(values: Sequence[float]) -> str:
+    """``median (min .., max .., n=..)``: how the benchmarks print a repeated measurement."""
+    return f"{statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g}, n={len(values)})"
+
+
+# -- command lines from config dataclasses ---------------------------------------------------------------------------
+
+def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str) -> C:
+    """Builds ``cls`` (a dataclass) from the command line: one ``--field-name`` per field, its help text as help.
+
+    Supported field types: int, float, str, Path, bool (``--x/--no-x``), ``tuple[str, ...]`` (one or more values)
+    and any of these ``| None``. A ValueError from the dataclass's validation ends the program with exit status 2
+    and its message.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = _without_none(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        options = {"dest": f.name, "default": default, "help": f"{f.metadata['help']} (default: {default})"}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, nargs="+", type=typing.get_args(kind)[0], **options)
+        else:
+            parser.add_argument(flag, type=kind, metavar=f.name.upper(), **options)
+    args = parser.parse_args(argv)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+    try:
+        return cls(**values)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def _without_none(kind: object) -> object:
+    """``X | None`` -> ``X``; anything else unchanged."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        rest = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return kind
+
+
+def require_positive(config: object, *names: str) -> None:
+    """Raises ValueError naming the first of ``names`` that is not a positive number."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name}: must be a positive number, got {value!r}")
+
+
+# -- the tiny preset, cached -----------------------------------------------------------------------------------------
+
+def tiny_context(cache_dir: Path, overrides: Sequence[str] = (), seed: int = 0, log: Callable[[str], None] = print):
+    """A :class:`harness.context.RunContext` on the tiny preset whose stages live under ``cache_dir/stages``.
+
+    The base model is built under ``cache_dir/models`` and every stage (SFT, reward model, ...) is cached, so only
+    the first invocation of a benchmark pays for them; later ones measure only what they compare.
+
+    Args:
+        cache_dir: the benchmarks' cache (``~/.cache/rlp-harness`` by default).
+        overrides: ``section.field=value`` preset overrides, as ``python -m harness.run --set`` takes them.
+        seed: the context's training seed.
+        log: where stage lines go.
+    """
+    from harness.cache import StageCache
+    from harness.config import load_preset
+    from harness.context import RunContext
+    from harness.generation import make_generator
+    from harness.registry import PRESETS, make_suite
+
+    config = load_preset(PRESETS["tiny"], list(overrides))
+    suite = make_suite(config.suite)
+    base = suite.base_model(Path(cache_dir) / "models")
+    return RunContext(config, suite, suite.splits(), seed, StageCache(Path(cache_dir) / "stages", log=log),
+                      make_generator(config.generation), base, log)
+
+
+# -- a run's stages ---------------------------------------------------------------------------------------------------
+
+GENERATION_STAGES = ("policy_samples", "eval_", "drift_samples", "proxy_samples")
+
+
+def is_generation_stage(name: str) -> bool:
+    """Stages that only generate text: the RLP sample set, evaluation outputs, drift and proxy samples.
+
+    PPO's own rollouts are generated inside the ``ppo`` stage and are not counted here.
+    """
+    return any(name == prefix or (prefix.endswith("_") and name.startswith(prefix)) for prefix in GENERATION_STAGES)
+
+
+def stage_seconds(stages: list[dict]) -> dict[str, float]:
+    """Seconds a run spent building each kind of stage, from its results.json ``stages`` list.
+
+    The list has one entry per use of a stage; a reused one (built earlier in the run, or by an earlier run) cost
+    this run nothing, so only entries with ``reused`` false count.
+    """
+    totals: dict[str, float] = {}
+    for entry in stages:
+        if not entry["reused"]:
+            totals[entry["stage"]] = totals.get(entry["stage"], 0.0) + entry["build_wall_s"]
+    return totals
+
+
+def load_results(run_dir: Path) -> dict:
+    """A finished run's results.json.
+
+    Raises:
+        ValueError: ``run_dir`` has no results.json (the run has not finished, or it is not a run dir).
+    """
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise ValueError(f"run: {run_dir} has no results.json; give the dir of a finished harness.run")
+    return json.loads(path.read_text())
+
+
+# -- harness runs at a reduced budget ---------------------------------------------------------------------------------
+
+# `--set` overrides that shrink a tiny-preset run to about a minute of 2 idle cores for all four methods, through
+# the same code path as the default run: smaller splits and base model, fewer epochs and PPO steps, shorter
+# responses, fewer RLP samples.
+REDUCED_BUDGET = (
+    "suite.sft_size=200", "suite.preference_size=200", "suite.unlabeled_size=24", "suite.val_size=24",
+    "suite.farm_size=16", "suite.bar_size=16",
+    "suite.base_model.hidden_size=32", "suite.base_model.num_layers=2", "suite.base_model.num_heads=2",
+    "suite.base_model.intermediate_size=64", "suite.base_model.steps=20", "suite.base_model.warmup_steps=2",
+    "sft.epochs=1", "reward.epochs=1",
+    "ppo.num_steps=2", "ppo.rollout_batch_size=8", "ppo.minibatch_size=4", "ppo.save_every=1",
+    "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
+    "policy_samples.n=4", "policy_samples.max_instructions=12",
+    "uml.batch_size=4", "eval.drift_instructions=8",
+)
+
+
+def harness_run_args(out_dir: Path, methods: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """The arguments of ``python -m harness.run`` for one run."""
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    return ["--methods", *methods, "--out", str(out_dir), *sets]
+
+
+def harness_run_command(out_dir: Path, methods: Sequence[str], overrides: Sequence[str]) -> list[str]:
+    """The ``python -m harness.run`` command line of one run, with this interpreter."""
+    return [sys.executable, "-m", "harness.run", *harness_run_args(out_dir, methods, overrides)]
+
+
+def share_base_models(run_parent: Path, cache_dir: Path, overrides: Sequence[str]) -> Path:
+    """Builds the preset's base model once in ``cache_dir/models`` and links ``run_parent/.models`` to it.
+
+    harness.run keeps base models in ``<out>/../.models``; linking that to the benchmarks' cache means every run
+    under ``run_parent`` (and every later invocation) reuses one build instead of timing it.
+    """
+    from harness.config import load_preset
+    from harness.registry import PRESETS, make_suite
+
+    models = Path(cache_dir) / "models"
+    make_suite(load_preset(PRESETS["tiny"], list(overrides)).suite).base_model(models)
+    link = Path(run_parent) / ".models"
+    link.symlink_to(models.resolve(), target_is_directory=True)
+    return link

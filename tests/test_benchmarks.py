@@ -1,0 +1,179 @@
+"""The benchmarks' own arithmetic and bookkeeping; the benchmarks themselves are run by hand (docs/performance.md)."""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from benchmarks.common import (
+    cpu_model,
+    interleaved,
+    is_generation_stage,
+    mean_and_standard_error,
+    paired_ratios,
+    parse_config,
+    require_positive,
+    spread,
+    stage_seconds,
+)
+from benchmarks.ppo_vs_trl import PPOBenchConfig, ppo_config
+from benchmarks.profile_run import Kind, stage_table, time_by_kind
+from benchmarks.sampling import SamplingBenchConfig, generation_share
+from benchmarks.stage_sharing import StageSharingBenchConfig, trained_stages
+
+# A run that built sft (10 s), reward (20 s), ppo (40 s), eval_farm (4 s), policy_samples (16 s) and reused sft and
+# reward later (their entries repeat the first build time but cost the run nothing).
+STAGES = [
+    {"seed": 0, "stage": "sft", "path": "sft-a", "reused": False, "build_wall_s": 10.0},
+    {"seed": 0, "stage": "reward", "path": "reward-a", "reused": False, "build_wall_s": 20.0},
+    {"seed": 0, "stage": "ppo", "path": "ppo-a", "reused": False, "build_wall_s": 40.0},
+    {"seed": 0, "stage": "eval_farm", "path": "eval_farm-a", "reused": False, "build_wall_s": 4.0},
+    {"seed": 0, "stage": "sft", "path": "sft-a", "reused": True, "build_wall_s": 10.0},
+    {"seed": 0, "stage": "reward", "path": "reward-a", "reused": True, "build_wall_s": 20.0},
+    {"seed": 0, "stage": "policy_samples", "path": "policy_samples-a", "reused": False, "build_wall_s": 16.0},
+]
+
+
+def test_cpu_model_is_read_from_cpuinfo():
+    text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n"
+    assert cpu_model(text) == "Intel(R) Xeon(R) Processor"
+    assert cpu_model("processor\t: 0\n") == "unknown"
+
+
+def test_interleaved_alternates_the_order_every_round():
+    calls = []
+    results = interleaved({"a": lambda r: calls.append(("a", r)) or 10 + r,
+                           "b": lambda r: calls.append(("b", r)) or 20 + r}, repeats=3)
+    # rounds: a b | b a | a b, so neither candidate always runs first
+    assert calls == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+    assert results == {"a": [10, 11, 12], "b": [20, 21, 22]}
+    with pytest.raises(ValueError, match="repeats"):
+        interleaved({"a": lambda r: 0}, repeats=0)
+
+
+def test_paired_ratios_divide_round_by_round():
+    # 30/20 = 1.5, 20/40 = 0.5, 9/3 = 3
+    assert paired_ratios([30, 20, 9], [20, 40, 3]) == [1.5, 0.5, 3.0]
+    with pytest.raises(ValueError, match="2 numerators but 1"):
+        paired_ratios([1, 2], [1])
+    with pytest.raises(ValueError, match="zero"):
+        paired_ratios([1], [0])
+
+
+def test_mean_and_standard_error_by_hand():
+    # 1, 2, 3, 6: mean 3; squared deviations 4 + 1 + 0 + 9 = 14; sample variance 14 / 3; se = sqrt(14 / 3) / 2
+    mean, error = mean_and_standard_error([1, 2, 3, 6])
+    assert mean == 3 and error == pytest.approx((14 / 3) ** 0.5 / 2)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        mean_and_standard_error([1.0])
+
+
+def test_spread_prints_the_median_and_range():
+    # sorted 1, 2, 10: median 2
+    assert spread([10, 1, 2]) == "2 (min 1, max 10, n=3)"
+
+
+def test_stage_seconds_counts_only_stages_the_run_built():
+    # sft 10 and reward 20 once each: the reused entries cost nothing
+    assert stage_seconds(STAGES) == {"sft": 10.0, "reward": 20.0, "ppo": 40.0, "eval_farm": 4.0,
+                                     "policy_samples": 16.0}
+
+
+def test_generation_stages_are_the_text_only_ones():
+    for name in ("policy_samples", "eval_farm", "eval_bar", "drift_samples", "proxy_samples"):
+        assert is_generation_stage(name), name
+    for name in ("ppo", "sft", "reward", "drift", "winrate_farm", "knowledge", "policy_samples_x"):
+        assert not is_generation_stage(name), name
+
+
+def test_generation_share_splits_the_built_time():
+    # generation: eval_farm 4 + policy_samples 16 = 20 of 10 + 20 + 40 + 4 + 16 = 90 -> 2/9
+    share = generation_share(STAGES)
+    assert share["generation_s"] == 20.0 and share["other_s"] == 70.0
+    assert share["share"] == pytest.approx(2 / 9)
+    with pytest.raises(ValueError, match="reused"):
+        generation_share([dict(s, reused=True) for s in STAGES])
+
+
+def test_stage_table_adds_the_time_outside_stages():
+    # 90 s of stages in a 100 s run: ppo 40 s is 40%, and 10 s (10%) went elsewhere
+    rows = stage_table({"wall_s": 100.0, "stages": STAGES})
+    assert rows[0] == ("ppo", 40.0, 0.4)
+    assert rows[-1] == ("(outside stages)", pytest.approx(10.0), pytest.approx(0.1))
+    assert [name for name, _, _ in rows[:-1]] == ["ppo", "reward", "policy_samples", "sft", "eval_farm"]
+
+
+def _inner(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+def _outer(n: int) -> int:
+    return _inner(n) + _inner(n)
+
+
+def test_time_by_kind_reads_cumulative_time_of_named_functions():
+    profiler = cProfile.Profile()
+    profiler.runcall(_outer, 200_000)
+    stats = pstats.Stats(profiler)
+    here = Path(__file__).name
+    kinds = (Kind("outer", "_outer", here), Kind("inner", "_inner", here), Kind("absent", "_nothing", here))
+    seconds = time_by_kind(stats, kinds)
+    # _outer's cumulative time contains both _inner calls; a kind nothing matches takes no time
+    assert seconds["outer"] >= seconds["inner"] > 0
+    assert seconds["absent"] == 0.0
+
+
+def test_trained_stages_counts_training_lines(tmp_path):
+    (tmp_path / "run.log").write_text(
+        "[10:00:00] stage sft              training sft-a\n"
+        "[10:00:09] stage sft              done     sft-a in 9.0s\n"
+        "[10:00:09] stage sft              reused   sft-a\n"
+        "[10:00:09] stage reward           training reward-a\n"
+    )
+    assert trained_stages(tmp_path) == 2
+
+
+@dataclass
+class _Demo:
+    steps: int = field(default=3, metadata={"help": "Steps."})
+    rate: float = field(default=0.5, metadata={"help": "A rate."})
+    quick: bool = field(default=False, metadata={"help": "Be quick."})
+    names: tuple[str, ...] = field(default=("a",), metadata={"help": "Names."})
+    where: Path | None = field(default=None, metadata={"help": "A path."})
+
+    def __post_init__(self) -> None:
+        require_positive(self, "steps", "rate")
+
+
+def test_parse_config_builds_the_dataclass_from_flags():
+    assert parse_config(_Demo, [], "demo", "") == _Demo()
+    parsed = parse_config(_Demo, ["--steps", "7", "--quick", "--names", "x", "y", "--where", "out"], "demo", "")
+    assert parsed == _Demo(steps=7, quick=True, names=("x", "y"), where=Path("out"))
+
+
+def test_parse_config_rejects_bad_values_with_the_field_name(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(_Demo, ["--rate", "-1"], "demo", "")
+    assert exit_info.value.code == 2
+    assert "_Demo.rate: must be a positive number, got -1.0" in capsys.readouterr().err
+
+
+def test_benchmark_configs_reject_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="SamplingBenchConfig.n"):
+        SamplingBenchConfig(n=0)
+    with pytest.raises(ValueError, match="SamplingBenchConfig.run: .* has no results.json"):
+        SamplingBenchConfig(run=tmp_path)
+    with pytest.raises(ValueError, match="expected section.field=value"):
+        StageSharingBenchConfig(overrides=("ppo.num_steps",))
+
+
+def test_ppo_benchmark_runs_our_ppo_with_its_sizes():
+    with pytest.raises(ValueError, match=r"minibatch_size \(12\) must divide rollout_batch_size \(32\)"):
+        PPOBenchConfig(minibatch_size=12)
+    cfg = ppo_config(PPOBenchConfig(steps=4, max_new_tokens=16))
+    # save_every = steps: ours saves one checkpoint (the last step) besides the final policy, the least it can
+    assert (cfg.num_steps, cfg.save_every, cfg.rollout_batch_size, cfg.max_new_tokens) == (4, 4, 32, 16)
