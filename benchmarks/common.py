@@ -24,6 +24,8 @@ import typing
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
+from harness.leaderboard import load_results  # noqa: F401  (re-exported: the benchmarks read runs with it)
+
 DEFAULT_CACHE = Path.home() / ".cache" / "rlp-harness"
 
 T = TypeVar("T")
@@ -216,18 +218,6 @@ def stage_seconds(stages: list[dict]) -> dict[str, float]:
     return totals
 
 
-def load_results(run_dir: Path) -> dict:
-    """A finished run's results.json.
-
-    Raises:
-        ValueError: ``run_dir`` has no results.json (the run has not finished, or it is not a run dir).
-    """
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise ValueError(f"run: {run_dir} has no results.json; give the dir of a finished harness.run")
-    return json.loads(path.read_text())
-
-
 # -- harness runs at a reduced budget ---------------------------------------------------------------------------------
 
 # `--set` overrides that shrink a tiny-preset run to about a minute of 2 idle cores for all four methods, through
@@ -271,3 +261,15 @@ def share_base_models(run_parent: Path, cache_dir: Path, overrides: Sequence[str
     link = Path(run_parent) / ".models"
     link.symlink_to(models.resolve(), target_is_directory=True)
     return link
+
+
+def run_and_report(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
+                   run_benchmark: Callable[[C], dict], summary: Callable[[dict], str]) -> int:
+    """The main of a benchmark: parse its config, run it, print the summary, save the figures if asked."""
+    set_offline()
+    bench = parse_config(cls, argv, prog, description)
+    figures = run_benchmark(bench)
+    print(summary(figures))
+    if bench.out is not None:
+        bench.out.write_text(json.dumps(figures, indent=1, default=str))
+    return 0

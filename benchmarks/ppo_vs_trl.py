@@ -34,7 +34,6 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import importlib
-import json
 import multiprocessing
 import os
 import subprocess
@@ -52,9 +51,8 @@ from benchmarks.common import (
     machine,
     mean_and_standard_error,
     paired_ratios,
-    parse_config,
     require_positive,
-    set_offline,
+    run_and_report,
     spread,
     timed,
     tiny_context,
@@ -378,14 +376,8 @@ def summary(figures: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline()
-    bench = parse_config(PPOBenchConfig, argv, "python -m benchmarks.ppo_vs_trl",
-                         "Our PPO against TRL 1.12's PPOTrainer: episodes per second and proxy-reward gain.")
-    figures = run_benchmark(bench)
-    print(summary(figures))
-    if bench.out is not None:
-        bench.out.write_text(json.dumps(figures, indent=1, default=str))
-    return 0
+    return run_and_report(PPOBenchConfig, argv, "python -m benchmarks.ppo_vs_trl", "Our PPO against TRL 1.12's PPOTrainer: episodes per second and proxy-reward gain.",
+                          run_benchmark, summary)
 
 
 if __name__ == "__main__":

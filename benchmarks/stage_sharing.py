@@ -25,15 +25,14 @@ from typing import Callable
 
 from benchmarks.common import (
     DEFAULT_CACHE,
-    REDUCED_BUDGET,
     describe_machine,
     harness_run_command,
     interleaved,
     machine,
     paired_ratios,
-    parse_config,
+    REDUCED_BUDGET,
     require_positive,
-    set_offline,
+    run_and_report,
     share_base_models,
     spread,
     timed,
@@ -138,14 +137,8 @@ def summary(figures: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline()
-    bench = parse_config(StageSharingBenchConfig, argv, "python -m benchmarks.stage_sharing",
-                         "One run of four methods against the sum of four single-method runs (wall time).")
-    figures = run_benchmark(bench)
-    print(summary(figures))
-    if bench.out is not None:
-        bench.out.write_text(json.dumps(figures, indent=1, default=str))
-    return 0
+    return run_and_report(StageSharingBenchConfig, argv, "python -m benchmarks.stage_sharing", "One run of four methods against the sum of four single-method runs (wall time).",
+                          run_benchmark, summary)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from harness.cache import StageCache, fingerprint
 from harness.config import RunConfig
@@ -174,7 +174,5 @@ def reward_model_metrics(path: Path) -> dict:
 
 
 def _concat(a: Dataset, b: Dataset) -> Dataset:
-    from datasets import concatenate_datasets
-
     columns = a.column_names
     return concatenate_datasets([a, b.select_columns(columns).cast(a.features)])

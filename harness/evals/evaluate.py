@@ -118,7 +118,8 @@ def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
     stage = ctx.stage(
         "knowledge",
         {"policy": str(policy), "task": dataclasses.asdict(cfg)},
-        lambda out: (out / "metrics.json").write_text(json.dumps(evaluate_knowledge(policy, cfg, device=ctx.device), indent=1)),
+        lambda out: (out / "metrics.json").write_text(
+            json.dumps(evaluate_knowledge(policy, cfg, device=ctx.device), indent=1)),
     )
     return json.loads((stage / "metrics.json").read_text())
 

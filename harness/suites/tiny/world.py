@@ -58,7 +58,6 @@ Splits (:func:`build_splits`), spread evenly over the families, drawn from ``ran
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import random
@@ -68,6 +67,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Protocol, Sequence
 
+from harness.suites.annotators import stable_seed
 from harness.suites.base import Preference
 
 if TYPE_CHECKING:
@@ -135,12 +135,6 @@ def strip_filler(text: str) -> tuple[str, int]:
 def canonical_answer(output: str) -> str:
     """The answer an output gives, so that two outputs that say the same thing compare equal."""
     return strip_filler(output)[0]
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed that depends only on ``parts`` (unlike ``hash``, which Python salts per process)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
 
 
 # --------------------------------------------------------------------------------------------------------------
