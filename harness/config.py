@@ -54,6 +54,12 @@ class RuntimeConfig:
                   "fastest on 1 thread: synchronising threads costs more than their small matrix products."},
     )
 
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
+        default="auto",
+        metadata={"help": "Training and sampling precision on a GPU: 'auto' keeps what `accelerate launch` set, "
+                  "else bf16 where the GPU supports it; 'no' is float32. The CPU always runs float32."},
+    )
+
     def __post_init__(self) -> None:
         if self.torch_threads is not None:
             _require_positive(self, "torch_threads")

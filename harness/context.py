@@ -13,9 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-import torch
 from datasets import Dataset, concatenate_datasets
 
+from harness import distributed
 from harness.cache import StageCache, fingerprint
 from harness.config import RunConfig
 from harness.evals.rm_accuracy import pairwise_accuracy
@@ -66,13 +66,17 @@ class RunContext:
         self.log = log
         self.stage_times: list[dict] = []
         self._scorer: RewardModelScorer | None = None
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = distributed.device()
 
     # -- shared stages -------------------------------------------------------------------------------------------
 
-    def stage(self, name: str, inputs: dict, build: Callable[[Path], None]) -> Path:
-        """A cached stage of this seed; records its wall time (0 when reused) for the report."""
-        result = self.cache.stage(name, {**inputs, "seed": self.seed}, build)
+    def stage(self, name: str, inputs: dict, build: Callable[[Path], None], collective: bool = False) -> Path:
+        """A cached stage of this seed; records its wall time (0 when reused) for the report.
+
+        ``collective``: a training stage, built by every process together when there are several; other stages are
+        built by the main process alone (see :mod:`harness.distributed`).
+        """
+        result = distributed.build_stage(self.cache, name, {**inputs, "seed": self.seed}, build, collective)
         self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
                                  "build_wall_s": round(result.wall_s, 2)})
         return result.path
@@ -88,6 +92,7 @@ class RunContext:
             "sft",
             {"base": str(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
             lambda out: train_sft(self.base_model, self.splits["sft"], cfg, out, self.seed),
+            collective=True,
         )
 
     def reward_model(self, extra_pairs: Dataset | None = None, auxiliary: AuxiliaryLoss | None = None) -> Path:
@@ -112,6 +117,8 @@ class RunContext:
 
         def build(out: Path) -> None:
             curve = train_reward_model(sft, pairs, self.config.reward, out, self.seed, auxiliary)
+            if not distributed.is_main_process():
+                return  # the main process alone writes the stage and measures the model it saved
             if curve:
                 (out / "auxiliary_curve.json").write_text(json.dumps(curve))
             val = self.splits["val"]
@@ -122,7 +129,7 @@ class RunContext:
             )
             (out / "metrics.json").write_text(json.dumps({"val": accuracy}, indent=2))
 
-        path = self.stage("reward", inputs, build)
+        path = self.stage("reward", inputs, build, collective=True)
         self.log(f"reward model {path.name}: held-out accuracy {reward_model_metrics(path)['val']['accuracy']:.3f}")
         return path
 
@@ -134,6 +141,7 @@ class RunContext:
             {"init": str(init), "reward_model": str(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
              "data": self._split_hashes["unlabeled"]},
             lambda out: train_ppo(init, reward_model, prompts, self.config.ppo, out, self.seed),
+            collective=True,
         )
         return load_ppo_run(path)
 

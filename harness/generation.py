@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.config import ConfigError, GenerationConfig
+from methods.base import mixed_precision
 
 
 class Generator(Protocol):
@@ -53,10 +54,17 @@ class HFGenerator:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=self.trust_remote_code)
             tokenizer.padding_side = "left"  # generation continues from the right end of every row
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=torch.float32, trust_remote_code=self.trust_remote_code
+                model_dir, dtype=self.model_dtype(), trust_remote_code=self.trust_remote_code
             ).to(self.device).eval()
             self._loaded = (model_dir, tokenizer, model)
         return self._loaded[1], self._loaded[2]
+
+    def model_dtype(self) -> torch.dtype:
+        """Half precision on a GPU when the run trains in it (sampling is bound by kernel launches, not maths,
+        but the weights and the KV cache take half the memory); float32 otherwise."""
+        if self.device == "cuda":
+            return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision(), torch.float32)
+        return torch.float32
 
     @torch.no_grad()
     def generate(

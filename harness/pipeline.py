@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,12 @@ import pandas as pd
 import torch
 import yaml
 
+from harness import distributed
 from harness.annotators import make_annotator
-from harness.cache import RunLock, StageCache, write_atomic
+from harness.cache import StageCache, write_atomic
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
-from harness.evals.evaluate import evaluate_policy
+from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
 from harness.registry import METHODS, make_suite
@@ -55,6 +57,23 @@ class RunLog:
             f.write(line + "\n")
 
 
+def use_mixed_precision(choice: str) -> None:
+    """Sets the process's mixed precision (read by accelerate, see :func:`methods.base.mixed_precision`).
+
+    On a GPU, ``auto`` keeps what ``accelerate launch`` set and otherwise picks bf16 where the GPU has it, and
+    float32 matrix products may use TF32. On the CPU everything stays float32.
+    """
+    if not torch.cuda.is_available():
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if choice == "auto":
+        os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "bf16" if torch.cuda.is_bf16_supported() else "no")
+    else:
+        os.environ["ACCELERATE_MIXED_PRECISION"] = choice
+
+
 def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
         model_cache: Path | None = None) -> RunResult:
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
@@ -69,22 +88,27 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
+    use_mixed_precision(config.runtime.mixed_precision)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(out_dir):
-        log = RunLog(out_dir / "run.log")
+    # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
+    with distributed.run_lock(out_dir):
+        main = distributed.is_main_process()
+        log = RunLog(out_dir / "run.log") if main else _quiet
         started = time.perf_counter()
-        write_atomic(out_dir / "config.yaml", yaml.safe_dump(
-            {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
-        cache.remove_stale_temporaries()
+        if main:
+            write_atomic(out_dir / "config.yaml", yaml.safe_dump(
+                {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
+            cache.remove_stale_temporaries()
 
-        suite, judge = prepare(config)
-        splits = suite.splits()
-        validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
-        log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
-        models_dir = model_cache or out_dir.parent / ".models"
-        base_model = (suite.base_model(models_dir) if config.model.base == "suite"
-                      else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
+        with distributed.main_process_first():  # the main process builds or downloads, the others then read
+            suite, judge = prepare(config)
+            splits = suite.splits()
+            validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
+            log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
+            models_dir = model_cache or out_dir.parent / ".models"
+            base_model = (suite.base_model(models_dir) if config.model.base == "suite"
+                          else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
@@ -102,28 +126,47 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
-                write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
+                if main:
+                    write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
+        base = base_model_record(RunContext(config, suite, splits, 0, cache, generator, base_model, log))
+        stage_times.extend({"seed": 0, **s} for s in base.pop("stage_times"))
 
         results = aggregate(config.preset, seeds, per_seed)
-        results.update(stages=stage_times, diagnostics=diagnostics,
+        results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
         table = leaderboard_table(results)
-        write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
-        write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
-        markdown, html = write_reports(out_dir)
-        log(f"reports: {markdown.name}, {html.name}")
+        if main:
+            write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
+            write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
+            markdown, html = write_reports(out_dir)
+            log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
+
+
+def base_model_record(ctx: RunContext) -> dict:
+    """The base model every method starts from, with its score on the suite's knowledge task (MMLU in the real
+    presets), so a run's MMLU figures can be read against the untrained model and its published score."""
+    knowledge = knowledge_accuracy(ctx, ctx.base_model)
+    return {"name": Path(ctx.base_model).name, "knowledge": knowledge, "stage_times": ctx.stage_times}
+
+
+def _quiet(message: str) -> None:
+    """The log of the processes other than the main one, which logs for the run."""
 
 
 def prepare(config: RunConfig):
     """Builds the suite and the judge and checks the judge can run (API key set), before any training.
 
+    Also checks that the trainers' batches split evenly over the processes, which only a launch reveals.
+
     Raises:
         ConfigError: one line naming the field and what is allowed.
     """
     try:
+        for name, size in (("sft.batch_size", config.sft.batch_size), ("reward.batch_size", config.reward.batch_size)):
+            distributed.per_process_batch(size, name)
         suite = make_suite(config.suite)
         judge = make_annotator(config.eval.judge, suite)
         check_ready = getattr(judge, "check_ready", None)

@@ -108,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     from harness import pipeline
     from harness.cache import RunLockedError
     from harness.config import ConfigError
+    from harness.distributed import is_main_process
 
     try:
         result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache)
     except (ConfigError, RunLockedError) as err:
         return _fail(str(err))
+    if not is_main_process():
+        return 0  # under accelerate launch the main process reports and updates the leaderboard
     print()
     print(pipeline.format_table(result.table, result.results))
     print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.html'}")

@@ -14,12 +14,23 @@ The context offers::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from harness.context import RunContext
+
+
+def mixed_precision() -> str:
+    """The process's mixed precision, "no", "bf16" or "fp16", as accelerate reads it.
+
+    ``accelerate launch`` sets ``ACCELERATE_MIXED_PRECISION`` from its config, and ``harness.run`` sets it from
+    ``runtime.mixed_precision`` otherwise, so our PPO (an ``Accelerator``), the TRL trainers and the generator
+    all train and sample at one precision.
+    """
+    return os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
 
 
 @dataclass(frozen=True)

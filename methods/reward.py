@@ -17,6 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 
+from harness.distributed import per_process_batch
 from methods.sft import conversation, save_final, trainer_defaults
 from harness.suites.base import Preference
 
@@ -27,7 +28,8 @@ class RewardConfig:
 
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 3e-6)."})
     epochs: float = field(default=2.0, metadata={"help": "Passes over the preference data (AlpacaFarm: 1)."})
-    batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step (AlpacaFarm: 16)."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: "
+                                                  "16)."})
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
 
     def __post_init__(self) -> None:
@@ -87,7 +89,8 @@ class _RewardTrainerWithAuxiliary(RewardTrainer):
         if not model.training:
             return result
         bt_loss = result[0] if return_outputs else result
-        aux_loss, metrics = self.auxiliary(model, self.processing_class)
+        # The auxiliary reaches into the backbone, which a DDP wrapper hides; its gradients still reach DDP's hooks.
+        aux_loss, metrics = self.auxiliary(self.accelerator.unwrap_model(model), self.processing_class)
         loss = bt_loss + self.auxiliary.weight * aux_loss
         record = {"step": self.state.global_step, "bt_loss": bt_loss.item(), **metrics}
         self.auxiliary_curve.append(record)
@@ -122,7 +125,7 @@ def train_reward_model(
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, "reward.batch_size"),
         max_length=cfg.max_length,
         lr_scheduler_type="cosine",
         warmup_steps=0.03,  # a ratio of all steps

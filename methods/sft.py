@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from methods.base import TrainedPolicy
+from harness.distributed import per_process_batch
+from methods.base import TrainedPolicy, mixed_precision
 
 if TYPE_CHECKING:
     from harness.context import RunContext
@@ -29,7 +30,8 @@ class SFTConfig:
 
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 2e-5)."})
     epochs: float = field(default=3.0, metadata={"help": "Passes over the sft split (AlpacaFarm: 3)."})
-    batch_size: int = field(default=32, metadata={"help": "Demonstrations per optimiser step (AlpacaFarm: 128)."})
+    batch_size: int = field(default=32, metadata={"help": "Demonstrations per optimiser step, over all processes "
+                                                  "(AlpacaFarm: 128)."})
     warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps with linear warm-up (AlpacaFarm: "
                                                         "0.03)."})
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
@@ -69,7 +71,7 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, "sft.batch_size"),
         lr_scheduler_type="cosine",
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         max_length=cfg.max_length,
@@ -82,13 +84,15 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
 
 
 def trainer_defaults() -> dict:
-    """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no bf16 or checkpointing on CPU.
+    """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, and the
+    process's mixed precision on a GPU only (:func:`methods.base.mixed_precision`).
 
     TRL defaults bf16 and gradient checkpointing to True, which makes CPU training about 4x slower.
     """
     on_gpu = torch.cuda.is_available()
     return dict(
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=on_gpu and mixed_precision() == "bf16",
+        fp16=on_gpu and mixed_precision() == "fp16",
         gradient_checkpointing=False,
         save_strategy="no",
         report_to=[],
@@ -100,8 +104,13 @@ def trainer_defaults() -> dict:
 
 
 def save_final(trainer, tokenizer, out_dir: Path) -> None:
-    """Saves the trained model and its tokenizer as a plain HF dir, dropping the trainer's scratch files."""
+    """Saves the trained model and its tokenizer as a plain HF dir, dropping the trainer's scratch files.
+
+    Every process calls it (DeepSpeed ZeRO-3 gathers the sharded weights to save them); only the main one writes.
+    """
     trainer.save_model(str(out_dir))
+    if not trainer.is_world_process_zero():
+        return
     tokenizer.save_pretrained(str(out_dir))
     log_history = getattr(trainer.state, "log_history", [])
     (out_dir / "train_log.json").write_text(json.dumps(log_history, indent=1))

@@ -108,6 +108,10 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
     for name in ("report.md", "report.html", "config.yaml", "run.log"):
         assert (finished_run / name).stat().st_size > 0, name
+    # the untrained base model is scored on the knowledge task too, and the report says so
+    base = results["base_model"]
+    assert base["name"].startswith("tiny-base-") and base["knowledge"]["n"] == 120
+    assert f"Base model {base['name']}: knowledge task tiny_knowledge accuracy" in (finished_run / "report.md").read_text()
 
 
 def test_shared_stages_are_trained_once(finished_run):

@@ -321,3 +321,13 @@ def test_headless_browser_dom_has_no_script(reports, tmp_path):
         capture_output=True, text=True, timeout=120, check=True).stdout
     _assert_inert(dom)
     assert SCRIPT in "".join(_parse(dom).text)
+
+
+def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
+    from harness.report.content import base_model_sentence
+
+    base = {"name": "m", "knowledge": {"task": "mmlu", "acc": 0.3051, "acc_stderr": 0.0193, "n": 570,
+                                       "num_fewshot": 5}}
+    assert base_model_sentence(base) == ("Base model m: knowledge task mmlu accuracy 30.5 +- 1.9 (n=570, 5-shot), "
+                                         "before any training.")
+    assert base_model_sentence(None) is None

@@ -80,6 +80,7 @@ class ReportData:
     seeds: int
     judge: str
     wall_s: float | None
+    base_model: str | None  # the base model and its knowledge-task score, one sentence
     methods: list[str]
     metrics: list[str]
     headline: dict[str, list[Cell]]  # method -> one cell per metric
@@ -95,6 +96,16 @@ class ReportData:
         """The resolved config as YAML (secret-looking values already redacted by provenance)."""
         config = self.provenance.get("config")
         return yaml.safe_dump(config, sort_keys=False) if config else "(no config.yaml in the run dir)"
+
+
+def base_model_sentence(base: dict | None) -> str | None:
+    """``Base model X: knowledge task T accuracy 41.2 +- 1.5 (n=570, 5-shot).``, or None for older runs."""
+    if not base:
+        return None
+    k = base["knowledge"]
+    error = "" if math.isnan(k["acc_stderr"]) else f" +- {100 * k['acc_stderr']:.1f}"
+    return (f"Base model {base['name']}: knowledge task {k['task']} accuracy {100 * k['acc']:.1f}{error} "
+            f"(n={k['n']}, {k['num_fewshot']}-shot), before any training.")
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
@@ -121,6 +132,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         seeds=results.get("seeds", 1),
         judge=str(results.get("judge", "unknown")),
         wall_s=results.get("wall_s"),
+        base_model=base_model_sentence(results.get("base_model")),
         methods=list(methods),
         metrics=HEADLINE_METRICS,
         headline=headline,

@@ -56,7 +56,8 @@ def render_markdown(data: ReportData) -> str:
         f"# Run report: preset {code_span(data.preset)}",
         f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
         f"Judge: {code_span(data.judge)}."
-        + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else ""),
+        + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else "")
+        + (f"\n\n{data.base_model}" if data.base_model else ""),
         "## Results",
         _headline(data),
         "## Beside the paper's numbers",
