@@ -192,6 +192,54 @@ def tiny_context(cache_dir: Path, overrides: Sequence[str] = (), seed: int = 0, 
                       make_generator(config.generation), base, log)
 
 
+class BenchModels(typing.NamedTuple):
+    """The checkpoints a benchmark measures and the tiny world's data it prompts them with."""
+
+    config: typing.Any  # harness.config.RunConfig of the tiny preset
+    splits: dict  # split name -> datasets.Dataset
+    policy: Path
+    reward_model: Path | None
+
+
+def bench_models(cache_dir: Path, policy: Path | None = None, reward_model: Path | None = None,
+                 need_reward_model: bool = True) -> BenchModels:
+    """The tiny preset's SFT policy and reward model (cached stages), or the given checkpoints instead.
+
+    Given checkpoints (e.g. :mod:`benchmarks.random_models` at SmolLM2-135M size, for GPU throughput) are prompted
+    with the same tiny-world instructions; then the tiny base model is never built.
+    """
+    from harness.config import load_preset
+    from harness.registry import PRESETS, make_suite
+
+    if policy is None:
+        ctx = tiny_context(cache_dir)
+        return BenchModels(ctx.config, ctx.splits, ctx.sft(), ctx.reward_model() if need_reward_model else None)
+    config = load_preset(PRESETS["tiny"], [])
+    return BenchModels(config, make_suite(config.suite).splits(), Path(policy),
+                       Path(reward_model) if reward_model is not None else None)
+
+
+def require_models(config: object) -> None:
+    """Checks a benchmark config's ``policy`` and ``reward_model`` fields: both or neither, each a model dir."""
+    if (config.policy is None) != (config.reward_model is None):
+        raise ValueError(f"{type(config).__name__}.policy and .reward_model: give both or neither")
+    for name in ("policy", "reward_model"):
+        path = getattr(config, name)
+        if path is not None and not (Path(path) / "config.json").is_file():
+            raise ValueError(f"{type(config).__name__}.{name}: {path} is not a model dir (no config.json)")
+
+
+MIXED_PRECISION_HELP = ("'no' (float32), 'bf16' or 'fp16': our PPO's accelerate mixed precision, TRL's "
+                        "bf16/fp16 flag and the sampler's weights (GPU only; the CPU runs float32).")
+
+
+def use_mixed_precision(choice: str) -> None:
+    """Sets the process's mixed precision where accelerate, and through it the harness, reads it."""
+    if choice not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision: must be 'no', 'bf16' or 'fp16', got {choice!r}")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = choice
+
+
 # -- a run's stages ---------------------------------------------------------------------------------------------------
 
 GENERATION_STAGES = ("policy_samples", "eval_", "drift_samples", "proxy_samples")

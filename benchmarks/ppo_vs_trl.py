@@ -3,8 +3,10 @@
     python -m benchmarks.ppo_vs_trl                       # 20 steps x 32 episodes, 3 interleaved rounds
     python -m benchmarks.ppo_vs_trl --steps 40 --repeats 5 --out ppo_vs_trl.json
     python -m benchmarks.ppo_vs_trl --trl-without-gc      # adds TRL without its per-step gc.collect() calls
+    python -m benchmarks.ppo_vs_trl --policy P --reward-model R --mixed-precision bf16   # other models, on a GPU
 
-Both trainers start from the same SFT policy of the tiny preset, against the same reward model (which also
+Both trainers start from the same SFT policy of the tiny preset (or ``--policy``, e.g. a SmolLM2-135M-sized
+model from :mod:`benchmarks.random_models`), against the same reward model (which also
 initialises both value models), on the same unlabeled prompts, with the same rollout batch, minibatch, PPO epochs,
 response length, learning rate, KL coefficient, clip ranges, GAE and whitening settings. Each round runs both with
 the round's seed, in alternating order. Printed per trainer:
@@ -46,16 +48,19 @@ from typing import Callable, NamedTuple
 
 from benchmarks.common import (
     DEFAULT_CACHE,
+    MIXED_PRECISION_HELP,
+    bench_models,
     describe_machine,
     interleaved,
     machine,
     mean_and_standard_error,
     paired_ratios,
+    require_models,
     require_positive,
     run_and_report,
     spread,
     timed,
-    tiny_context,
+    use_mixed_precision,
 )
 
 TRL_VERSION = "1.12.0"
@@ -93,9 +98,20 @@ class PPOBenchConfig:
         metadata={"help": "Add a third candidate: TRL with the gc.collect() its loop calls twice a step made a "
                           "no-op, to show how much of the difference those collections make."},
     )
+    policy: Path | None = field(
+        default=None, metadata={"help": "Policy checkpoint both trainers start from (None: the tiny preset's SFT "
+                                        "stage); needs --reward-model."},
+    )
+    reward_model: Path | None = field(
+        default=None, metadata={"help": "Reward-model checkpoint (None: the tiny preset's); it also initialises "
+                                        "both value models."},
+    )
+    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
+        require_models(self)
+        use_mixed_precision(self.mixed_precision)
         require_positive(self, "steps", "rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens",
                          "repeats", "eval_prompts", "eval_samples", "torch_threads")
         if self.rollout_batch_size % self.minibatch_size:
@@ -159,11 +175,12 @@ def import_trl112(path: Path):
 
 # -- the two trainers -------------------------------------------------------------------------------------------------
 
-def prepare_inputs(cache_dir: Path, eval_prompts: int) -> Inputs:
-    """The tiny preset's SFT policy and reward model (cached stages) and the prompts. Runs in a child process."""
-    ctx = tiny_context(cache_dir)
-    held_out = list(dict.fromkeys(ctx.splits["val"]["instruction"]))[:eval_prompts]
-    return Inputs(ctx.sft(), ctx.reward_model(), list(ctx.splits["unlabeled"]["instruction"]), held_out)
+def prepare_inputs(bench: PPOBenchConfig) -> Inputs:
+    """The policy and reward model (the tiny preset's cached stages unless given) and the tiny world's prompts.
+    Runs in a child process."""
+    models = bench_models(bench.cache_dir, bench.policy, bench.reward_model)
+    held_out = list(dict.fromkeys(models.splits["val"]["instruction"]))[:bench.eval_prompts]
+    return Inputs(models.policy, models.reward_model, list(models.splits["unlabeled"]["instruction"]), held_out)
 
 
 def ppo_config(bench: PPOBenchConfig):
@@ -185,6 +202,11 @@ def train_ours(inputs: Inputs, cfg, seed: int, out_dir: Path) -> Trained:
 
 def trl_arguments(trl_ppo, cfg, seed: int, out_dir: Path):
     """TRL's PPOConfig with every knob our PPOConfig has mapped onto it (see the module docstring for the rest)."""
+    import torch
+
+    from methods.base import mixed_precision
+
+    on_gpu = torch.cuda.is_available()
     return trl_ppo.PPOConfig(
         output_dir=str(out_dir / "trainer"),
         seed=seed,
@@ -213,10 +235,11 @@ def trl_arguments(trl_ppo, cfg, seed: int, out_dir: Path):
         gamma=cfg.gamma,
         lam=cfg.lam,
         whiten_rewards=cfg.whiten_rewards,
-        # CPU and quiet: TRL defaults bf16 and gradient checkpointing on (4x slower on CPU)
-        bf16=False,
+        # our precision, and quiet: TRL defaults bf16 and gradient checkpointing on (4x slower on CPU)
+        bf16=on_gpu and mixed_precision() == "bf16",
+        fp16=on_gpu and mixed_precision() == "fp16",
         gradient_checkpointing=False,
-        use_cpu=True,
+        use_cpu=not on_gpu,
         num_sample_generations=0,
         save_strategy="no",
         report_to=[],
@@ -295,7 +318,7 @@ def run_benchmark(bench: PPOBenchConfig, log: Callable[[str], None] = print) -> 
     # TRL 1.12 before anything imports trl.
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        inputs = pool.submit(prepare_inputs, bench.cache_dir, bench.eval_prompts).result()
+        inputs = pool.submit(prepare_inputs, bench).result()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # trl.experimental warns on import
     trl_ppo = import_trl112(trl_dir)
 

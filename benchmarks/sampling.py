@@ -2,8 +2,9 @@
 
     python -m benchmarks.sampling                         # 100 instructions x 10 samples, 5 interleaved rounds
     python -m benchmarks.sampling --run runs/tiny         # also split that run's stage time
+    python -m benchmarks.sampling --policy P --max-new-tokens 128 --mixed-precision bf16   # another model, on a GPU
 
-Part 1 draws ``n`` samples for each instruction from the tiny preset's SFT policy (temperature 1, the RLP sample
+Part 1 draws ``n`` samples for each instruction from the tiny preset's SFT policy (or ``--policy``) (temperature 1, the RLP sample
 set's setting) two ways, in alternating order: the harness's :class:`harness.generation.HFGenerator` (several
 prompts x n rows per left-padded ``generate`` call), and one ``generate`` call per prompt with
 ``num_return_sequences=n`` (the plain loop a user writes first). Both load the model before the clock starts and
@@ -16,6 +17,7 @@ inside the ppo stage and count as the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,8 @@ from typing import Callable
 
 from benchmarks.common import (
     DEFAULT_CACHE,
+    MIXED_PRECISION_HELP,
+    bench_models,
     describe_machine,
     interleaved,
     is_generation_stage,
@@ -36,7 +40,7 @@ from benchmarks.common import (
     spread,
     stage_seconds,
     timed,
-    tiny_context,
+    use_mixed_precision,
 )
 
 
@@ -59,10 +63,22 @@ class SamplingBenchConfig:
         metadata={"help": "A finished run dir (e.g. runs/tiny) whose stage time to split into generation and "
                           "the rest; without it only the samplers are compared."},
     )
+    policy: Path | None = field(
+        default=None, metadata={"help": "Policy checkpoint to sample from (None: the tiny preset's SFT stage)."}
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Longest sample in tokens (None: the tiny preset's generation setting)."}
+    )
+    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
         require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads")
+        if self.max_new_tokens is not None:
+            require_positive(self, "max_new_tokens")
+        if self.policy is not None and not (Path(self.policy) / "config.json").is_file():
+            raise ValueError(f"SamplingBenchConfig.policy: {self.policy} is not a model dir (no config.json)")
+        use_mixed_precision(self.mixed_precision)
         if self.run is not None and not (Path(self.run) / "results.json").is_file():
             raise ValueError(f"SamplingBenchConfig.run: {self.run} has no results.json; give the dir of a finished "
                              "harness.run")
@@ -94,7 +110,7 @@ def per_prompt_generate(model, tokenizer, instructions: list[str], n: int, tempe
     results = []
     with torch.no_grad():
         for prompt in chat_prompts(tokenizer, instructions):
-            encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+            encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
             out = model.generate(**encoded, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                                  max_new_tokens=max_new_tokens, num_return_sequences=n,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
@@ -114,17 +130,23 @@ def compare_samplers(bench: SamplingBenchConfig, log: Callable[[str], None] = pr
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ctx = tiny_context(bench.cache_dir)
-    policy = ctx.sft()
-    instructions = list(ctx.splits["unlabeled"]["instruction"][: bench.instructions])
-    max_new_tokens = ctx.config.generation.max_new_tokens
+    from harness.generation import make_generator
+
+    models = bench_models(bench.cache_dir, bench.policy, need_reward_model=False)
+    policy = models.policy
+    instructions = list(models.splits["unlabeled"]["instruction"][: bench.instructions])
+    generation = dataclasses.replace(models.config.generation,
+                                     max_new_tokens=bench.max_new_tokens or models.config.generation.max_new_tokens)
+    max_new_tokens = generation.max_new_tokens
+    generator = make_generator(generation)
+    generator.generate(policy, instructions[:1], 1, bench.temperature, 0)  # loads its model before timing
     tokenizer = AutoTokenizer.from_pretrained(policy)
-    model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32).eval()
-    ctx.generator.generate(policy, instructions[:1], 1, bench.temperature, 0)  # loads its model before timing
+    # the same device and precision as the harness's sampler
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=generator.model_dtype()).to(generator.device).eval()
 
     samplers = {
-        "harness": lambda seed: ctx.generator.generate(policy, instructions, bench.n, bench.temperature, seed,
-                                                       desc="harness sampler"),
+        "harness": lambda seed: generator.generate(policy, instructions, bench.n, bench.temperature, seed,
+                                                   desc="harness sampler"),
         "per_prompt": lambda seed: per_prompt_generate(model, tokenizer, instructions, bench.n, bench.temperature,
                                                        max_new_tokens, seed),
     }
@@ -142,7 +164,7 @@ def compare_samplers(bench: SamplingBenchConfig, log: Callable[[str], None] = pr
 
     rounds = interleaved({name: measure(name) for name in samplers}, bench.repeats)
     return {
-        "policy": policy.name, "generation": asdict(ctx.config.generation),
+        "policy": policy.name, "generation": asdict(generation),
         "rounds": rounds,
         "speedup_tokens_per_s": paired_ratios([r["tokens_per_s"] for r in rounds["harness"]],
                                               [r["tokens_per_s"] for r in rounds["per_prompt"]]),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.common import (
     cpu_model,
@@ -177,3 +178,27 @@ def test_ppo_benchmark_runs_our_ppo_with_its_sizes():
     cfg = ppo_config(PPOBenchConfig(steps=4, max_new_tokens=16))
     # save_every = steps: ours saves one checkpoint (the last step) besides the final policy, the least it can
     assert (cfg.num_steps, cfg.save_every, cfg.rollout_batch_size, cfg.max_new_tokens) == (4, 4, 32, 16)
+
+
+def test_random_models_copy_the_architecture_and_are_reproducible(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig,
+                              PreTrainedTokenizerFast)
+
+    from benchmarks.random_models import build_random_models
+
+    like = tmp_path / "like"  # only config.json and the tokenizer, as for a model whose weights are elsewhere
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>", "a", "b"])}
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+                            pad_token="<pad>", eos_token="<eos>", unk_token="<unk>").save_pretrained(like)
+    LlamaConfig(vocab_size=5, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2).save_pretrained(like)
+
+    policy, reward = build_random_models(like, tmp_path / "a", seed=3)
+    again, _ = build_random_models(like, tmp_path / "b", seed=3)
+    causal = AutoModelForCausalLM.from_pretrained(policy)
+    assert causal.config.num_hidden_layers == 3 and causal.config.pad_token_id == 0  # from the tokenizer
+    scorer = AutoModelForSequenceClassification.from_pretrained(reward)
+    assert scorer.score.out_features == 1 and (reward / "tokenizer.json").is_file()
+    same = AutoModelForCausalLM.from_pretrained(again)
+    assert all(torch.equal(p, q) for p, q in zip(causal.parameters(), same.parameters()))
