@@ -4,12 +4,14 @@ A preset file (``harness/presets/<name>.yaml``) has one mapping per section belo
 with help text on each field; the method sections are defined next to their method (``methods/ppo.py`` holds
 ``PPOConfig``, and so on). Loading is strict: an unknown key, a value of the wrong type, or a value a section's own
 validation rejects raises :class:`ConfigError` with one line naming the file, the dotted field and what is allowed.
-YAML is read with ``yaml.safe_load`` only; nothing in a config is evaluated as code.
+YAML is read with a subclass of ``yaml.SafeLoader`` only; nothing in a config is evaluated as code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +29,36 @@ from methods.sft import SFTConfig
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line: where, which field, what is allowed."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no tag builds a Python object), with two fixes for hand-written configs.
+
+    - ``1e-5`` is a float, as in YAML 1.2 and Python. PyYAML follows YAML 1.1, where a float needs a dot, so
+      ``--set ppo.learning_rate=1e-5`` would be read as the string ``'1e-5'`` and refused as "not a number".
+    - A key given twice in one mapping is an error: otherwise the second ``ppo:`` section silently replaces the
+      first, and the run trains with settings nobody meant.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
 
 
 @dataclass
@@ -165,21 +197,33 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _read_yaml(path.read_text())
     except OSError as err:
         raise ConfigError(f"{path}: cannot read preset ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a preset is a YAML file in UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}") from None
+        problem = f": {err.problem}" if getattr(err, "problem", None) else ""
+        raise ConfigError(f"{path}: invalid YAML{where}{problem}") from None
+    sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; a preset is a mapping of sections ({sections})")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a preset must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{path}: a preset must be a mapping of sections ({sections}), got {type(data).__name__}")
     for override in overrides:
         _apply_override(data, override)
+    from harness.registry import make_suite  # the registry imports every method: not at module level
+
     try:
-        return build(RunConfig, data, "")
-    except ConfigError as err:
+        config = build(RunConfig, data, "")
+        # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
+        # suite option is then reported with the file that holds it, before the run dir is touched.
+        make_suite(config.suite)
+    except ValueError as err:  # ConfigError, and the suite registry's unknown name
         raise ConfigError(f"{path}: {err}") from None
+    return config
 
 
 def _apply_override(data: dict, override: str) -> None:
@@ -187,7 +231,7 @@ def _apply_override(data: dict, override: str) -> None:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {override!r}: expected section.field=value, e.g. ppo.kl_coef=0.05")
     try:
-        value = yaml.safe_load(raw)
+        value = _read_yaml(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
     *parents, leaf = key.split(".")
@@ -206,7 +250,7 @@ def build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # keys may be numbers too
     if unknown:
         raise ConfigError(f"{_join(where, unknown[0])}: unknown field; allowed: {', '.join(fields)}")
     kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
@@ -268,6 +312,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan and .inf: no field means anything by them
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

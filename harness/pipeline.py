@@ -89,23 +89,25 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
     use_mixed_precision(config.runtime.mixed_precision)
+    started = time.perf_counter()
+    # The judge and the data are checked before the run dir is touched: bad input leaves a finished run as it was.
+    with distributed.main_process_first():  # the main process builds or downloads, the others then read
+        suite, judge = prepare(config)
+        splits = suite.splits()
+        validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
     with distributed.run_lock(out_dir):
         main = distributed.is_main_process()
         log = RunLog(out_dir / "run.log") if main else _quiet
-        started = time.perf_counter()
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
         if main:
             write_atomic(out_dir / "config.yaml", yaml.safe_dump(
                 {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
             cache.remove_stale_temporaries()
+        log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
-        with distributed.main_process_first():  # the main process builds or downloads, the others then read
-            suite, judge = prepare(config)
-            splits = suite.splits()
-            validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
-            log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
+        with distributed.main_process_first():
             models_dir = model_cache or out_dir.parent / ".models"
             base_model = (suite.base_model(models_dir) if config.model.base == "suite"
                           else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
@@ -168,6 +170,9 @@ def prepare(config: RunConfig):
         for name, size in (("sft.batch_size", config.sft.batch_size), ("reward.batch_size", config.reward.batch_size)):
             distributed.per_process_batch(size, name)
         suite = make_suite(config.suite)
+        suite_ready = getattr(suite, "check_ready", None)  # suites with optional packages say what is missing
+        if suite_ready is not None:
+            suite_ready(uses_base_model=config.model.base == "suite")
         judge = make_annotator(config.eval.judge, suite)
         check_ready = getattr(judge, "check_ready", None)
         if check_ready is not None:

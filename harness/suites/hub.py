@@ -27,12 +27,24 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
-from datasets import Dataset, DownloadConfig, DownloadManager, load_dataset
+from datasets import (
+    Dataset,
+    DownloadConfig,
+    DownloadManager,
+    Json,
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+    load_dataset,
+)
 from datasets import config as datasets_config
+from datasets.exceptions import DatasetGenerationError
+from datasets.utils import logging as datasets_logging
 from huggingface_hub import hf_hub_download, is_offline_mode, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoTokenizer
@@ -123,19 +135,57 @@ def resolve_file(file: HubFile, data_dir: str | Path | None, who: str) -> Path:
                                      github=file.host == "github")) from None
 
 
+JSON_FORMATS = "a JSON list of records or JSON Lines (one record per line)"
+
+
 def read_json(path: Path, columns: Sequence[str], what: str) -> Dataset:
     """A JSON (list of records) or JSON Lines file as a Dataset with exactly ``columns``, checked.
 
     Raises:
-        ConfigError: the file lacks one of ``columns`` (message names the file, what it is and the missing columns).
+        ConfigError: one line naming the file and what it is: the file cannot be read, is empty, is not JSON, holds
+            no records, lacks one of ``columns``, or mixes value types in one of them.
     """
-    data = load_dataset("json", data_files=str(path), split="train")
+    where = f"{what} {path}"
+    try:
+        with _quiet_datasets():
+            data = load_dataset("json", data_files=str(path), split="train")
+    except StopIteration:  # how datasets reacts to an empty file
+        raise ConfigError(f"{where}: the file is empty; expected {JSON_FORMATS}") from None
+    except DatasetGenerationError as err:
+        cause = str(err.__cause__ or err.__context__ or err).splitlines()[0]
+        raise ConfigError(f"{where}: not {JSON_FORMATS} ({cause})") from None
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read the file ({err.strerror or err})") from None
+    except ValueError:  # datasets: 'Instruction "train" corresponds to no data!'
+        raise ConfigError(f"{where}: holds no records; expected {JSON_FORMATS}") from None
     missing = [c for c in columns if c not in data.column_names]
     if missing:
         raise ConfigError(
-            f"{what} {path}: missing column(s) {', '.join(missing)}; it has {', '.join(data.column_names)}"
+            f"{where}: missing column(s) {', '.join(missing)}; it has {', '.join(data.column_names) or 'none'}"
         )
+    # datasets reads a column whose values differ in type (text here, a list there) as raw JSON; the splits built
+    # from it would fail in Arrow with a message that names neither the file nor the column.
+    mixed = next((c for c in columns if isinstance(data.features[c], Json)), None)
+    if mixed is not None:
+        types = sorted({type(v).__name__ for v in data[mixed]})
+        raise ConfigError(f"{where}: column {mixed!r} mixes value types ({', '.join(types)}); every value of a "
+                          "column must have the same type")
     return data.select_columns(list(columns))
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Reads without datasets' progress bars and error log, which would add lines to a bad file's one-line error."""
+    bars_were_on = not are_progress_bars_disabled()
+    verbosity = datasets_logging.get_verbosity()
+    disable_progress_bars()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(verbosity)
+        if bars_were_on:
+            enable_progress_bars()
 
 
 def load_json(file: HubFile, columns: Sequence[str], data_dir: str | Path | None, who: str) -> Dataset:

