@@ -19,21 +19,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmarks.common import REDUCED_BUDGET
 from harness.leaderboard import LEADERBOARD_COLUMNS
 from harness.run import main
 
-SMOKE = [
-    "suite.sft_size=200", "suite.preference_size=200", "suite.unlabeled_size=24", "suite.val_size=24",
-    "suite.farm_size=16", "suite.bar_size=16",
-    "suite.base_model.hidden_size=32", "suite.base_model.num_layers=2", "suite.base_model.num_heads=2",
-    "suite.base_model.intermediate_size=64", "suite.base_model.steps=20", "suite.base_model.warmup_steps=2",
-    "sft.epochs=1", "reward.epochs=1",
-    "ppo.num_steps=2", "ppo.rollout_batch_size=8", "ppo.minibatch_size=4", "ppo.save_every=1",
-    "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
-    "policy_samples.n=4", "policy_samples.max_instructions=12",
-    "uml.batch_size=4", "eval.drift_instructions=8",
-    "spg.gamma=0.0",  # the smoke policy barely agrees with itself; keep every instruction so SPG has pairs
-]
+# the reduced budget the profiling benchmark uses, plus: the smoke policy barely agrees with itself, so keep every
+# instruction for SPG to have pairs
+SMOKE = [*REDUCED_BUDGET, "spg.gamma=0.0"]
 
 
 def smoke_command(out: Path, methods: list[str] = ("all",)) -> list[str]:
