@@ -219,25 +219,23 @@ def bench_models(cache_dir: Path, policy: Path | None = None, reward_model: Path
                        Path(reward_model) if reward_model is not None else None)
 
 
+def require_model_dir(config: object, name: str) -> None:
+    """Checks that a benchmark config's field ``name`` is None or a model dir (one with a config.json)."""
+    path = getattr(config, name)
+    if path is not None and not (Path(path) / "config.json").is_file():
+        raise ValueError(f"{type(config).__name__}.{name}: {path} is not a model dir (no config.json)")
+
+
 def require_models(config: object) -> None:
     """Checks a benchmark config's ``policy`` and ``reward_model`` fields: both or neither, each a model dir."""
     if (config.policy is None) != (config.reward_model is None):
         raise ValueError(f"{type(config).__name__}.policy and .reward_model: give both or neither")
-    for name in ("policy", "reward_model"):
-        path = getattr(config, name)
-        if path is not None and not (Path(path) / "config.json").is_file():
-            raise ValueError(f"{type(config).__name__}.{name}: {path} is not a model dir (no config.json)")
+    require_model_dir(config, "policy")
+    require_model_dir(config, "reward_model")
 
 
 MIXED_PRECISION_HELP = ("'no' (float32), 'bf16' or 'fp16': our PPO's accelerate mixed precision, TRL's "
                         "bf16/fp16 flag and the sampler's weights (GPU only; the CPU runs float32).")
-
-
-def use_mixed_precision(choice: str) -> None:
-    """Sets the process's mixed precision where accelerate, and through it the harness, reads it."""
-    if choice not in ("no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision: must be 'no', 'bf16' or 'fp16', got {choice!r}")
-    os.environ["ACCELERATE_MIXED_PRECISION"] = choice
 
 
 # -- a run's stages ---------------------------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ from benchmarks.common import (
     run_and_report,
     spread,
     timed,
-    use_mixed_precision,
 )
+from methods.base import set_mixed_precision
 
 TRL_VERSION = "1.12.0"
 
@@ -111,7 +111,7 @@ class PPOBenchConfig:
 
     def __post_init__(self) -> None:
         require_models(self)
-        use_mixed_precision(self.mixed_precision)
+        set_mixed_precision(self.mixed_precision)
         require_positive(self, "steps", "rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens",
                          "repeats", "eval_prompts", "eval_samples", "torch_threads")
         if self.rollout_batch_size % self.minibatch_size:

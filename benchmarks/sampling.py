@@ -35,13 +35,14 @@ from benchmarks.common import (
     machine,
     paired_ratios,
     parse_config,
+    require_model_dir,
     require_positive,
     set_offline,
     spread,
     stage_seconds,
     timed,
-    use_mixed_precision,
 )
+from methods.base import set_mixed_precision
 
 
 @dataclass
@@ -76,9 +77,8 @@ class SamplingBenchConfig:
         require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads")
         if self.max_new_tokens is not None:
             require_positive(self, "max_new_tokens")
-        if self.policy is not None and not (Path(self.policy) / "config.json").is_file():
-            raise ValueError(f"SamplingBenchConfig.policy: {self.policy} is not a model dir (no config.json)")
-        use_mixed_precision(self.mixed_precision)
+        require_model_dir(self, "policy")
+        set_mixed_precision(self.mixed_precision)
         if self.run is not None and not (Path(self.run) / "results.json").is_file():
             raise ValueError(f"SamplingBenchConfig.run: {self.run} has no results.json; give the dir of a finished "
                              "harness.run")

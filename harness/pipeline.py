@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from harness.registry import METHODS, make_suite
 from harness.report import write_reports
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
+from methods.base import set_mixed_precision
 
 @dataclass
 class RunResult:
@@ -57,23 +57,6 @@ class RunLog:
             f.write(line + "\n")
 
 
-def use_mixed_precision(choice: str) -> None:
-    """Sets the process's mixed precision (read by accelerate, see :func:`methods.base.mixed_precision`).
-
-    On a GPU, ``auto`` keeps what ``accelerate launch`` set and otherwise picks bf16 where the GPU has it, and
-    float32 matrix products may use TF32. On the CPU everything stays float32.
-    """
-    if not torch.cuda.is_available():
-        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
-        return
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    if choice == "auto":
-        os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "bf16" if torch.cuda.is_bf16_supported() else "no")
-    else:
-        os.environ["ACCELERATE_MIXED_PRECISION"] = choice
-
-
 def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
         model_cache: Path | None = None) -> RunResult:
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
@@ -88,7 +71,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
-    use_mixed_precision(config.runtime.mixed_precision)
+    set_mixed_precision(config.runtime.mixed_precision)
     started = time.perf_counter()
     # The judge and the data are checked before the run dir is touched: bad input leaves a finished run as it was.
     with distributed.main_process_first():  # the main process builds or downloads, the others then read
@@ -131,8 +114,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 if main:
                     write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
-        base = base_model_record(RunContext(config, suite, splits, 0, cache, generator, base_model, log))
-        stage_times.extend({"seed": 0, **s} for s in base.pop("stage_times"))
+        base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
+        base = base_model_record(base_ctx)
+        stage_times.extend({"seed": 0, **s} for s in base_ctx.stage_times)
 
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
@@ -151,7 +135,7 @@ def base_model_record(ctx: RunContext) -> dict:
     """The base model every method starts from, with its score on the suite's knowledge task (MMLU in the real
     presets), so a run's MMLU figures can be read against the untrained model and its published score."""
     knowledge = knowledge_accuracy(ctx, ctx.base_model)
-    return {"name": Path(ctx.base_model).name, "knowledge": knowledge, "stage_times": ctx.stage_times}
+    return {"name": Path(ctx.base_model).name, "knowledge": knowledge}
 
 
 def _quiet(message: str) -> None:

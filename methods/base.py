@@ -33,6 +33,30 @@ def mixed_precision() -> str:
     return os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
 
 
+def set_mixed_precision(choice: str) -> None:
+    """Sets the process's mixed precision where accelerate (and :func:`mixed_precision`) reads it.
+
+    On a GPU, ``auto`` keeps what ``accelerate launch`` set and otherwise picks bf16 where the GPU has it, and
+    float32 matrix products may use TF32. On the CPU everything stays float32, whatever ``choice`` says.
+
+    Raises:
+        ValueError: ``choice`` is not "auto", "no", "bf16" or "fp16".
+    """
+    import torch
+
+    if choice not in ("auto", "no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision: must be 'auto', 'no', 'bf16' or 'fp16', got {choice!r}")
+    if not torch.cuda.is_available():
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if choice == "auto":
+        os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "bf16" if torch.cuda.is_bf16_supported() else "no")
+    else:
+        os.environ["ACCELERATE_MIXED_PRECISION"] = choice
+
+
 @dataclass(frozen=True)
 class PPOCheckpoint:
     """A policy saved during PPO, with the proxy reward and KL it had reached by then."""

@@ -130,3 +130,18 @@ def test_vllm_greedy_matches_the_hf_backend(vllm_generator, model_dir):
     # Same prompt tokens (chat template, no extra BOS) and greedy decoding: the same text on both backends.
     hf = _generator().generate(model_dir, INSTRUCTIONS, n=2, temperature=0.0, seed=0)
     assert vllm_generator.generate(model_dir, INSTRUCTIONS, n=2, temperature=0.0, seed=0) == hf
+
+
+def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
+    import torch
+
+    from harness.config import GenerationConfig
+    from harness.generation import HFGenerator
+    from methods.base import mixed_precision, set_mixed_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as a launcher on a GPU machine would set it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    set_mixed_precision("bf16")
+    assert mixed_precision() == "no" and HFGenerator(GenerationConfig()).model_dtype() == torch.float32
+    with pytest.raises(ValueError, match="mixed_precision: must be 'auto', 'no', 'bf16' or 'fp16', got 'half'"):
+        set_mixed_precision("half")
