@@ -328,9 +328,11 @@ def train_ppo(
     reference = copy.deepcopy(policy).requires_grad_(False).to(device)
     value_model = ValueModel(AutoModelForSequenceClassification.from_pretrained(reward_model_dir)).eval()
     scorer = scorer if scorer is not None else RewardModelScorer(reward_model_dir, device=device)
-    # AdamW without weight decay, as AlpacaFarm (the HF Trainer default).
-    policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    value_opt = torch.optim.AdamW(value_model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    # AdamW without weight decay, as AlpacaFarm (the HF Trainer default), and fused, as the HF Trainer steps it:
+    # torch's default on the CPU is a loop over tensors, which made PPO on the tiny preset 7% slower.
+    adamw = dict(lr=cfg.learning_rate, weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
+    policy_opt = torch.optim.AdamW(policy.parameters(), **adamw)
+    value_opt = torch.optim.AdamW(value_model.parameters(), **adamw)
     policy, value_model, policy_opt, value_opt = accelerator.prepare(policy, value_model, policy_opt, value_opt)
 
     def across_processes(x: torch.Tensor | float) -> float:
