@@ -11,6 +11,7 @@ the flag or field and what is allowed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -125,10 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     from harness.config import ConfigError
     from harness.distributed import is_main_process
 
+    # The half a million objects those imports made live as long as the run; moving them out of the collector's
+    # reach keeps each full garbage collection from walking them again (3 s of a 2.5-minute run).
+    gc.collect()
+    gc.freeze()
     try:
         result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache)
     except (ConfigError, RunLockedError) as err:
         return _fail(str(err))
+    finally:
+        gc.unfreeze()  # an in-process caller (a notebook, the tests) gets its collector back as it was
     if not is_main_process():
         return 0  # under accelerate launch the main process reports and updates the leaderboard
     print()

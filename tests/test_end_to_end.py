@@ -6,6 +6,7 @@ The budget is shrunk through the same `--set` overrides a user has, so this exer
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -70,6 +71,11 @@ def finished_run(tmp_path_factory):
     finally:
         patch.undo()
     return out
+
+
+def test_an_in_process_run_leaves_the_garbage_collector_as_it_found_it(finished_run):
+    # main() freezes the imported heap for the run's speed; a notebook or test calling it must not keep that
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
 
 
 def test_the_default_run_never_opens_a_network_connection(finished_run):
