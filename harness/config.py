@@ -82,8 +82,9 @@ class RuntimeConfig:
 
     torch_threads: int | None = field(
         default=None,
-        metadata={"help": "CPU threads for torch (None: torch's default). Models of a few million parameters run "
-                  "fastest on 1 thread: synchronising threads costs more than their small matrix products."},
+        metadata={"help": "CPU threads for torch (None: torch's default, one per core). On a 2-core machine that "
+                  "nothing else uses, 2 threads run the tiny preset 1.5x faster than 1; while one other busy process "
+                  "shares the cores, over 6x slower (docs/performance.md, section 5), so the CPU presets use 1."},
     )
 
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
