@@ -202,11 +202,8 @@ def train_ours(inputs: Inputs, cfg, seed: int, out_dir: Path) -> Trained:
 
 def trl_arguments(trl_ppo, cfg, seed: int, out_dir: Path):
     """TRL's PPOConfig with every knob our PPOConfig has mapped onto it (see the module docstring for the rest)."""
-    import torch
+    from methods.base import trainer_precision
 
-    from methods.base import mixed_precision
-
-    on_gpu = torch.cuda.is_available()
     return trl_ppo.PPOConfig(
         output_dir=str(out_dir / "trainer"),
         seed=seed,
@@ -236,10 +233,8 @@ def trl_arguments(trl_ppo, cfg, seed: int, out_dir: Path):
         lam=cfg.lam,
         whiten_rewards=cfg.whiten_rewards,
         # our precision, and quiet: TRL defaults bf16 and gradient checkpointing on (4x slower on CPU)
-        bf16=on_gpu and mixed_precision() == "bf16",
-        fp16=on_gpu and mixed_precision() == "fp16",
+        **trainer_precision(),
         gradient_checkpointing=False,
-        use_cpu=not on_gpu,
         num_sample_generations=0,
         save_strategy="no",
         report_to=[],

@@ -57,6 +57,19 @@ def set_mixed_precision(choice: str) -> None:
         os.environ["ACCELERATE_MIXED_PRECISION"] = choice
 
 
+def trainer_precision() -> dict:
+    """HF ``TrainingArguments`` fields for the process's mixed precision: bf16/fp16 on a GPU only, else the CPU.
+
+    Every TRL trainer here takes them (and the TRL 1.12 reference in ``benchmarks.ppo_vs_trl``), so they train at
+    the precision our PPO and the sampler use; TRL's own default, bf16, would also be taken on the CPU.
+    """
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return dict(bf16=on_gpu and mixed_precision() == "bf16", fp16=on_gpu and mixed_precision() == "fp16",
+                use_cpu=not on_gpu)
+
+
 @dataclass(frozen=True)
 class PPOCheckpoint:
     """A policy saved during PPO, with the proxy reward and KL it had reached by then."""

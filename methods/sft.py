@@ -18,7 +18,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from harness.distributed import per_process_batch
-from methods.base import TrainedPolicy, mixed_precision
+from methods.base import TrainedPolicy, trainer_precision
 
 if TYPE_CHECKING:
     from harness.context import RunContext
@@ -85,21 +85,18 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
 
 def trainer_defaults() -> dict:
     """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, and the
-    process's mixed precision on a GPU only (:func:`methods.base.mixed_precision`).
+    process's mixed precision on a GPU only (:func:`methods.base.trainer_precision`).
 
     TRL defaults bf16 and gradient checkpointing to True, which makes CPU training about 4x slower.
     """
-    on_gpu = torch.cuda.is_available()
     return dict(
-        bf16=on_gpu and mixed_precision() == "bf16",
-        fp16=on_gpu and mixed_precision() == "fp16",
+        **trainer_precision(),
         gradient_checkpointing=False,
         save_strategy="no",
         report_to=[],
         logging_steps=10,
         disable_tqdm=False,
         dataloader_num_workers=0,
-        use_cpu=not on_gpu,
     )
 
 

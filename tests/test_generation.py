@@ -145,3 +145,15 @@ def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
     assert mixed_precision() == "no" and HFGenerator(GenerationConfig()).model_dtype() == torch.float32
     with pytest.raises(ValueError, match="mixed_precision: must be 'auto', 'no', 'bf16' or 'fp16', got 'half'"):
         set_mixed_precision("half")
+
+
+def test_the_trainers_follow_the_process_precision_on_a_gpu_only(monkeypatch):
+    import torch
+
+    from methods.base import trainer_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert trainer_precision() == {"bf16": True, "fp16": False, "use_cpu": False}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # TRL's bf16 default would be taken on the CPU
+    assert trainer_precision() == {"bf16": False, "fp16": False, "use_cpu": True}
