@@ -39,6 +39,9 @@ HEADLINE_NOTES = (
 # What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
+# Decimals per metric kind (harness.leaderboard.metric_kind); any other kind gets 2.
+DECIMALS = {"win_rate": 1, "accuracy": 3, "wall_time": 0}
+
 VERDICTS = {Preference.SECOND: "model wins", Preference.FIRST: "reference wins", Preference.TIE: "tie"}
 
 
@@ -124,7 +127,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
                 for name, entry in methods.items()}
     for column, metric in enumerate(HEADLINE_METRICS):
         means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
-        for name in best_methods(means, _direction(methods, metric)):
+        for name in best_methods(means, recorded_direction(methods, metric)):
             headline[name][column] = dataclasses.replace(headline[name][column], best=True)
     return ReportData(
         run_dir=Path(run_dir),
@@ -149,15 +152,14 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
 
 
 def format_value(metric: str, value: float | None) -> str:
-    """A metric value in its unit's usual precision: win rates in points to 0.1, accuracies to 0.001."""
+    """A metric value at its unit's fixed number of decimals, the one precision rule of every table.
+
+    Win rates (points, 0-100) take 1 decimal, accuracies (0-1) 3, wall times (s) none, everything else 2; an interval or standard error
+    takes its metric's decimals, so a column's numbers line up and none is shown more precise than another.
+    """
     if value is None or math.isnan(value):
         return "–"
-    kind = metric_kind(metric)
-    if kind == "win_rate":
-        return f"{value:.1f}"
-    if kind == "accuracy":
-        return f"{value:.3f}"
-    return f"{value:.3g}"
+    return f"{value:.{DECIMALS.get(metric_kind(metric), 2)}f}"
 
 
 def headline_cell(metric: str, metrics: dict) -> Cell:
@@ -183,7 +185,7 @@ def best_methods(means: dict[str, float], higher_is_better: bool | None) -> set[
     return {name for name, mean in finite.items() if mean == best}
 
 
-def _direction(methods: dict, metric: str) -> bool | None:
+def recorded_direction(methods: dict, metric: str) -> bool | None:
     """The direction the run recorded for ``metric`` (the first method that has it)."""
     for entry in methods.values():
         if metric in entry["metrics"]:
