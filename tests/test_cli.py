@@ -19,7 +19,14 @@ BAD_COMMAND_LINES = [
     (["--methods"], "argument --methods: expected at least one argument"),
     ([], "the following arguments are required: --methods"),
     (["--methods", "ppo", "--set", "ppo.num_steps=0"], "num_steps"),
-    (["--methods", "ppo", "--set", "ppo.nope=1"], "ppo.nope: unknown field"),
+    (["--methods", "ppo", "--set", "ppo.nope=1"], "--set ppo.nope=1: unknown field ppo.nope (python -m harness.run "
+                                                   "--list-fields lists them)"),
+    (["--methods", "ppo", "--set", "ppo.kl_coeff=0.1"], "--set ppo.kl_coeff=0.1: unknown field ppo.kl_coeff; did you "
+                                                         "mean ppo.kl_coef?"),
+    (["--methods", "ppo", "--set", "pop.kl_coef=0.1"], "unknown field pop.kl_coef; did you mean ppo.kl_coef?"),
+    (["--methods", "ppo", "--set", "suite.sft_sise=10"], "did you mean suite.sft_size?"),
+    (["--methods", "ppo", "--report-to", "mlflow"], "--report-to: 'mlflow' is not a tracker; choose one of none, "
+                                                    "tensorboard, trackio, wandb"),
     (["--methods", "ppo", "--set", "eval.temperature=-1"], "eval.temperature: must be >= 0"),
     (["--methods", "ppo", "--set", "generation.batch_size=zero"], "generation.batch_size: expected an integer"),
 ]
