@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results_json import missing_as_nan
+
 # The leaderboard contract: one row per method, these columns, in this order.
 LEADERBOARD_COLUMNS = [
     "method", "preset", "seeds",
@@ -155,7 +157,7 @@ def load_results(run_dir: Path) -> dict:
     for name, entry in results["methods"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
             raise ValueError(f"{path}: method {name!r} has no 'metrics' object")
-    return results
+    return missing_as_nan(results)  # the file has null for a missing number (strict JSON); the harness wants NaN
 
 
 def leaderboard_table(results: dict) -> pd.DataFrame:

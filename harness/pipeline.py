@@ -9,9 +9,8 @@ Data flow (docs/architecture.md has the picture)::
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pandas as pd
 import torch
 import yaml
 
-from harness import distributed
+from harness import distributed, logs, results_json
 from harness.annotators import make_annotator
 from harness.cache import StageCache, write_atomic
 from harness.config import ConfigError, RunConfig
@@ -29,11 +28,14 @@ from harness.context import RunContext
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
-from harness.registry import METHODS, make_suite
+from harness.outputs import export_outputs
+from harness.registry import make_method, make_suite
 from harness.report import write_reports
+from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
 from methods.base import set_mixed_precision
+from methods.tracking import set_tracking
 
 @dataclass
 class RunResult:
@@ -58,7 +60,7 @@ class RunLog:
 
 
 def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
-        model_cache: Path | None = None) -> RunResult:
+        model_cache: Path | None = None, verbose: bool = False, report_to: str = "none") -> RunResult:
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
 
     Args:
@@ -68,6 +70,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         out_dir: the run dir (locked for the duration of the run).
         cache_dir: where stages live; ``out_dir/stages`` by default.
         model_cache: where suites build or convert their base model; ``out_dir/../.models`` by default.
+        verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
+        report_to: the experiment tracker of the trainers and PPO (:data:`methods.tracking.TRACKERS`), logging
+            under ``out_dir/tracking``.
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
@@ -80,8 +85,10 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
-    with distributed.run_lock(out_dir):
-        main = distributed.is_main_process()
+    main = distributed.is_main_process()
+    with distributed.run_lock(out_dir), logs.library_output(out_dir / "run.log" if main else Path(os.devnull),
+                                                            verbose):
+        set_tracking(report_to, out_dir / "tracking")
         log = RunLog(out_dir / "run.log") if main else _quiet
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
         if main:
@@ -105,14 +112,14 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 log(f"seed {seed}: method {name}")
                 t0 = time.perf_counter()
                 first_stage = len(ctx.stage_times)
-                trained = METHODS[name]().train(ctx)
+                trained = make_method(name).train(ctx)
                 record = evaluate_policy(ctx, trained, judge, config.eval.judge)
                 record["train_wall_s"] = training_wall_time(ctx.stage_times[first_stage:])
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
                 if main:
-                    write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
+                    write_atomic(out_dir / "diagnostics.json", results_json.dumps(diagnostics))
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
         base = base_model_record(base_ctx)
@@ -123,8 +130,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
         table = leaderboard_table(results)
         if main:
-            write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
+            write_atomic(out_dir / "results.json", results_json.dumps(results))
             write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
+            export_outputs(out_dir, per_seed)
             markdown, html = write_reports(out_dir)
             log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
@@ -195,43 +203,5 @@ def summarise(values: list[float]) -> dict:
     finite = [v for v in values if not math.isnan(v)]
     n = len(finite)
     mean = sum(finite) / n if n else float("nan")
-    if n > 1:
-        from scipy.stats import t
+    return {"mean": mean, "ci95": t_half_width(finite), "n": n, "values": values}
 
-        sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
-        half = float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
-    else:
-        half = float("nan")
-    return {"mean": mean, "ci95": half, "n": n, "values": values}
-
-
-def format_table(table: pd.DataFrame, results: dict) -> str:
-    """The console table: win rates with their interval, and the other headline columns."""
-    lines = []
-    shown = ["farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
-             "proxy_reward", "kl", "avg_length"]
-    header = f"{'method':<10}" + "".join(f"{c:>18}" for c in shown)
-    lines += [header, "-" * len(header)]
-    for name, entry in results["methods"].items():
-        cells = []
-        for column in shown:
-            metric = entry["metrics"].get(column)
-            cells.append(_cell(metric))
-        lines.append(f"{name:<10}" + "".join(f"{c:>18}" for c in cells))
-    return "\n".join(lines)
-
-
-def _cell(metric: dict | None) -> str:
-    if metric is None or math.isnan(metric["mean"]):
-        return "-"
-    if not math.isnan(metric["ci95"]):
-        return f"{metric['mean']:.3g} ± {metric['ci95']:.2g}"
-    return f"{metric['mean']:.3g}"
-
-
-def _json_default(obj: object) -> object:
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    return str(obj)
