@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -328,6 +329,133 @@ def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
 
     base = {"name": "m", "knowledge": {"task": "mmlu", "acc": 0.3051, "acc_stderr": 0.0193, "n": 570,
                                        "num_fewshot": 5}}
-    assert base_model_sentence(base) == ("Base model m: knowledge task mmlu accuracy 30.5 +- 1.9 (n=570, 5-shot), "
+    assert base_model_sentence(base) == ("Base model m: knowledge task mmlu accuracy 30.5 ± 1.9 (n=570, 5-shot), "
                                          "before any training.")
     assert base_model_sentence(None) is None
+
+
+HOSTILE_NAME = "m\n# Fake heading\n" + IMG + " [link](https://example.invalid) **bold** &lt; | `tick`"
+TERMINAL = "\x1b[2J\x1b[31mred\x00nul\x07bell\rback\x9bcsi"
+
+
+def _hostile_reports(tmp_path):
+    """The fixture run with a hostile base-model name and terminal control codes in a model output."""
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["base_model"] = {"name": HOSTILE_NAME, "knowledge": {"task": "tiny", "acc": 0.3, "acc_stderr": None,
+                                                                 "n": 10, "num_fewshot": 0}}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    stage = run_dir / "stages" / "winrate_farm-ppo0" / "model_outputs.json"
+    outputs = json.loads(stage.read_text())
+    outputs[0]["output"] = TERMINAL
+    stage.write_text(json.dumps(outputs))
+    markdown_path, html_path = write_reports(run_dir)
+    return markdown_path.read_text(), html_path.read_text()
+
+
+def test_control_characters_are_shown_not_sent_to_the_terminal(tmp_path):
+    for report in _hostile_reports(tmp_path):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", report), "a control character reached the report"
+        assert "␛[2J␛[31mred␀nul␇bell␍back" in report and re.search(r"U\+009B(>|&gt;)csi", report)
+
+
+def test_markdown_renders_every_run_string_as_text(tmp_path):
+    from markdown_it import MarkdownIt
+
+    markdown, _ = _hostile_reports(tmp_path)
+    rendered = MarkdownIt("commonmark").enable("table").render(markdown)
+    parsed = _parse(rendered)
+    # the only elements with a source or a link are the report's own figures; nothing runs
+    assert [dict(attrs)["src"] for tag, attrs in parsed.tags if tag == "img"] == [
+        "plots/win_rate.png", "plots/rm_drift.png", "plots/ppo.png", "plots/spg_confidence.png"]
+    assert not [tag for tag, _ in parsed.tags if tag in ("a", "script")]
+    assert not [name for _, attrs in parsed.tags for name, _ in attrs if name.lower().startswith("on")]
+    sentence = re.search(r"<p>(Base model .*?)</p>", rendered, re.S).group(1)
+    assert "<" not in sentence and "\n" not in sentence, sentence  # no element, no line of its own
+    assert not [tag for tag, _ in parsed.tags if tag == "h1"][1:], "one title; the name faked none"
+    text = "".join(parsed.text)
+    # the whole name reaches the reader, on one line, as typed
+    assert "m # Fake heading " + IMG + " [link](https://example.invalid) **bold** &lt; | `tick`" in text
+
+
+def test_secrets_are_redacted_by_key_name_and_value_shape_only():
+    from harness.report.provenance import redact
+
+    config = {"generation": {"max_new_tokens": 32}, "ppo": {"max_new_tokens": 12, "kl_coef": 0.1},
+              "tokenizer": {"key_size": 3, "monkey": "banana"},
+              "eval": {"judge": "gold", "OPENAI-API-KEY": "anything", "hf_token": "x"},
+              "model": {"base": "sk-ant-api03-0123456789abcdefghij", "url": "https://user:hunter2@example.invalid/m",
+                        "notes": ["Bearer abcdefghijklmnopqrstuvwxyz"]}}
+    assert redact(config) == {
+        "generation": {"max_new_tokens": 32}, "ppo": {"max_new_tokens": 12, "kl_coef": 0.1},
+        "tokenizer": {"key_size": 3, "monkey": "banana"},
+        "eval": {"judge": "gold", "OPENAI-API-KEY": "<redacted>", "hf_token": "<redacted>"},
+        "model": {"base": "<redacted>", "url": "<redacted>", "notes": ["<redacted>"]}}
+
+
+def test_reused_stages_are_listed_once_and_marked(tmp_path):
+    from harness.report.content import stage_rows
+
+    uses = [{"seed": 0, "stage": "sft", "path": "sft-a", "reused": True, "build_wall_s": 40.0},
+            {"seed": 0, "stage": "reward", "path": "reward-b", "reused": False, "build_wall_s": 12.5},
+            {"seed": 0, "stage": "sft", "path": "sft-a", "reused": True, "build_wall_s": 40.0},
+            {"seed": 0, "stage": "reward", "path": "reward-b", "reused": True, "build_wall_s": 12.5}]
+    rows = stage_rows(uses)
+    assert [(r.path, r.built, r.build_wall_s, r.uses) for r in rows] == [("sft-a", False, None, 2),
+                                                                         ("reward-b", True, 12.5, 2)]
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["stages"] = uses
+    (run_dir / "results.json").write_text(json.dumps(results))
+    markdown, html = (p.read_text() for p in write_reports(run_dir))
+    assert "| `0` | `sft` | `sft-a` | reused | – | 2 |" in markdown
+    assert "<td>reused</td><td>–</td><td>2</td>" in html and "<td>built</td><td>12.5</td><td>2</td>" in html
+
+
+def test_one_plus_minus_style(reports):
+    _, markdown, html = reports
+    assert "+-" not in markdown and "+-" not in html and "±" in markdown
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Chromium (Debian: apt-get install chromium)")
+def test_results_table_fits_1280_px_or_scrolls_in_its_box_with_the_method_column_fixed(reports, tmp_path):
+    """Lays the report out in headless Chromium 1280 px wide, scrolls the table to its far right, and measures.
+
+    The report forbids scripts (CSP), so the measuring copy drops that one meta tag and appends a script that
+    writes its measurements into the page; the DOM dump reads them back. A screenshot is kept beside it.
+    """
+    run_dir, _, html = reports
+    probe = """<script>
+const table = document.querySelector('table'), box = table.parentElement;  // the results table
+box.scrollLeft = box.scrollWidth;
+const first = table.querySelector('tbody td'), last = table.querySelector('tbody tr').lastElementChild;
+document.body.insertAdjacentHTML('beforeend', '<pre id="probe">' + JSON.stringify({
+  page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+  box: box.getBoundingClientRect().right, boxLeft: box.getBoundingClientRect().left,
+  table: table.scrollWidth, scrolled: box.scrollLeft,
+  methodLeft: first.getBoundingClientRect().left, lastRight: last.getBoundingClientRect().right}) + '</pre>');
+</script></body>"""
+    page = tmp_path / "measure.html"
+    page.write_text(re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html).replace("</body>", probe))
+    common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--window-size=1280,900", "--disable-background-networking", "--disable-component-update",
+              "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    m = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1))
+    assert m["viewport"] == 1280
+    assert m["page"] <= 1280, f"the page itself is wider than 1280 px: {m}"
+    assert m["box"] <= 1280
+    if m["table"] > m["box"] - m["boxLeft"]:  # wider than its box: it must scroll there, method column fixed
+        assert m["scrolled"] > 0 and m["methodLeft"] == pytest.approx(m["boxLeft"], abs=1), m
+        assert m["lastRight"] <= m["box"] + 1, m  # the last column can be scrolled into view
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, f"--screenshot={shot}", (run_dir / "report.html").as_uri()], capture_output=True,
+                   timeout=120, check=True)
+    from PIL import Image
+
+    assert Image.open(shot).size == (1280, 900)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,10 @@ HEADLINE_NOTES = (
     "held-out pairs minus its accuracy on judged pairs of the final policy's samples.",
 )
 
+# How to read the stage table (plain text, for both renderers).
+STAGES_NOTE = ("Stages the run used, each dir once: built by this run, with its build time, or reused, built by an "
+               "earlier run and costing this one nothing; 'uses' counts how often the run asked for it.")
+
 # What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
@@ -43,6 +48,26 @@ STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json
 DECIMALS = {"win_rate": 1, "accuracy": 3, "wall_time": 0}
 
 VERDICTS = {Preference.SECOND: "model wins", Preference.FIRST: "reference wins", Preference.TIE: "tie"}
+
+
+# C0 control characters but newline and tab, DEL, and the C1 controls (0x9b is a terminal's CSI on its own).
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab shown instead of acted on.
+
+    Model outputs can hold ESC (terminal escape sequences that ``cat report.md`` would run), NUL, carriage returns
+    that overwrite a line, and the like. C0 characters and DEL become their Unicode control pictures (ESC -> ␛,
+    NUL -> ␀), C1 characters the text ``<U+009B>``. Both renderers apply it to every string from the run.
+    """
+    def picture(match: re.Match) -> str:
+        code = ord(match.group())
+        if code < 0x20:
+            return chr(0x2400 + code)
+        return "\u2421" if code == 0x7F else f"<U+{code:04X}>"
+
+    return CONTROL.sub(picture, text)
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,36 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class StageRow:
+    """One stage dir the run used, listed once however many times the run asked for it."""
+
+    seed: object
+    stage: str
+    path: str
+    built: bool  # built by this run; False: reused, built by an earlier run
+    build_wall_s: float | None  # None for a reused stage, which cost this run nothing
+    uses: int  # how many times the run asked for it
+
+
+def stage_rows(stages: list[dict]) -> list[StageRow]:
+    """The run's stage uses (``results.json`` ``stages``) as one row per stage dir, in the order first used.
+
+    A stage dir's first use tells whether this run built it; later uses are the run reusing its own work (SFT is
+    asked for by every method) and only count in ``uses``.
+    """
+    rows: dict[str, StageRow] = {}
+    for use in stages:
+        path = str(use.get("path"))
+        if path in rows:
+            rows[path] = dataclasses.replace(rows[path], uses=rows[path].uses + 1)
+            continue
+        built = not use.get("reused")
+        rows[path] = StageRow(use.get("seed"), str(use.get("stage")), path, built,
+                              use.get("build_wall_s") if built else None, 1)
+    return list(rows.values())
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything a report shows. Strings are raw run text; renderers escape them."""
 
@@ -93,6 +148,7 @@ class ReportData:
     diagnostics: list[tuple[str, str, str]]  # method, name, mean over seeds (formatted)
     samples: list[Sample]
     provenance: dict
+    stages: list[StageRow]
 
     @property
     def config_yaml(self) -> str:
@@ -102,11 +158,12 @@ class ReportData:
 
 
 def base_model_sentence(base: dict | None) -> str | None:
-    """``Base model X: knowledge task T accuracy 41.2 +- 1.5 (n=570, 5-shot).``, or None for older runs."""
+    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot).``, or None for older runs."""
     if not base:
         return None
     k = base["knowledge"]
-    error = "" if math.isnan(k["acc_stderr"]) else f" +- {100 * k['acc_stderr']:.1f}"
+    stderr = k.get("acc_stderr")
+    error = "" if stderr is None or math.isnan(stderr) else f" ± {100 * stderr:.1f}"
     return (f"Base model {base['name']}: knowledge task {k['task']} accuracy {100 * k['acc']:.1f}{error} "
             f"(n={k['n']}, {k['num_fewshot']}-shot), before any training.")
 
@@ -148,6 +205,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         diagnostics=diagnostic_means(results.get("diagnostics", {})),
         samples=collect_samples(Path(run_dir), results, samples_per_set),
         provenance=provenance,
+        stages=stage_rows(provenance.get("stages", [])),
     )
 
 

@@ -1,16 +1,19 @@
 """The report as Markdown (GitHub-flavoured), safe to render whatever the models wrote.
 
 Nothing from a run is ever written as Markdown source: model outputs, instructions, references and the config go
-into fenced code blocks whose fence is longer than any backtick run inside, and names and paths into code spans
-(with ``|`` escaped inside tables). Renderers show both literally, so an output holding ``<script>`` or a
-Markdown link stays text.
+into fenced code blocks whose fence is longer than any backtick run inside, names and paths into code spans
+(with ``|`` escaped inside tables), and the one sentence that mixes prose with a run's string (the base model's)
+has every ASCII punctuation character backslash-escaped and its line breaks joined (:func:`text`). Renderers show
+all three literally, so an output holding ``<script>``, a Markdown link or a line starting with ``#`` stays text.
+Control characters (ESC, NUL, ...) are shown as symbols everywhere (:func:`harness.report.content.visible`), so
+``cat report.md`` runs no terminal escape sequence.
 """
 
 from __future__ import annotations
 
 import re
 
-from harness.report.content import HEADLINE_NOTES, ReportData
+from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, visible
 
 
 def longest_backtick_run(text: str) -> int:
@@ -24,6 +27,7 @@ def fenced(text: str, info: str = "text") -> str:
     CommonMark closes a fence only with a run of backticks at least as long as the opening one, so a fence one
     longer than the longest run in ``text`` (and at least three) is unbreakable.
     """
+    text = visible(text)
     fence = "`" * max(3, longest_backtick_run(text) + 1)
     return f"{fence}{info}\n{text}\n{fence}"
 
@@ -35,12 +39,23 @@ def code_span(text: str, in_table: bool = False) -> str:
     backtick (CommonMark strips one such space). Inside a GFM table a ``|`` would end the cell even within a code
     span, so it is escaped there (GFM removes that backslash).
     """
-    text = " ".join(text.splitlines())
+    text = " ".join(visible(text).splitlines())
     if in_table:
         text = text.replace("|", "\\|")
     ticks = "`" * (longest_backtick_run(text) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def text(value: str) -> str:
+    """``value`` as plain Markdown text on one line: every ASCII punctuation character backslash-escaped.
+
+    CommonMark lets any ASCII punctuation be escaped, and an escaped character is always literal: no emphasis,
+    link, HTML tag (``\\<img ...>``), entity or table cell can start. Joining the lines keeps a ``#`` or ``-`` from
+    starting a heading or a list.
+    """
+    one_line = " ".join(visible(value).splitlines())
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", one_line)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -57,7 +72,7 @@ def render_markdown(data: ReportData) -> str:
         f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
         f"Judge: {code_span(data.judge)}."
         + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else "")
-        + (f"\n\n{data.base_model}" if data.base_model else ""),
+        + (f"\n\n{text(data.base_model)}" if data.base_model else ""),
         "## Results",
         _headline(data),
         "## Beside the paper's numbers",
@@ -117,9 +132,9 @@ def _provenance(data: ReportData) -> str:
     ]
     packages = table(["package", "version"], [[code_span(k, True), code_span(str(v), True)]
                                               for k, v in prov.get("packages", {}).items()])
-    stages = table(["seed", "stage", "dir", "reused", "build s"], [
-        [str(s.get("seed")), code_span(str(s.get("stage")), True), code_span(str(s.get("path")), True),
-         "yes" if s.get("reused") else "no", f"{s.get('build_wall_s') or 0:.1f}"]
-        for s in prov.get("stages", [])])
+    stages = table(["seed", "stage", "dir", "this run", "build s", "uses"], [
+        [code_span(str(s.seed), True), code_span(s.stage, True), code_span(s.path, True),
+         "built" if s.built else "reused", "–" if s.build_wall_s is None else f"{s.build_wall_s:.1f}", str(s.uses)]
+        for s in data.stages])
     return "\n\n".join(["\n".join(facts), packages, "Resolved config:", fenced(data.config_yaml, "yaml"),
-                        "Wall time per stage:", stages])
+                        STAGES_NOTE, stages])
