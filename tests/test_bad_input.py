@@ -218,7 +218,7 @@ COMMAND_LINES = [
     Case("--set: zero suite size", flags("--set", "suite.sft_size=0"),
          ("TinyWorldConfig.sft_size must be > 0, got 0",)),
     Case("--set: unknown suite option", flags("--set", "suite.sft_sise=10"),
-         ("suite.sft_sise: unknown field; allowed: world_seed, sft_size",)),
+         ("--set suite.sft_sise=10: unknown field suite.sft_sise; did you mean suite.sft_size?",)),
     Case("--preset: empty name", flags("--preset", ""), ("--preset: unknown preset ''", "or give a preset YAML file")),
     Case("--preset: a directory", flags("--preset", "{tmp}"),
          ("--preset: unknown preset '{tmp}'", "choose one of tiny")),
