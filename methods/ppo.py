@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
 
 from methods.base import PPOCheckpoint, PPORun, TrainedPolicy
-from methods.tracking import accelerator_reporting, stage_run_name
+from methods.tracking import accelerator_reporting, tracker_init
 from methods.ppo_losses import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -307,7 +307,7 @@ def train_ppo(
     out_dir = Path(out_dir)
     accelerator = Accelerator(**accelerator_reporting())  # the run's tracker (--report-to), if any
     if accelerator.log_with:
-        accelerator.init_trackers(stage_run_name(out_dir), config=asdict(cfg))
+        accelerator.init_trackers(**tracker_init(out_dir), config=asdict(cfg))
     device = accelerator.device
     set_seed(seed, device_specific=True)
     prompt_order = torch.Generator().manual_seed(seed + accelerator.process_index)

@@ -95,3 +95,15 @@ def accelerator_reporting() -> dict:
     if _tracking.report_to == "none":
         return {}
     return {"log_with": _tracking.report_to, "project_dir": str(_tracking.log_dir)}
+
+
+def tracker_init(out_dir: Path | str) -> dict:
+    """``Accelerator.init_trackers`` arguments for a stage built in ``out_dir``, named as the trainers name theirs.
+
+    accelerate's TensorBoard tracker makes its folder from the project name, so there the stage is the project;
+    trackio and wandb file the stage as a run of the :data:`PROJECT`.
+    """
+    name = stage_run_name(out_dir)
+    if _tracking.report_to == "tensorboard":
+        return {"project_name": name}
+    return {"project_name": PROJECT, "init_kwargs": {_tracking.report_to: {"name": name}}}

@@ -145,3 +145,24 @@ def test_library_messages_reach_the_console_only_with_verbose(tmp_path, capfd, v
     assert "\x1b" not in log
     # everything is put back: transformers logs to stderr again through its own handler
     assert logging.getLogger("transformers").handlers and not logging.getLogger("transformers").propagate
+
+
+def test_each_tracker_gets_the_stage_named_like_its_dir(monkeypatch, tmp_path):
+    import os
+
+    import methods.tracking as tracking
+
+    building = tmp_path / ".tmp-ppo-0123456789abcdef-1a2b3c4d"  # the cache's temporary dir of ppo-0123456789abcdef
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)  # restored after the test
+    monkeypatch.setattr(tracking, "_tracking", tracking.Tracking("none", None))
+    assert tracking.trainer_reporting(building) == {"report_to": []} and tracking.accelerator_reporting() == {}
+    monkeypatch.setattr(tracking, "_tracking", tracking.Tracking("wandb", tmp_path / "tracking"))
+    assert tracking.trainer_reporting(building) == {"report_to": ["wandb"], "run_name": "ppo-0123456789abcdef",
+                                                    "project": "rlp-harness"}
+    assert tracking.tracker_init(building) == {"project_name": "rlp-harness",
+                                               "init_kwargs": {"wandb": {"name": "ppo-0123456789abcdef"}}}
+    monkeypatch.setattr(tracking, "_tracking", tracking.Tracking("tensorboard", tmp_path / "tracking"))
+    tracking.trainer_reporting(building)
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tracking" / "ppo-0123456789abcdef")
+    assert tracking.tracker_init(building) == {"project_name": "ppo-0123456789abcdef"}
+    assert tracking.accelerator_reporting() == {"log_with": "tensorboard", "project_dir": str(tmp_path / "tracking")}
