@@ -35,7 +35,7 @@ from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
 from methods.base import set_mixed_precision
-from methods.tracking import set_tracking
+from methods.tracking import reporting_to
 
 @dataclass
 class RunResult:
@@ -86,9 +86,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
     main = distributed.is_main_process()
-    with distributed.run_lock(out_dir), logs.library_output(out_dir / "run.log" if main else Path(os.devnull),
-                                                            verbose):
-        set_tracking(report_to, out_dir / "tracking")
+    with (distributed.run_lock(out_dir),
+          logs.library_output(out_dir / "run.log" if main else Path(os.devnull), verbose),
+          reporting_to(report_to, out_dir / "tracking")):
         log = RunLog(out_dir / "run.log") if main else _quiet
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
         if main:

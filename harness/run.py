@@ -105,6 +105,8 @@ def parse_and_validate(argv: list[str] | None = None):
         config = load_preset(preset_path, args.overrides)
     except ConfigError as err:
         raise SystemExit(_fail(str(err))) from None
+    if args.list_fields:
+        return config, methods, args  # nothing will be written
 
     args.out = args.out or Path("runs") / config.preset
     leaderboards = args.leaderboards if args.update_leaderboard else None

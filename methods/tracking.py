@@ -4,18 +4,20 @@ The TRL trainers (SFT, reward) and our PPO share these settings, so ``--report-t
 run trains under one folder, ``<run dir>/tracking/<stage>``, to watch live with
 ``tensorboard --logdir <run dir>/tracking``. A reused stage trains nothing and so logs nothing.
 
-The tracker is a process-wide setting, like the mixed precision (:mod:`methods.base`): ``harness.run`` sets it
-once, and the trainers read it when they are built. It is not part of any stage's key: watching a run does not
+The tracker is a process-wide setting, like the mixed precision (:mod:`methods.base`): a run sets it for its
+length (:func:`reporting_to`), and the trainers read it when they are built. It is not part of any stage's key: watching a run does not
 change what it computes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 TRACKERS = ("none", "tensorboard", "trackio", "wandb")
 PROJECT = "rlp-harness"  # the project name trackio and wandb file the runs under
@@ -38,8 +40,9 @@ class Tracking:
 _tracking = Tracking()
 
 
-def set_tracking(report_to: str, log_dir: Path | None) -> None:
-    """Sets where the trainers and PPO report from now on in this process.
+@contextlib.contextmanager
+def reporting_to(report_to: str, log_dir: Path | None) -> Iterator[None]:
+    """Where the trainers and PPO built in this process report while the block runs; the previous setting after.
 
     Raises:
         ValueError: ``report_to`` is not one of :data:`TRACKERS`, or its package is not installed.
@@ -48,7 +51,11 @@ def set_tracking(report_to: str, log_dir: Path | None) -> None:
     if problem:
         raise ValueError(problem)
     global _tracking
-    _tracking = Tracking(report_to, log_dir)
+    previous, _tracking = _tracking, Tracking(report_to, log_dir)
+    try:
+        yield
+    finally:
+        _tracking = previous
 
 
 def tracker_problem(report_to: str) -> str | None:

@@ -109,7 +109,8 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     # the untrained base model is scored on the knowledge task too, and the report says so
     base = results["base_model"]
     assert base["name"].startswith("tiny-base-") and base["knowledge"]["n"] == 120
-    assert f"Base model {base['name']}: knowledge task tiny_knowledge accuracy" in (finished_run / "report.md").read_text()
+    assert (f"Base model `{base['name']}`: knowledge task `tiny_knowledge` accuracy"
+            in (finished_run / "report.md").read_text())
 
 
 def test_shared_stages_are_trained_once(finished_run):

@@ -332,6 +332,7 @@ def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
     assert base_model_sentence(base) == ("Base model m: knowledge task mmlu accuracy 30.5 ± 1.9 (n=570, 5-shot), "
                                          "before any training.")
     assert base_model_sentence(None) is None
+    assert base_model_sentence(base, lambda name: f"<{name}>").startswith("Base model <m>: knowledge task <mmlu>")
 
 
 HOSTILE_NAME = "m\n# Fake heading\n" + IMG + " [link](https://example.invalid) **bold** &lt; | `tick`"
@@ -371,7 +372,8 @@ def test_markdown_renders_every_run_string_as_text(tmp_path):
     assert not [tag for tag, _ in parsed.tags if tag in ("a", "script")]
     assert not [name for _, attrs in parsed.tags for name, _ in attrs if name.lower().startswith("on")]
     sentence = re.search(r"<p>(Base model .*?)</p>", rendered, re.S).group(1)
-    assert "<" not in sentence and "\n" not in sentence, sentence  # no element, no line of its own
+    # the names are code spans, on the sentence's one line: no element of their own
+    assert "<" not in re.sub(r"</?code>", "", sentence) and "\n" not in sentence, sentence
     assert not [tag for tag, _ in parsed.tags if tag == "h1"][1:], "one title; the name faked none"
     text = "".join(parsed.text)
     # the whole name reaches the reader, on one line, as typed

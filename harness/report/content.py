@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -138,7 +139,7 @@ class ReportData:
     seeds: int
     judge: str
     wall_s: float | None
-    base_model: str | None  # the base model and its knowledge-task score, one sentence
+    base_model: dict | None  # results.json's base_model: its name and knowledge-task score (base_model_sentence)
     methods: list[str]
     metrics: list[str]
     headline: dict[str, list[Cell]]  # method -> one cell per metric
@@ -157,15 +158,20 @@ class ReportData:
         return yaml.safe_dump(config, sort_keys=False) if config else "(no config.yaml in the run dir)"
 
 
-def base_model_sentence(base: dict | None) -> str | None:
-    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot).``, or None for older runs."""
+def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> str | None:
+    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot).``, or None for older runs.
+
+    Args:
+        base: ``results.json``'s ``base_model``.
+        name: how the renderer quotes the two names from the run (the model's and the task's), e.g. as code spans.
+    """
     if not base:
         return None
     k = base["knowledge"]
     stderr = k.get("acc_stderr")
     error = "" if stderr is None or math.isnan(stderr) else f" ± {100 * stderr:.1f}"
-    return (f"Base model {base['name']}: knowledge task {k['task']} accuracy {100 * k['acc']:.1f}{error} "
-            f"(n={k['n']}, {k['num_fewshot']}-shot), before any training.")
+    return (f"Base model {name(str(base['name']))}: knowledge task {name(str(k['task']))} accuracy "
+            f"{100 * k['acc']:.1f}{error} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
@@ -192,7 +198,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         seeds=results.get("seeds", 1),
         judge=str(results.get("judge", "unknown")),
         wall_s=results.get("wall_s"),
-        base_model=base_model_sentence(results.get("base_model")),
+        base_model=results.get("base_model"),
         methods=list(methods),
         metrics=HEADLINE_METRICS,
         headline=headline,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, visible
+from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -30,7 +30,8 @@ def render_html(data: ReportData) -> str:
                       trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     images = {title: data_uri(data.run_dir / path) for title, path in data.plots.items()}
     return env.get_template("report.html.j2").render(data=data, images=images, notes=HEADLINE_NOTES,
-                                                     stages_note=STAGES_NOTE)
+                                                     stages_note=STAGES_NOTE,
+                                                     base_model=base_model_sentence(data.base_model))
 
 
 def _shown(value: object) -> object:

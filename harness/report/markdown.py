@@ -1,10 +1,9 @@
 """The report as Markdown (GitHub-flavoured), safe to render whatever the models wrote.
 
 Nothing from a run is ever written as Markdown source: model outputs, instructions, references and the config go
-into fenced code blocks whose fence is longer than any backtick run inside, names and paths into code spans
-(with ``|`` escaped inside tables), and the one sentence that mixes prose with a run's string (the base model's)
-has every ASCII punctuation character backslash-escaped and its line breaks joined (:func:`text`). Renderers show
-all three literally, so an output holding ``<script>``, a Markdown link or a line starting with ``#`` stays text.
+into fenced code blocks whose fence is longer than any backtick run inside, and names and paths (the base model's
+name in its sentence too) into code spans on one line (with ``|`` escaped inside tables). Renderers show both
+literally, so an output holding ``<script>``, a Markdown link or a line starting with ``#`` stays text.
 Control characters (ESC, NUL, ...) are shown as symbols everywhere (:func:`harness.report.content.visible`), so
 ``cat report.md`` runs no terminal escape sequence.
 """
@@ -13,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, visible
+from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
 
 
 def longest_backtick_run(text: str) -> int:
@@ -47,17 +46,6 @@ def code_span(text: str, in_table: bool = False) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def text(value: str) -> str:
-    """``value`` as plain Markdown text on one line: every ASCII punctuation character backslash-escaped.
-
-    CommonMark lets any ASCII punctuation be escaped, and an escaped character is always literal: no emphasis,
-    link, HTML tag (``\\<img ...>``), entity or table cell can start. Joining the lines keeps a ``#`` or ``-`` from
-    starting a heading or a list.
-    """
-    one_line = " ".join(visible(value).splitlines())
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", one_line)
-
-
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A GFM table; cells must already be safe Markdown (code spans or text this module produced)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -72,7 +60,7 @@ def render_markdown(data: ReportData) -> str:
         f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
         f"Judge: {code_span(data.judge)}."
         + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else "")
-        + (f"\n\n{text(data.base_model)}" if data.base_model else ""),
+        + (f"\n\n{base_model_sentence(data.base_model, code_span)}" if data.base_model else ""),
         "## Results",
         _headline(data),
         "## Beside the paper's numbers",
