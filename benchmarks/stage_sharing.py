@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from benchmarks.common import (
 )
 
 METHODS = ("sft", "ppo", "rlp_uml", "rlp_spg")
+# The run.log line of a stage being built (the libraries' messages share the log).
+STAGE_TRAINING = re.compile(r"\[\d\d:\d\d:\d\d\] stage \S+ +training ")
 TARGET_RATIO = 0.5
 
 
@@ -63,8 +66,9 @@ class StageSharingBenchConfig:
 
 
 def trained_stages(run_dir: Path) -> int:
-    """How many stages a run built (its run.log has one ``training`` line per built stage)."""
-    return sum(" training " in line for line in (run_dir / "run.log").read_text().splitlines())
+    """How many stages a run built (its run.log has one ``[hh:mm:ss] stage <name> training`` line per built stage;
+    the libraries' messages in the same log are not counted, even where they say "training")."""
+    return sum(bool(STAGE_TRAINING.match(line)) for line in (run_dir / "run.log").read_text().splitlines())
 
 
 def run_harness(out_dir: Path, methods: tuple[str, ...], overrides: tuple[str, ...]) -> dict:

@@ -34,11 +34,6 @@ class PlainFormatter(logging.Formatter):
         return ANSI.sub("", super().format(record))
 
 
-def is_verbose() -> bool:
-    """True while a ``--verbose`` run is in progress."""
-    return _VERBOSE
-
-
 @contextlib.contextmanager
 def library_output(run_log: Path, verbose: bool = False) -> Iterator[None]:
     """Sends the libraries' logging and warnings to ``run_log`` (and to stderr with ``verbose``) while it lasts.

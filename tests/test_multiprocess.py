@@ -96,7 +96,7 @@ def test_each_stage_is_built_once_by_the_main_process(runs):
     stages = two / "stages"
     assert not list(stages.glob(".tmp-*")) and not list(two.glob(".*.tmp"))
     log = (two / "run.log").read_text()
-    trained = re.findall(r"training (\S+)", log)
+    trained = re.findall(r"\] stage \S+ +training (\S+)", log)  # not the libraries' lines in the same log
     assert len(trained) == len(set(trained)), "a stage was built twice"
     assert sorted(trained) == sorted(p.name for p in stages.iterdir())
     assert [name.split("-")[0] for name in trained].count("ppo") == 3  # shared PPO, then one per RLP method
