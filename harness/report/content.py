@@ -104,7 +104,7 @@ class Sample:
 class StageRow:
     """One stage dir the run used, listed once however many times the run asked for it."""
 
-    seed: object
+    seed: int | None
     stage: str
     path: str
     built: bool  # built by this run; False: reused, built by an earlier run
