@@ -150,7 +150,7 @@ def rerun(leaderboard: Leaderboard) -> Path:
 
     out = Path("runs") / f"check-{leaderboard.preset}"
     argv = ["--preset", leaderboard.preset, "--methods", *leaderboard.methods, "--seeds", str(leaderboard.seeds),
-            "--out", str(out)]
+            "--out", str(out), "--overwrite"]  # the check's own dir: a changed stored command replaces its run
     try:
         status = run.main(argv)
     except SystemExit as err:  # harness.run rejects bad input with SystemExit(2)

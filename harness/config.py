@@ -215,10 +215,11 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError(f"{path}: a preset must be a mapping of sections ({sections}), got {type(data).__name__}")
     for override in overrides:
         _apply_override(data, override)
-    from harness.registry import make_suite  # the registry imports every method: not at module level
+    from harness.registry import check_preset_name, make_suite  # the registry imports every method
 
     try:
         config = build(RunConfig, data, "")
+        check_preset_name(config.preset)
         # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
         # suite option is then reported with the file that holds it, before the run dir is touched.
         make_suite(config.suite)

@@ -6,6 +6,7 @@ adding one line to :data:`METHODS`. Judges are resolved by :func:`harness.annota
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +24,18 @@ METHODS: dict[str, Callable[[], Method]] = {
     "rlp_uml": RLPUML,
     "rlp_spg": RLPSPG,
 }
+
+# A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that
+# it can never be a path (``../../x``) that writes outside those dirs.
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_preset_name(name: object) -> None:
+    """Raises ValueError (one line, naming the field) unless ``name`` is a valid preset name."""
+    if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
+        raise ValueError(f"preset: {name!r} is not a preset name; use letters, digits, '-' and '_' (a name, "
+                         "not a path)")
+
 
 PRESETS: dict[str, Path] = {
     "tiny": PRESET_DIR / "tiny.yaml",
