@@ -57,20 +57,21 @@ def check_out(out: Path, run: dict, overwrite: bool = False) -> None:
         RunDirError: ``out`` is a dangling or looping symlink, not a dir, holds files the harness did not write, or
             holds a finished run of another command.
     """
-    problem = _path_problem(Path(out))
+    out = Path(out)
+    problem = _path_problem(out)
     if problem:
         raise RunDirError(f"--out: {problem}")
-    if overwrite or not Path(out).is_dir():
+    if overwrite or not out.is_dir():
         return
-    entries = sorted(p.name for p in Path(out).iterdir())
-    if not (Path(out) / RUN_MARKER).is_file():
+    entries = sorted(p.name for p in out.iterdir())
+    if not (out / RUN_MARKER).is_file():
         if entries:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise RunDirError(f"--out: {out} holds files this harness did not write ({shown}); choose a new or "
                               "empty dir, or pass --overwrite to write into it anyway")
         return
-    if (Path(out) / "results.json").exists():
-        difference = _difference(_stored_identity(Path(out)), _normalised(run))
+    if (out / "results.json").exists():
+        difference = _difference(_stored_identity(out), _normalised(run))
         if difference:
             raise RunDirError(f"--out: {out} holds a finished run of another command ({difference}); choose "
                               "another --out, or pass --overwrite to replace that run's results")
