@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
 # the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -157,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         if err.errno not in STORAGE_ERRORS:
             raise
         return _fail(f"{err.filename or args.out}: {err.strerror}" + _kept(args.out))
+    except KeyboardInterrupt:  # Ctrl-C: what was kept matters more than where Python was
+        print(f"harness.run: interrupted; finished stages are kept, rerun the same command to resume"
+              f"{_kept(args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         gc.unfreeze()  # an in-process caller (a notebook, the tests) gets its collector back as it was
     if not is_main_process():

@@ -127,6 +127,23 @@ def test_a_run_that_fails_midway_leaves_the_finished_run_exactly_as_it_was(finis
     assert after == before and _leftovers(out) == []
 
 
+def test_an_interrupted_run_is_one_line_and_the_finished_run_stays(finished, monkeypatch, capfd):
+    out = _copy(finished, "interrupted")
+    before = _snapshot(out)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("harness.pipeline.evaluate_policy", ctrl_c)  # Ctrl-C once SFT is trained (reused here)
+    assert main(command(out, "--set", "runtime.mixed_precision='no'", "--overwrite")) == 130
+    assert capfd.readouterr().err.splitlines()[-1] == (
+        f"harness.run: interrupted; finished stages are kept, rerun the same command to resume; {out} keeps its "
+        "previous results")
+    after = _snapshot(out)
+    after.pop("run.log"), before.pop("run.log")
+    assert after == before and _leftovers(out) == []
+
+
 def test_a_full_disk_at_the_end_is_one_line_and_the_old_results_stay(finished):
     """A real write failure: the process may write no file over 16 KiB (RLIMIT_FSIZE), so writing the HTML report
     (about 30 KiB) fails with EFBIG, as a full disk fails with ENOSPC, after everything else was written."""
