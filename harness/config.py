@@ -21,7 +21,7 @@ from typing import Any, Iterator, Literal
 
 import yaml
 
-from harness.registry import make_suite, suite_config_class
+from harness.registry import check_preset_name, make_suite, suite_config_class
 from methods.ppo import PPOConfig
 from methods.reward import RewardConfig
 from methods.rlp_spg import SPGConfig
@@ -221,6 +221,7 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
     check_override_fields(data, keys)
     try:
         config = build(RunConfig, data, "")
+        check_preset_name(config.preset)
         # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
         # suite option is then reported with the file that holds it, before the run dir is touched.
         make_suite(config.suite)

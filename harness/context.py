@@ -74,7 +74,8 @@ class RunContext:
         """A cached stage of this seed; records its wall time (0 when reused) for the report.
 
         ``collective``: a training stage, built by every process together when there are several; other stages are
-        built by the main process alone (see :mod:`harness.distributed`).
+        built by the main process alone (see :mod:`harness.distributed`). Checkpoints among ``inputs`` are passed as
+        :class:`~pathlib.Path`: the cache keys them by what they hold, not by where they are.
         """
         result = distributed.build_stage(self.cache, name, {**inputs, "seed": self.seed}, build, collective)
         self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
@@ -90,7 +91,7 @@ class RunContext:
         cfg = self.config.sft
         return self.stage(
             "sft",
-            {"base": str(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
+            {"base": Path(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
             lambda out: train_sft(self.base_model, self.splits["sft"], cfg, out, self.seed),
             collective=True,
         )
@@ -107,7 +108,7 @@ class RunContext:
         """
         sft = self.sft()
         pairs = self.splits["preference"]
-        inputs = {"init": str(sft), "reward": dataclasses.asdict(self.config.reward),
+        inputs = {"init": Path(sft), "reward": dataclasses.asdict(self.config.reward),
                   "data": self._split_hashes["preference"]}
         if extra_pairs is not None:
             inputs["extra_pairs"] = dataset_fingerprint(extra_pairs)
@@ -138,7 +139,7 @@ class RunContext:
         prompts = self.splits["unlabeled"]["instruction"]
         path = self.stage(
             "ppo",
-            {"init": str(init), "reward_model": str(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
+            {"init": Path(init), "reward_model": Path(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
              "data": self._split_hashes["unlabeled"]},
             lambda out: train_ppo(init, reward_model, prompts, self.config.ppo, out, self.seed),
             collective=True,
@@ -159,7 +160,7 @@ class RunContext:
         """n responses per instruction from ``policy``, cached as a stage (temperature 0: greedy)."""
         path = self.stage(
             name,
-            {"policy": str(policy), "n": n, "temperature": temperature,
+            {"policy": Path(policy), "n": n, "temperature": temperature,
              "instructions": fingerprint(instructions), "generation": dataclasses.asdict(self.config.generation)},
             lambda out: (out / "samples.json").write_text(json.dumps(
                 self.generator.generate(policy, instructions, n, temperature, self.seed, desc=name))),

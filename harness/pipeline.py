@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 import yaml
 
-from harness import distributed, logs, results_json
+from harness import distributed, logs, results_json, rundir
 from harness.annotators import make_annotator
-from harness.cache import StageCache, write_atomic
+from harness.cache import StageCache
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
@@ -60,7 +60,8 @@ class RunLog:
 
 
 def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
-        model_cache: Path | None = None, verbose: bool = False, report_to: str = "none") -> RunResult:
+        model_cache: Path | None = None, verbose: bool = False, report_to: str = "none",
+        overwrite: bool = False) -> RunResult:
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
 
     Args:
@@ -73,34 +74,38 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
         report_to: the experiment tracker of the trainers and PPO (:data:`methods.tracking.TRACKERS`), logging
             under ``out_dir/tracking``.
+        overwrite: write into ``out_dir`` even if it holds another command's finished run or files the harness
+            did not write (:mod:`harness.rundir`); otherwise such a dir is refused.
+
+    Raises:
+        ConfigError: bad input found once the run started (a ``model.base`` that is not a model).
+        RunDirError: ``out_dir`` is not a dir this run may write into.
+        RunLockedError: another run holds ``out_dir``.
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
     set_mixed_precision(config.runtime.mixed_precision)
     started = time.perf_counter()
+    identity = rundir.identity(methods, seeds, config.to_dict())
+    rundir.check_out(out_dir, identity, overwrite)
     # The judge and the data are checked before the run dir is touched: bad input leaves a finished run as it was.
     with distributed.main_process_first():  # the main process builds or downloads, the others then read
         suite, judge = prepare(config)
         splits = suite.splits()
         validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
     main = distributed.is_main_process()
-    with (distributed.run_lock(out_dir),
+    with (distributed.run_lock(out_dir, identity, overwrite),
           logs.library_output(out_dir / "run.log" if main else Path(os.devnull), verbose),
           reporting_to(report_to, out_dir / "tracking")):
         log = RunLog(out_dir / "run.log") if main else _quiet
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
         if main:
-            write_atomic(out_dir / "config.yaml", yaml.safe_dump(
-                {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
             cache.remove_stale_temporaries()
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
-            models_dir = model_cache or out_dir.parent / ".models"
-            base_model = (suite.base_model(models_dir) if config.model.base == "suite"
-                          else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
+            base_model = resolve_base_model(config, suite, model_cache or out_dir.parent / ".models")
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
@@ -118,8 +123,6 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
-                if main:
-                    write_atomic(out_dir / "diagnostics.json", results_json.dumps(diagnostics))
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
         base = base_model_record(base_ctx)
@@ -130,13 +133,34 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
         table = leaderboard_table(results)
         if main:
-            write_atomic(out_dir / "results.json", results_json.dumps(results))
-            write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
-            export_outputs(out_dir, per_seed)
-            markdown, html = write_reports(out_dir)
+            # Config, results, outputs/ and reports replace the previous ones together, now that the run succeeded.
+            with rundir.staging(out_dir) as staging:
+                (staging / "config.yaml").write_text(yaml.safe_dump(identity, sort_keys=False))
+                (staging / "results.json").write_text(results_json.dumps(results))
+                (staging / "leaderboard.csv").write_text(table.to_csv(index=False))
+                (staging / "diagnostics.json").write_text(results_json.dumps(diagnostics))
+                export_outputs(staging, per_seed)
+                markdown, html = write_reports(staging)
             log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
+
+
+def resolve_base_model(config: RunConfig, suite, models_dir: Path) -> Path:
+    """The checkpoint every method starts from: the suite's own, or ``model.base``.
+
+    Raises:
+        ConfigError: ``model.base`` is neither a model dir nor a model id in reach (one line).
+    """
+    if config.model.base == "suite":
+        return suite.base_model(models_dir)
+    try:
+        return resolve_model(config.model.base, models_dir, config.model.trust_remote_code)
+    except (OSError, ValueError) as err:  # transformers' loaders, on a dir that holds no model
+        if isinstance(err, ConfigError):
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model.base: {config.model.base!r} is not a model checkpoint ({reason})") from None
 
 
 def base_model_record(ctx: RunContext) -> dict:

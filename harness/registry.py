@@ -9,6 +9,7 @@ transformers and TRL (seconds), which ``--help`` and the input checks never need
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,18 @@ METHODS: dict[str, str] = {
     "rlp_uml": "methods.rlp_uml:RLPUML",
     "rlp_spg": "methods.rlp_spg:RLPSPG",
 }
+
+# A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that
+# it can never be a path (``../../x``) that writes outside those dirs.
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_preset_name(name: object) -> None:
+    """Raises ValueError (one line, naming the field) unless ``name`` is a valid preset name."""
+    if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
+        raise ValueError(f"preset: {name!r} is not a preset name; use letters, digits, '-' and '_' (a name, "
+                         "not a path)")
+
 
 PRESETS: dict[str, Path] = {
     "tiny": PRESET_DIR / "tiny.yaml",

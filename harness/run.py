@@ -13,6 +13,7 @@ so ``--help`` and the bad-input errors answer at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import sys
@@ -21,6 +22,10 @@ import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+# Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
+# the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "file (default: tiny)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds; metrics report mean and 95%% "
                         "interval over them (default: 1)")
-    parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>)")
+    parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>); a new or empty "
+                        "dir, or a run dir of the same command (which resumes or reruns it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into --out even if it holds a finished run of another command or files the "
+                        "harness did not write; the old results are replaced only when this run finishes")
     parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
                         "(default: <out>/stages)")
     parser.add_argument("--update-leaderboard", action="store_true",
@@ -80,6 +89,7 @@ def parse_and_validate(argv: list[str] | None = None):
     one-line message on bad input.
     """
     from harness.registry import PRESETS, resolve_methods
+    from harness.rundir import RunDirError, check_out, identity
     from methods.tracking import tracker_problem
 
     args = build_parser().parse_args(argv)
@@ -109,6 +119,10 @@ def parse_and_validate(argv: list[str] | None = None):
         return config, methods, args  # nothing will be written
 
     args.out = args.out or Path("runs") / config.preset
+    try:  # refused before any work: a dir of user files, another command's finished run, a broken symlink
+        check_out(args.out, identity(methods, args.seeds, config.to_dict()), args.overwrite)
+    except RunDirError as err:
+        raise SystemExit(_fail(str(err))) from None
     leaderboards = args.leaderboards if args.update_leaderboard else None
     for flag, path in (("--out", args.out), ("--cache", args.cache), ("--leaderboards", leaderboards)):
         if path is not None and not _writable(path):
@@ -123,7 +137,7 @@ def _writable(path: Path) -> bool:
     even where every write fails (a read-only mount, /proc, /sys), and the run would then fail mid-way.
     """
     probe = path
-    while not os.path.exists(probe):  # unlike Path.exists, False (not an error) where a parent is unreadable
+    while not os.path.lexists(probe):  # unlike Path.exists, False (not an error) where a parent is unreadable
         probe = probe.parent
     if not probe.is_dir():
         return False
@@ -132,6 +146,11 @@ def _writable(path: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def _kept(out: Path) -> str:
+    """What a failed run says about the run dir: a finished run there keeps its results (harness.rundir)."""
+    return f"; {out} keeps its previous results" if (out / "results.json").exists() else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.config import ConfigError
     from harness.console_table import format_table
     from harness.distributed import is_main_process
+    from harness.rundir import RunDirError
 
     # The half a million objects those imports made live as long as the run; moving them out of the collector's
     # reach keeps each full garbage collection from walking them again (3 s of a 2.5-minute run).
@@ -161,9 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     try:
         result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache, verbose=args.verbose,
-                              report_to=args.report_to)
-    except (ConfigError, RunLockedError) as err:
-        return _fail(str(err))
+                              report_to=args.report_to, overwrite=args.overwrite)
+    except (ConfigError, RunLockedError, RunDirError) as err:
+        return _fail(str(err) + _kept(args.out))
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        return _fail(f"{err.filename or args.out}: {err.strerror}" + _kept(args.out))
+    except KeyboardInterrupt:  # Ctrl-C: what was kept matters more than where Python was
+        print(f"harness.run: interrupted; finished stages are kept, rerun the same command to resume"
+              f"{_kept(args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         gc.unfreeze()  # an in-process caller (a notebook, the tests) gets its collector back as it was
     if not is_main_process():

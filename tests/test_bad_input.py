@@ -411,10 +411,11 @@ def test_a_finished_run_dir_is_left_as_it_was(case, tmp_path, capfd):
     out = tmp_path / "out" / "run"
     out.mkdir(parents=True)
     finished = {"results.json": '{"preset": "tiny", "methods": {"sft": {}}}\n', "config.yaml": "preset: tiny\n",
-                "leaderboard.csv": "method\nsft\n", "run.log": "[00:00:00] run finished\n"}
+                "leaderboard.csv": "method\nsft\n", "run.log": "[00:00:00] run finished\n", ".harness-run": "{}\n"}
     for name, text in finished.items():
         (out / name).write_text(text)
-    argv = [*case.argv(tmp_path), "--out", str(out)]
+    # --overwrite: the finished run is of another command, so without it the run is refused before the input is read
+    argv = [*case.argv(tmp_path), "--out", str(out), "--overwrite"]
     before = snapshot(tmp_path)
     assert_refused(run_main(argv), capfd.readouterr().err, case.expected, tmp_path)
     assert (out / "results.json").read_text() == finished["results.json"]

@@ -86,7 +86,7 @@ def win_rate(ctx: RunContext, trained: TrainedPolicy, set_name: str, judge: Anno
 
     stage = ctx.stage(
         f"winrate_{set_name}",
-        {"policy": str(trained.policy), "judge": judge_name, "outputs": fingerprint(outputs),
+        {"policy": Path(trained.policy), "judge": judge_name, "outputs": fingerprint(outputs),
          "references": fingerprint(references)},
         build,
     )
@@ -117,7 +117,7 @@ def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
                               num_fewshot=ctx.config.eval.knowledge_fewshot)
     stage = ctx.stage(
         "knowledge",
-        {"policy": str(policy), "task": dataclasses.asdict(cfg)},
+        {"policy": Path(policy), "task": dataclasses.asdict(cfg)},
         lambda out: (out / "metrics.json").write_text(
             json.dumps(evaluate_knowledge(policy, cfg, device=ctx.device), indent=1)),
     )
@@ -148,7 +148,7 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
 
         stage = ctx.stage(
             "drift",
-            {"reward_model": str(trained.reward_model), "checkpoint": str(checkpoint.path), "judge": judge_name,
+            {"reward_model": Path(trained.reward_model), "checkpoint": Path(checkpoint.path), "judge": judge_name,
              "samples": fingerprint(samples)},
             build,
         )
