@@ -255,12 +255,13 @@ def test_check_out_refuses_a_symlinked_parent_that_dangles(tmp_path):
 
 def test_a_preset_name_that_is_a_path_is_refused(tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # --set takes section fields only, so a preset name comes from a preset file.
     assert main(["--methods", "sft", "--set", "preset=../../escaped", "--update-leaderboard"]) == 2
-    assert "preset: '../../escaped' is not a preset name; use letters, digits, '-' and '_'" in _one_line(capfd)
+    assert "--set preset=../../escaped: unknown field preset" in _one_line(capfd)
     preset = tmp_path / "mine.yaml"
     preset.write_text((REPO / "harness" / "presets" / "tiny.yaml").read_text().replace("preset: tiny", "preset: ../x"))
-    assert main(["--methods", "sft", "--preset", str(preset)]) == 2
-    assert "preset: '../x' is not a preset name" in _one_line(capfd)
+    assert main(["--methods", "sft", "--preset", str(preset), "--update-leaderboard"]) == 2
+    assert "preset: '../x' is not a preset name; use letters, digits, '-' and '_'" in _one_line(capfd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]
 
 
