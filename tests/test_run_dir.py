@@ -106,9 +106,12 @@ def test_another_commands_finished_run_is_refused_naming_the_difference(finished
 
 def test_overwrite_replaces_config_and_results_together(finished):
     out = _copy(finished, "overwritten")
+    (out / "outputs" / "ppo").mkdir()  # the alpaca_eval files of a method only the replaced run had
     assert main(command(out, "--set", "runtime.mixed_precision='no'", "--overwrite")) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["runtime"]["mixed_precision"] == "no"
     assert _results(out) == _results(finished) and _leftovers(out) == []
+    assert [p.name for p in (out / "outputs").iterdir()] == ["sft"], "outputs/ is published with the results"
+    assert (out / "outputs" / "sft" / "farm" / "model_outputs.json").is_file()
 
 
 # -- a failed run leaves a finished one as it was ---------------------------------------------------------------------
