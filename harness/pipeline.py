@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         seeds: number of training seeds (0 .. seeds-1).
         out_dir: the run dir (locked for the duration of the run).
         cache_dir: where stages live; ``out_dir/stages`` by default.
-        model_cache: where suites build or convert their base model; ``out_dir/../.models`` by default.
+        model_cache: where suites build or convert their base model; :func:`default_model_cache` by default.
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
@@ -77,7 +78,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     with distributed.main_process_first():  # the main process builds or downloads, the others then read
         suite, judge = prepare(config)
         splits = suite.splits()
-        validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
+        validate_splits(splits, suite.eval_sets, f"suite {suite.name}", suite.pairs_from_policy)
     out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
     with distributed.run_lock(out_dir):
@@ -91,7 +92,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
-            models_dir = model_cache or out_dir.parent / ".models"
+            models_dir = model_cache or default_model_cache()
             base_model = (suite.base_model(models_dir) if config.model.base == "suite"
                           else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
         generator = make_generator(config.generation, config.model.trust_remote_code)
@@ -129,6 +130,17 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
             log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
+
+
+def default_model_cache() -> Path:
+    """Where base models are built or converted once per user: ``$RLP_HARNESS_CACHE/models``, else
+    ``$XDG_CACHE_HOME/rlp-harness/models``, else ``~/.cache/rlp-harness/models`` (as the Hugging Face caches do),
+    so a new run dir never rebuilds the tiny base model."""
+    root = os.environ.get("RLP_HARNESS_CACHE")
+    if root:
+        return Path(root).expanduser() / "models"
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "rlp-harness" / "models"
 
 
 def base_model_record(ctx: RunContext) -> dict:
@@ -171,8 +183,8 @@ def training_wall_time(stages: list[dict]) -> float:
 
     A stage another method built first still counts: this is what the method costs on its own.
     """
-    training = {s["path"]: s["build_wall_s"] for s in stages if s["stage"] in ("sft", "reward", "ppo",
-                                                                             "policy_samples")}
+    training = {s["path"]: s["build_wall_s"] for s in stages
+                if s["stage"] in ("sft", "preference_pairs", "reward", "ppo", "policy_samples")}
     return round(sum(training.values()), 1)
 
 

@@ -382,8 +382,15 @@ def assert_refused(code: int, stderr: str, expected: tuple[str, ...], tmp: Path)
         assert fill(part, tmp) in lines[0], lines[0]
 
 
+@pytest.fixture(autouse=True)
+def model_cache_in_tmp(tmp_path, monkeypatch):
+    """Base models go to a cache under the test's tmp dir, where :func:`assert_nothing_written` looks."""
+    monkeypatch.setenv("RLP_HARNESS_CACHE", str(tmp_path / "harness-cache"))
+
+
 def assert_nothing_written(tmp: Path, before: dict[str, tuple[int, int]]) -> None:
-    assert not [p for p in tmp.rglob("*") if p.parent.name == "stages" or p.name == ".models"], "training started"
+    assert not [p for p in tmp.rglob("*") if p.parent.name == "stages" or p.name == "harness-cache"], \
+        "training started"
     changed = sorted(set(snapshot(tmp).items()) ^ set(before.items()))
     if changed:
         raise AssertionError(f"written for bad input: {changed}")
