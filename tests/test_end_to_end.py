@@ -89,7 +89,7 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run):
 
 def test_every_method_is_trained_evaluated_and_reported(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
-    assert list(results["methods"]) == ["sft", "ppo", "rlp_uml", "rlp_spg"]
+    assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
     for method, entry in results["methods"].items():
