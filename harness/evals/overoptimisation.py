@@ -38,6 +38,9 @@ FORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
+FORM_NAMES = {"bon": "R_bon", "rl": "R_RL"}  # as Gao et al. write them
+
+
 def form_value(form: str, d: Sequence[float] | float, alpha: float, beta: float) -> np.ndarray:
     """R(d) of ``form`` ("bon" or "rl") with the given coefficients."""
     x1, x2 = FORMS[form](np.asarray(d, dtype=float))
@@ -158,7 +161,7 @@ def describe_fits(fits: dict) -> str:
             continue
         where = ("no peak" if fit["peak_d"] is None
                  else f"peak at sqrt(KL) {fit['peak_d']:.3g} ({fit['peak_r']:+.3g} points)")
-        lines.append(f"{name}: R_{fit['form']}(d) = d({fit['alpha']:.4g} - {fit['beta']:.4g} "
+        lines.append(f"{name}: {FORM_NAMES[fit['form']]}(d) = d({fit['alpha']:.4g} - {fit['beta']:.4g} "
                      f"{'d' if fit['form'] == 'bon' else 'log d'}), {where}")
     return "; ".join(lines)
 
