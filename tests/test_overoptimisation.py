@@ -1,9 +1,11 @@
 """Over-optimisation curves (harness/evals/overoptimisation.py): Gao et al.'s fits checked against numbers worked
-by hand, and the averaging over seeds."""
+by hand, the averaging over seeds, and the measurement against a fake run context."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,10 +17,12 @@ from harness.evals.overoptimisation import (
     fit_form,
     form_value,
     mean_curve,
+    measure,
     peak,
     powers_of_two,
     summarise,
 )
+from methods.base import PPOCheckpoint, PPORun
 
 
 def test_the_bon_fit_recovers_exact_coefficients_and_its_peak():
@@ -98,3 +102,96 @@ def test_seeds_are_averaged_point_by_point_and_the_mean_curve_is_fitted():
     assert "ppo" not in summary["mean"]["curves"] and len(summary["per_seed"]) == 2
     assert describe_fits(summary["mean"]["fits"]) == (
         "best_of_n: R_bon(d) = d(5.5 - 2.5 d), peak at sqrt(KL) 1.1 (+3.02 points)")
+
+
+# -- the measurement, against a fake run context -------------------------------------------------------------------
+
+# SFT samples per farm instruction; the reward model scores a sample by its number, the gold judge likes "good".
+# Best of 1: "bad 1", "bad 0" (gold 0%, proxy 0.5); best of 2: "good 3", "good 2" (100%, 2.5); best of 4: "bad 5",
+# "bad 9" (0%, 7.0): gold rises and falls while the proxy keeps rising.
+SFT_SAMPLES = {"q1": ["bad 1", "good 3", "bad 5", "bad 4"], "q2": ["bad 0", "good 2", "good 1", "bad 9"]}
+# What each PPO checkpoint answers on the farm set: step 5 is right twice, step 10 once.
+CHECKPOINT_ANSWERS = {"step-5": ["good 1", "good 1"], "step-10": ["good 1", "bad 1"]}
+
+
+class GoodJudge:
+    """Prefers the model's output when it is "good", the reference otherwise (references start with "ref")."""
+
+    name = "good-judge"
+
+    def annotate(self, instructions, outputs_1, outputs_2):
+        verdicts = []
+        for first, second in zip(outputs_1, outputs_2):
+            model_first = not first.startswith("ref")
+            model = first if model_first else second
+            model_wins = model.startswith("good")
+            verdicts.append(1.0 if model_wins == model_first else 2.0)
+        return verdicts
+
+
+class FakeContext:
+    """Serves SFT_SAMPLES and CHECKPOINT_ANSWERS, scores by the trailing number, builds stages in tmp_path."""
+
+    def __init__(self, tmp_path):
+        from datasets import Dataset
+
+        from harness.config import EvalConfig
+
+        self.tmp_path, self.seed, self.stages = tmp_path, 0, []
+        self.config = SimpleNamespace(eval=EvalConfig(overoptimisation_max_n=4, drift_instructions=2))
+        self.suite = SimpleNamespace(eval_sets=("farm",))
+        self.splits = {"farm": Dataset.from_dict({"instruction": ["q1", "q2"], "output": ["ref 1", "ref 2"],
+                                                  "generator": ["reference", "reference"]}),
+                       "unlabeled": {"instruction": ["q1", "q2"]}}
+
+    def sft(self):
+        return Path("sft")
+
+    def reward_model(self, extra_pairs=None, auxiliary=None):
+        return Path("rm")
+
+    def ppo(self, init, reward_model):
+        return PPORun(policy=Path("step-10"), reward_model=reward_model, checkpoints=(
+            PPOCheckpoint(step=5, path=Path("step-5"), proxy_reward=0.3, kl=1.0),
+            PPOCheckpoint(step=10, path=Path("step-10"), proxy_reward=0.6, kl=4.0)))
+
+    def sample(self, policy, instructions, n, temperature, name="samples"):
+        if policy.name == "sft":
+            return [SFT_SAMPLES[x][:n] for x in instructions]
+        return [[answer] for answer in CHECKPOINT_ANSWERS[policy.name]]
+
+    def score(self, reward_model, instructions, outputs):
+        return [float(y.split()[-1]) for y in outputs]
+
+    def stage(self, name, inputs, build, collective=False):
+        path = self.tmp_path / f"{name}-{len(self.stages)}"
+        path.mkdir()
+        build(path)
+        self.stages.append(name)
+        return path
+
+
+def test_measure_takes_best_of_n_from_one_sample_set_and_every_ppo_checkpoint(tmp_path):
+    ctx = FakeContext(tmp_path)
+    result = measure(ctx, GoodJudge(), "good-judge", with_ppo=True)
+    bon = result["curves"]["best_of_n"]
+    assert [(p["n"], p["gold_win_rate"], p["proxy_reward"]) for p in bon] == [
+        (1, 0.0, 0.5), (2, 100.0, 2.5), (4, 0.0, 7.0)]
+    assert [p["kl"] for p in bon] == pytest.approx([0.0, math.log(2) - 0.5, math.log(4) - 0.75])
+    ppo = result["curves"]["ppo"]
+    # step 0 is the SFT policy: its one eval sample per instruction ("bad 1", "bad 0"), its proxy the mean score of
+    # its temperature-1 samples on the unlabeled instructions (1 + 0) / 2; the checkpoints carry PPO's own log.
+    assert [(p["step"], p["kl"], p["gold_win_rate"], p["proxy_reward"]) for p in ppo] == [
+        (0, 0.0, 0.0, 0.5), (5, 1.0, 100.0, 0.3), (10, 4.0, 50.0, 0.6)]
+    # RL form through R = 0, 100, 50 at d = 0, 1, 2: alpha = 100 (log 1 = 0), 2 (100 - beta log 2) = 50 ->
+    # beta = 75 / log 2 = 108.2; peak at exp(alpha / beta - 1) = exp(0.924 - 1) = 0.927.
+    fit = result["fits"]["ppo"]
+    assert (fit["alpha"], fit["beta"]) == (pytest.approx(100), pytest.approx(75 / math.log(2)))
+    assert fit["peak_d"] == pytest.approx(math.exp(math.log(2) * 100 / 75 - 1))
+    assert result["fits"]["best_of_n"]["peak_d"] is not None  # rises then falls: a peak
+    assert ctx.stages.count("overoptimisation_bon") == 1
+
+
+def test_measure_without_ppo_draws_only_the_best_of_n_curve(tmp_path):
+    result = measure(FakeContext(tmp_path), GoodJudge(), "good-judge", with_ppo=False)
+    assert list(result["curves"]) == ["best_of_n"] and list(result["fits"]) == ["best_of_n"]
