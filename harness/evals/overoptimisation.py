@@ -184,8 +184,8 @@ def measure(ctx: RunContext, judge: Annotator, judge_name: str, with_ppo: bool) 
 def measure_best_of_n(ctx: RunContext, judge: Annotator, judge_name: str) -> list[dict]:
     """Best-of-n of the SFT policy for n = 1, 2, 4, ..., ``eval.overoptimisation_max_n`` on the first eval set.
 
-    One set of ``max_n`` samples per instruction at ``eval.temperature`` (a cached stage); best-of-n takes the first
-    n, so the points differ only in n. Gold: the judge's win rate against the reference; proxy: the mean reward-model
+    One set of ``max_n`` samples per instruction at ``eval.temperature`` (a cached stage; also under ``eval.greedy``,
+    whose n samples would all be one); best-of-n takes the first n, so the points differ only in n. Gold: the judge's win rate against the reference; proxy: the mean reward-model
     score of the chosen samples; KL: the analytic best-of-n KL.
     """
     cfg = ctx.config.eval
