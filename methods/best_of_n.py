@@ -32,7 +32,7 @@ class BestOfNConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"best_of_n.n: must be a positive integer, got {self.n!r}")
+            raise ValueError(f"n: must be a positive integer, got {self.n!r}")
 
 
 def best_of_n_kl(n: int) -> float:

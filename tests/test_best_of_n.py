@@ -96,7 +96,7 @@ def test_proxy_reward_is_the_mean_score_of_the_chosen_samples_at_the_analytic_kl
 
 def test_config_rejects_a_bad_n_and_documents_its_field():
     for bad in (0, -3, True):
-        with pytest.raises(ValueError, match="best_of_n.n"):
+        with pytest.raises(ValueError, match="n: must be a positive integer"):
             BestOfNConfig(n=bad)
     assert BestOfNConfig().n == 16
     assert all(f.metadata.get("help") for f in BestOfNConfig.__dataclass_fields__.values())
