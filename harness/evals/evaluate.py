@@ -167,7 +167,11 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator,
         The curve (one record per checkpoint) and the stage dir of the last checkpoint, whose ``pairs.json`` holds
         its judged pairs (instructions, outputs, preferences) for scoring them with another reward model.
     """
-    instructions = ctx.splits["val"]["instruction"][: ctx.config.eval.drift_instructions]
+    wanted = ctx.config.eval.drift_instructions
+    instructions = ctx.splits["val"]["instruction"][:wanted]
+    if len(instructions) < wanted:
+        ctx.log(f"drift: the val split holds {len(instructions)} instructions, fewer than eval.drift_instructions "
+                f"= {wanted}; each drift point uses {len(instructions)}")
     start = PPOCheckpoint(step=0, path=ctx.sft(), proxy_reward=nan, kl=0.0)
     curve = []
     for checkpoint in (start, *trained.ppo.checkpoints):
