@@ -113,7 +113,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 1, 2]
     report = (finished_run / "report.md").read_text()
     assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
-    assert "over-optimisation fits, mean over seeds: best_of_n: R_bon(d)" in (finished_run / "run.log").read_text()
+    assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
     for name in ("report.md", "report.html", "config.yaml", "run.log"):

@@ -101,7 +101,7 @@ def test_seeds_are_averaged_point_by_point_and_the_mean_curve_is_fitted():
     assert (fit["alpha"], fit["beta"], fit["peak_d"]) == (pytest.approx(5.5), pytest.approx(2.5), pytest.approx(1.1))
     assert "ppo" not in summary["mean"]["curves"] and len(summary["per_seed"]) == 2
     assert describe_fits(summary["mean"]["fits"]) == (
-        "best_of_n: R_bon(d) = d(5.5 - 2.5 d), peak at sqrt(KL) 1.1 (+3.02 points)")
+        "best_of_n: R_bon alpha 5.5, beta 2.5, peak at sqrt(KL) 1.1 (+3.02 points)")
 
 
 # -- the measurement, against a fake run context -------------------------------------------------------------------

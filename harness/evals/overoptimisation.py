@@ -161,8 +161,7 @@ def describe_fits(fits: dict) -> str:
             continue
         where = ("no peak" if fit["peak_d"] is None
                  else f"peak at sqrt(KL) {fit['peak_d']:.3g} ({fit['peak_r']:+.3g} points)")
-        lines.append(f"{name}: {FORM_NAMES[fit['form']]}(d) = d({fit['alpha']:.4g} - {fit['beta']:.4g} "
-                     f"{'d' if fit['form'] == 'bon' else 'log d'}), {where}")
+        lines.append(f"{name}: {FORM_NAMES[fit['form']]} alpha {fit['alpha']:.4g}, beta {fit['beta']:.4g}, {where}")
     return "; ".join(lines)
 
 
