@@ -17,6 +17,7 @@ from harness.evals.overoptimisation import best_of_n_points, fits_of
 from harness.evals.overoptimisation import summarise as summarise_curves
 from harness.evals.rm_accuracy import drift
 from harness.evals.winrate import judge_against_reference, write_annotations, write_outputs
+from harness.pipeline import aggregate
 from harness.report import write_reports
 from harness.report.content import best_methods, build_report_data, headline_cell
 from harness.report.markdown import code_span, fenced
@@ -28,8 +29,6 @@ SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
 # Tries to close a Markdown fence and an HTML <pre>, then inject.
 FENCE_BREAKER = "```\n</pre>" + SCRIPT
-
-T_975_1DF = 12.706204736  # Student t quantile 0.975 with 1 degree of freedom (two seeds)
 
 # Per-seed values of the fixture, chosen so each column's best is known by eye:
 # farm_win_rate: rlp_spg 50 > ppo 42; bar_win_rate: a tie at 33; rm_drift (lower is better): rlp_spg 0.05 < 0.12;
@@ -53,11 +52,6 @@ FIXTURE_VALUES = {
         "proxy_reward": [1.2, 1.4], "kl": [1.0, 1.2], "avg_length": [55.0, 59.0], "train_wall_s": [60.0, 64.0],
     },
 }
-DIRECTIONS = {"farm_win_rate": True, "farm_lc_win_rate": True, "bar_win_rate": True, "bar_lc_win_rate": True,
-              "mmlu_acc": True, "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True,
-              "rm_drift": False,
-              "train_wall_s": False}
-
 # The judge's verdict on each instruction, reference first: model wins, reference wins, tie, model wins for ppo;
 # rlp_spg also wins the second, in every seed and set.
 VERDICTS = {"ppo": [2, 1, 1.5, 2], "rlp_spg": [2, 2, 1.5, 2]}
@@ -88,13 +82,6 @@ REWARD_MODELS_ON_POLICY = {"rlp_spg": [
                                  "refined": {"accuracy": acc + 0.05, "standard_error": 0.05, "n": 40},
                                  "refined_minus_original": {"difference": 0.05, "standard_error": 0.02, "n": 40}}}
     for acc in (0.55, 0.65)]}
-
-
-def _summary(values: list[float], metric: str) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    ci95 = T_975_1DF * math.sqrt(sum((v - mean) ** 2 for v in values)) / math.sqrt(2) if n == 2 else math.nan
-    return {"mean": mean, "ci95": ci95, "n": n, "values": values, "higher_is_better": DIRECTIONS.get(metric)}
 
 
 def _outputs(method: str, seed: int) -> list[str]:
@@ -134,7 +121,7 @@ def make_run_dir(root: Path, seeds: int = 2) -> Path:
     """A finished run dir as harness.run writes it: two methods, ``seeds`` seeds, stage dirs with outputs."""
     run_dir = root / "run"
     run_dir.mkdir(parents=True)
-    methods, diagnostics, stages = {}, {}, []
+    per_method, diagnostics, stages = {}, {}, []
     for method, values in FIXTURE_VALUES.items():
         per_seed = []
         for seed in range(seeds):
@@ -163,15 +150,16 @@ def make_run_dir(root: Path, seeds: int = 2) -> Path:
                                          **REWARD_MODELS_ON_POLICY.get(method, [{}] * 2)[seed]}})
             stages.append({"seed": seed, "stage": "ppo", "path": f"ppo-{method}{seed}", "reused": False,
                            "build_wall_s": values["train_wall_s"][seed]})
-        methods[method] = {"metrics": {k: _summary(v[:seeds], k) for k, v in values.items()}, "per_seed": per_seed}
+        per_method[method] = per_seed
         diagnostics[method] = [{"seed": s} for s in range(seeds)]
     diagnostics["rlp_spg"] = [{"seed": s, "acceptance_rate": 0.6, "synthetic_pair_accuracy": 0.7,
                                "confidence_histogram": {"0.3": 4, "0.5": 6, "0.8": 10},
                                "pair_accuracy": SPG_PAIR_ACCURACY[s]} for s in range(seeds)]
-    results = {"preset": "tiny", "seeds": seeds, "judge": "gold", "wall_s": 143.2, "methods": methods,
-               "stages": stages, "diagnostics": diagnostics,
-               "overoptimisation": summarise_curves([{"seed": s, "curves": CURVES, "fits": fits_of(CURVES)}
-                                                     for s in range(seeds)])}
+    results = aggregate("tiny", seeds, per_method)  # means and 95% intervals as the pipeline computes them
+    methods = results["methods"]
+    results.update(judge="gold", wall_s=143.2, stages=stages, diagnostics=diagnostics,
+                   overoptimisation=summarise_curves([{"seed": s, "curves": CURVES, "fits": fits_of(CURVES)}
+                                                      for s in range(seeds)]))
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
         {"methods": list(methods), "seeds": seeds, "preset": "tiny", "suite": {"name": "tiny"},
