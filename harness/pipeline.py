@@ -27,6 +27,7 @@ from harness.annotators import make_annotator
 from harness.cache import StageCache, write_atomic
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
+from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
@@ -100,6 +101,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
         diagnostics: dict[str, list[dict]] = {m: [] for m in methods}
         stage_times: list[dict] = []
+        curves: list[dict] = []  # over-optimisation, one record per seed
         for seed in range(seeds):
             ctx = RunContext(config, suite, splits, seed, cache, generator, base_model, log)
             for name in methods:
@@ -114,6 +116,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
                 if main:
                     write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
+            if config.eval.overoptimisation and {"ppo", "best_of_n"} & set(methods):
+                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods))
+                log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
         base = base_model_record(base_ctx)
@@ -122,6 +127,10 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+        if curves:
+            results["overoptimisation"] = overoptimisation.summarise(curves)
+            log(f"over-optimisation fits, mean over seeds: "
+                f"{overoptimisation.describe_fits(results['overoptimisation']['mean']['fits'])}")
         table = leaderboard_table(results)
         if main:
             write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
@@ -220,7 +229,8 @@ def summarise(values: list[float]) -> dict:
 def format_table(table: pd.DataFrame, results: dict) -> str:
     """The console table: win rates with their interval, and the other headline columns."""
     lines = []
-    shown = ["farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    shown = ["farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy",
+             "rm_drift",
              "proxy_reward", "kl", "avg_length"]
     header = f"{'method':<10}" + "".join(f"{c:>18}" for c in shown)
     lines += [header, "-" * len(header)]

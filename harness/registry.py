@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from methods.base import Method
+from methods.best_of_n import BestOfN
 from methods.ppo import PPO
 from methods.rlp_spg import RLPSPG
 from methods.rlp_uml import RLPUML
@@ -20,6 +21,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 METHODS: dict[str, Callable[[], Method]] = {
     "sft": SFT,
     "ppo": PPO,
+    "best_of_n": BestOfN,
     "rlp_uml": RLPUML,
     "rlp_spg": RLPSPG,
 }
