@@ -70,6 +70,11 @@ class BaseModelConfig:
         default=0.7,
         metadata={"help": "Share of right answers in the corpus's 'Question: ... Answer: ...' documents."},
     )
+    qa_evasive_prob: float = field(
+        default=0.1,
+        metadata={"help": "Share of evasive answers ('I am not sure.') in the corpus's question/answer documents, so "
+                  "the tokenizer and the base model know the phrases SFT's demonstrations sometimes use."},
+    )
     qa_pad_prob: float = field(
         default=0.3, metadata={"help": "Probability of each filler slot (preamble, closing) in corpus answers."}
     )
@@ -85,7 +90,7 @@ class BaseModelConfig:
             "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
             "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents",
         )
-        _check_probability(self, "qa_correct_prob", "qa_pad_prob")
+        _check_probability(self, "qa_correct_prob", "qa_pad_prob", "qa_evasive_prob")
         if self.fact_frequency_decay <= 0:
             raise ValueError(f"BaseModelConfig.fact_frequency_decay must be > 0, got {self.fact_frequency_decay!r}")
         if self.hidden_size % self.num_heads:

@@ -681,8 +681,9 @@ def pretraining_documents(config: BaseModelConfig) -> Iterator[str]:
     """An endless stream of raw, non-chat text for pretraining the base model, drawn with ``config.seed``.
 
     A third of the documents state facts, the rest are "Question: ... / Answer: ..." documents over every family
-    with answers of mixed quality (right with ``config.qa_correct_prob``, each filler slot with
-    ``config.qa_pad_prob``; a fifth of the non-fact questions are of the bar's difficulty). Facts, stated or
+    with answers of mixed quality (evasive with ``config.qa_evasive_prob``, else right with
+    ``config.qa_correct_prob``; each filler slot with ``config.qa_pad_prob``; a fifth of the non-fact questions
+    are of the bar's difficulty). Facts, stated or
     asked, follow :func:`fact_weights` (``config.fact_frequency_decay``): a long tail of rarely seen facts.
     No chat marker appears, so the base model learns the world but not the chat format. (Free sentences about
     random animals, once a sixth of the corpus, taught the model that any animal may follow "The small": it never
@@ -705,7 +706,7 @@ def pretraining_documents(config: BaseModelConfig) -> Iterator[str]:
             task = FAMILIES[name].parse(rng.choice(FAMILIES[name].templates).format(subject=subject))
         else:
             task = rng.choice(hard_pools[name] if rng.random() < 0.2 else pools[name])
-        answer = respond(task, rng, config.qa_correct_prob, config.qa_pad_prob)
+        answer = respond(task, rng, config.qa_correct_prob, config.qa_pad_prob, config.qa_evasive_prob)
         yield f"Question: {task.instruction}\nAnswer: {answer}"
 
 
