@@ -16,8 +16,8 @@ from harness.stats import method_difference
 WIDTH = 120
 
 # In order of importance: the columns are shown in this order, and those that do not fit are left out from the end.
-COLUMNS = ("farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_drift", "rm_acc_onpolicy", "rm_acc_offline", "kl",
-           "proxy_reward", "avg_length")
+COLUMNS = ("farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_drift", "rm_acc_onpolicy", "rm_acc_step0",
+           "rm_acc_offline", "kl", "proxy_reward", "avg_length")
 
 ARROWS = {True: " ↑", False: " ↓", None: ""}
 

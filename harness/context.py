@@ -20,6 +20,7 @@ from harness.cache import StageCache, fingerprint
 from harness.config import RunConfig
 from harness.evals.rm_accuracy import pairwise_accuracy
 from harness.generation import Generator
+from harness.suites.annotators import stable_seed
 from harness.suites.base import Suite
 from methods.base import PPORun
 from methods.ppo import RewardModelScorer, load_ppo_run, train_ppo
@@ -107,9 +108,9 @@ class RunContext:
         (``metrics.json``) and, with an auxiliary loss, its loss curve (``auxiliary_curve.json``).
         """
         sft = self.sft()
-        pairs = self.splits["preference"]
+        pairs = self.labelled_pairs("preference")
         inputs = {"init": Path(sft), "reward": dataclasses.asdict(self.config.reward),
-                  "data": self._split_hashes["preference"]}
+                  "data": dataset_fingerprint(pairs)}
         if extra_pairs is not None:
             inputs["extra_pairs"] = dataset_fingerprint(extra_pairs)
             pairs = _concat(pairs, extra_pairs)
@@ -122,7 +123,7 @@ class RunContext:
                 return  # the main process alone writes the stage and measures the model it saved
             if curve:
                 (out / "auxiliary_curve.json").write_text(json.dumps(curve))
-            val = self.splits["val"]
+            val = self.labelled_pairs("val")
             accuracy = pairwise_accuracy(
                 self._score_with(out, val["instruction"], val["output_1"]),
                 self._score_with(out, val["instruction"], val["output_2"]),
@@ -133,6 +134,26 @@ class RunContext:
         path = self.stage("reward", inputs, build, collective=True)
         self.log(f"reward model {path.name}: held-out accuracy {reward_model_metrics(path)['val']['accuracy']:.3f}")
         return path
+
+    def labelled_pairs(self, split: str) -> Dataset:
+        """The ``preference`` pairs (training annotator's labels) or ``val`` pairs (gold labels).
+
+        A suite with ``pairs_from_policy`` ships instructions only: each gets two samples of this seed's SFT policy
+        (a cached stage, drawn with a seed of its own so that no later sample of the same policy repeats them) and
+        the suite's annotator labels them, as AlpacaFarm built its pairs from its SFT model. The reward model then
+        learns, and is tested on, the distribution PPO starts from.
+        """
+        if not self.suite.pairs_from_policy:
+            return self.splits[split]
+        instructions = self.splits[split]["instruction"]
+        samples = self.sample(self.sft(), instructions, 2, self.suite.pair_temperature, name=f"{split}_pairs",
+                              sample_seed=stable_seed("pairs", split, self.seed))
+        annotator = self.suite.training_annotator() if split == "preference" else self.suite.gold_annotator()
+        firsts, seconds = [s[0] for s in samples], [s[1] for s in samples]
+        return Dataset.from_dict({
+            "instruction": instructions, "output_1": firsts, "output_2": seconds,
+            "preference": [float(p) for p in annotator.annotate(instructions, firsts, seconds)],
+        })
 
     def ppo(self, init: Path, reward_model: Path) -> PPORun:
         """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6)."""
@@ -156,14 +177,18 @@ class RunContext:
         return instructions, samples
 
     def sample(self, policy: Path, instructions: list[str], n: int, temperature: float,
-               name: str = "samples") -> list[list[str]]:
-        """n responses per instruction from ``policy``, cached as a stage (temperature 0: greedy)."""
+               name: str = "samples", sample_seed: int | None = None) -> list[list[str]]:
+        """n responses per instruction from ``policy``, cached as a stage (temperature 0: greedy).
+
+        ``sample_seed`` seeds the sampler (the context's seed by default).
+        """
+        seed = self.seed if sample_seed is None else sample_seed
         path = self.stage(
             name,
-            {"policy": Path(policy), "n": n, "temperature": temperature,
+            {"policy": Path(policy), "n": n, "temperature": temperature, "sample_seed": seed,
              "instructions": fingerprint(instructions), "generation": dataclasses.asdict(self.config.generation)},
             lambda out: (out / "samples.json").write_text(json.dumps(
-                self.generator.generate(policy, instructions, n, temperature, self.seed, desc=name))),
+                self.generator.generate(policy, instructions, n, temperature, seed, desc=name))),
         )
         return json.loads((path / "samples.json").read_text())
 

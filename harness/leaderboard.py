@@ -32,7 +32,7 @@ LEADERBOARD_COLUMNS = [
     "method", "preset", "seeds",
     "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
     "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
-    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift",
     "proxy_reward", "kl", "avg_length", "train_wall_s",
 ]
 METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
@@ -41,8 +41,8 @@ METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
 # check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
 HIGHER_IS_BETTER = {
     "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
-    "rm_acc_offline": True, "rm_acc_onpolicy": True, "rm_drift": False, "proxy_reward": None, "kl": None,
-    "avg_length": None, "train_wall_s": False,
+    "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True, "rm_drift": False,
+    "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
 }
 
 SCHEMA_VERSION = 2  # 2: tolerance rules are floor, relative, k_se and cap (1 had k_std and no cap)

@@ -25,6 +25,7 @@ from harness.annotators import make_annotator
 from harness.cache import StageCache
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
+from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
@@ -70,7 +71,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         seeds: number of training seeds (0 .. seeds-1).
         out_dir: the run dir (locked for the duration of the run).
         cache_dir: where stages live; ``out_dir/stages`` by default.
-        model_cache: where suites build or convert their base model; ``out_dir/../.models`` by default.
+        model_cache: where suites build or convert their base model; :func:`default_model_cache` by default.
         verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
         report_to: the experiment tracker of the trainers and PPO (:data:`methods.tracking.TRACKERS`), logging
             under ``out_dir/tracking``.
@@ -92,7 +93,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     with distributed.main_process_first():  # the main process builds or downloads, the others then read
         suite, judge = prepare(config)
         splits = suite.splits()
-        validate_splits(splits, suite.eval_sets, f"suite {suite.name}")
+        validate_splits(splits, suite.eval_sets, f"suite {suite.name}", suite.pairs_from_policy)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
     main = distributed.is_main_process()
     with (distributed.run_lock(out_dir, identity, overwrite),
@@ -105,12 +106,13 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
-            base_model = resolve_base_model(config, suite, model_cache or out_dir.parent / ".models")
+            base_model = resolve_base_model(config, suite, model_cache or default_model_cache())
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
         diagnostics: dict[str, list[dict]] = {m: [] for m in methods}
         stage_times: list[dict] = []
+        curves: list[dict] = []  # over-optimisation, one record per seed
         for seed in range(seeds):
             ctx = RunContext(config, suite, splits, seed, cache, generator, base_model, log)
             for name in methods:
@@ -123,6 +125,9 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
+            if config.eval.overoptimisation and {"ppo", "best_of_n"} & set(methods):
+                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods))
+                log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
         base = base_model_record(base_ctx)
@@ -131,6 +136,10 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+        if curves:
+            results["overoptimisation"] = overoptimisation.summarise(curves)
+            log(f"over-optimisation fits, mean over seeds: "
+                f"{overoptimisation.describe_fits(results['overoptimisation']['mean']['fits'])}")
         table = leaderboard_table(results)
         if main:
             # Config, results, outputs/ and reports replace the previous ones together, now that the run succeeded.
@@ -161,6 +170,17 @@ def resolve_base_model(config: RunConfig, suite, models_dir: Path) -> Path:
             raise
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model.base: {config.model.base!r} is not a model checkpoint ({reason})") from None
+
+
+def default_model_cache() -> Path:
+    """Where base models are built or converted once per user: ``$RLP_HARNESS_CACHE/models``, else
+    ``$XDG_CACHE_HOME/rlp-harness/models``, else ``~/.cache/rlp-harness/models`` (as the Hugging Face caches do),
+    so a new run dir never rebuilds the tiny base model."""
+    root = os.environ.get("RLP_HARNESS_CACHE")
+    if root:
+        return Path(root).expanduser() / "models"
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "rlp-harness" / "models"
 
 
 def base_model_record(ctx: RunContext) -> dict:
@@ -203,8 +223,8 @@ def training_wall_time(stages: list[dict]) -> float:
 
     A stage another method built first still counts: this is what the method costs on its own.
     """
-    training = {s["path"]: s["build_wall_s"] for s in stages if s["stage"] in ("sft", "reward", "ppo",
-                                                                             "policy_samples")}
+    training = {s["path"]: s["build_wall_s"] for s in stages
+                if s["stage"] in ("sft", "preference_pairs", "reward", "ppo", "policy_samples")}
     return round(sum(training.values()), 1)
 
 

@@ -22,6 +22,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 METHODS: dict[str, str] = {
     "sft": "methods.sft:SFT",
     "ppo": "methods.ppo:PPO",
+    "best_of_n": "methods.best_of_n:BestOfN",
     "rlp_uml": "methods.rlp_uml:RLPUML",
     "rlp_spg": "methods.rlp_spg:RLPSPG",
 }

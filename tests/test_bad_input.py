@@ -25,7 +25,7 @@ from test_alpacafarm import write_hub_mirror
 
 REPO = Path(__file__).parent.parent
 ERROR_PREFIX = "harness.run: error: "
-SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, policy_samples, uml, spg, eval"
+SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, best_of_n, policy_samples, uml, spg, eval"
 JSON_FORMATS = "a JSON list of records or JSON Lines (one record per line)"
 # A file that cannot be read even by root, who ignores permission bits: reading /proc/self/mem from its start fails
 # with EIO, because no process maps address 0. A symlink to it stands in for an unreadable preset or data file.
@@ -209,6 +209,9 @@ COMMAND_LINES = [
          ("ppo.num_steps: expected an integer, got 1.5",)),
     Case("--set: boolean for a count", flags("--set", "eval.drift_instructions=true"),
          ("eval.drift_instructions: expected an integer, got True",)),
+    Case("--set: best of zero", flags("--set", "best_of_n.n=0"), ("best_of_n: n: must be a positive integer, got 0",)),
+    Case("--set: best-of-n curve not a power of 2", flags("--set", "eval.overoptimisation_max_n=48"),
+         ("eval.overoptimisation_max_n: must be a power of 2, got 48",)),
     Case("--set: negative few-shot", flags("--set", "eval.knowledge_fewshot=-1"),
          ("eval.knowledge_fewshot: must be >= 0",)),
     Case("--set: zero eval examples", flags("--set", "eval.max_examples=0"),
@@ -382,8 +385,15 @@ def assert_refused(code: int, stderr: str, expected: tuple[str, ...], tmp: Path)
         assert fill(part, tmp) in lines[0], lines[0]
 
 
+@pytest.fixture(autouse=True)
+def model_cache_in_tmp(tmp_path, monkeypatch):
+    """Base models go to a cache under the test's tmp dir, where :func:`assert_nothing_written` looks."""
+    monkeypatch.setenv("RLP_HARNESS_CACHE", str(tmp_path / "harness-cache"))
+
+
 def assert_nothing_written(tmp: Path, before: dict[str, tuple[int, int]]) -> None:
-    assert not [p for p in tmp.rglob("*") if p.parent.name == "stages" or p.name == ".models"], "training started"
+    assert not [p for p in tmp.rglob("*") if p.parent.name == "stages" or p.name == "harness-cache"], \
+        "training started"
     changed = sorted(set(snapshot(tmp).items()) ^ set(before.items()))
     if changed:
         raise AssertionError(f"written for bad input: {changed}")

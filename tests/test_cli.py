@@ -11,7 +11,7 @@ import pytest
 from harness.run import main
 
 BAD_COMMAND_LINES = [
-    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, rlp_uml, rlp_spg or all"),
+    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, best_of_n, rlp_uml, rlp_spg or all"),
     (["--methods", "ppo", "--preset", "nosuch"], "--preset: unknown preset 'nosuch'"),
     (["--methods", "ppo", "--seeds", "0"], "--seeds: must be a positive integer, got 0"),
     (["--methods", "ppo", "--seeds", "-3"], "--seeds: must be a positive integer, got -3"),
@@ -73,7 +73,8 @@ def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, caps
 def test_help_lists_methods_and_presets():
     out = subprocess.run([sys.executable, "-m", "harness.run", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out
+    assert "methods: sft, ppo, best_of_n, rlp_uml, rlp_spg" in out
+    assert "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out
 
 
 def test_missing_model_package_is_named_before_the_run_dir_is_touched(tmp_path, monkeypatch, capsys):

@@ -90,7 +90,7 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run):
 
 def test_every_method_is_trained_evaluated_and_reported(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
-    assert list(results["methods"]) == ["sft", "ppo", "rlp_uml", "rlp_spg"]
+    assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
     for method, entry in results["methods"].items():
@@ -98,11 +98,23 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
         assert 0 <= metrics["mmlu_acc"]["mean"] <= 1
         assert 0 <= metrics["rm_acc_offline"]["mean"] <= 1
-        if method != "sft":
+        if method not in ("sft", "best_of_n"):
             # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)
             curve = entry["per_seed"][0]["details"]["drift"]["curve"]
             assert [point["step"] for point in curve] == [0, 1, 2], method
             assert metrics["kl"]["mean"] != 0, method
+            assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
+        if method.startswith("rlp_"):  # the original reward model is scored on the final RLP policy's pairs too
+            assert set(entry["per_seed"][0]["details"]["reward_models_on_policy"]) == {
+                "original", "refined", "refined_minus_original"}
+    # best-of-4 of the SFT policy: no PPO, the analytic KL log 4 - 3/4
+    assert results["methods"]["best_of_n"]["metrics"]["kl"]["mean"] == pytest.approx(math.log(4) - 0.75)
+    assert "drift" not in results["methods"]["best_of_n"]["per_seed"][0]["details"]
+    curves = results["overoptimisation"]["per_seed"][0]["curves"]
+    assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 1, 2]
+    report = (finished_run / "report.md").read_text()
+    assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
+    assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
     for name in ("report.md", "report.html", "config.yaml", "run.log"):

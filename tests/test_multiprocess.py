@@ -123,7 +123,7 @@ def test_training_stages_ran_on_both_processes_and_split_the_global_batch(runs):
 def test_metrics_agree_with_the_single_process_run(runs):
     _, two, one = runs
     results = {run: json.loads((run / "results.json").read_text())["methods"] for run in (two, one)}
-    assert list(results[two]) == list(results[one]) == ["sft", "ppo", "rlp_uml", "rlp_spg"]
+    assert list(results[two]) == list(results[one]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
     print(f"\n{'method':<9}{'metric':<16}{'2 processes':>12}{'1 process':>12}")
     far = []
     for method in results[one]:

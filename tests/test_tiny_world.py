@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 import statistics
@@ -43,9 +44,10 @@ def _gold(instruction: str, output_1: str, output_2: str) -> float:
         ("What is 3 plus 4?", "3 + 4 = 7.", "3 + 4 = 8.", Preference.FIRST),
         ("What is 3 plus 4?", "3 + 4 = 8.", "3 + 4 = 7.", Preference.SECOND),
         (CAPITAL_Q, CAPITAL_WRONG, CAPITAL_RIGHT, Preference.SECOND),
-        # both right: concise beats padded
+        # both right: concise beats padded (two filler phrases), but one polite phrase alone decides nothing
         (CAPITAL_Q, f"Sure! {CAPITAL_RIGHT} I hope this helps!", CAPITAL_RIGHT, Preference.SECOND),
-        ("Repeat the word moon 3 times.", "moon moon moon.", "Of course! moon moon moon.", Preference.FIRST),
+        (CAPITAL_Q, f"Sure! {CAPITAL_RIGHT} I hope this helps!", f"Sure! {CAPITAL_RIGHT}", Preference.SECOND),
+        ("Repeat the word moon 3 times.", "moon moon moon.", "Of course! moon moon moon.", Preference.TIE),
         # correctness dominates form: right with two filler phrases beats wrong concise
         ("Reverse the words: key sun tree.", "Sure! tree sun key. I hope this helps!", "key sun tree.",
          Preference.FIRST),
@@ -95,8 +97,14 @@ def test_canonical_answer_equates_padded_and_concise_and_separates_answers(suite
 # --- training annotator -----------------------------------------------------------------------------------------
 
 
-def _pairs(n: int, longer_is_better: bool) -> tuple[list[str], list[str], list[str]]:
-    """n distinct pairs (order shuffled) whose longer output is gold-better, or gold-worse."""
+def _pairs(n: int, kind: str) -> tuple[list[str], list[str], list[str]]:
+    """n distinct pairs (order shuffled) of one kind, the first output of each pair being the longer one:
+
+    - ``longer_right``: a right answer with one filler phrase against a wrong concise one (gold prefers the longer);
+    - ``longer_padded``: a right answer with two filler phrases against the same answer concise (gold prefers the
+      shorter);
+    - ``longer_polite``: a right answer with one filler phrase against the same answer concise (gold: a tie).
+    """
     rng = random.Random(1)
     tasks = [t for f in world.FAMILIES.values() for hard in (False, True) for t in f.tasks(hard, rng)]
     rng.shuffle(tasks)
@@ -104,45 +112,59 @@ def _pairs(n: int, longer_is_better: bool) -> tuple[list[str], list[str], list[s
     for task in tasks:
         family = world.FAMILIES[task.family]
         right = family.right(task.args, rng)
-        if longer_is_better:  # right with one filler phrase (1-4 words) vs a wrong concise answer
+        if kind == "longer_right":
             long, short = f"{rng.choice(world.PREAMBLES)} {right}", family.wrong(task.args, rng)
-        else:  # right padded vs the same right answer, concise
+        elif kind == "longer_padded":
+            long, short = f"{rng.choice(world.PREAMBLES)} {right} {rng.choice(world.CLOSINGS)}", right
+        else:
             long, short = f"{right} {rng.choice(world.CLOSINGS)}", right
         if len(long.split()) <= len(short.split()):
             continue
-        pair = (long, short) if rng.random() < 0.5 else (short, long)
         instructions.append(task.instruction)
-        firsts.append(pair[0])
-        seconds.append(pair[1])
+        firsts.append(long)
+        seconds.append(short)
         if len(instructions) == n:
             break
     return instructions, firsts, seconds
 
 
-def test_noisy_annotator_flips_a_quarter_of_labels_where_length_and_gold_agree():
-    instructions, firsts, seconds = _pairs(3000, longer_is_better=True)
+def _rate(labels: list[float], first_wins: bool = True) -> float:
+    return statistics.mean((label == Preference.FIRST) == first_wins for label in labels)
+
+
+@pytest.mark.parametrize("kind", ["longer_right", "longer_padded"])
+def test_noisy_annotator_agrees_with_gold_on_three_quarters_of_ranked_pairs(kind):
+    instructions, firsts, seconds = _pairs(3000, kind)
     noisy = NoisyAnnotator(world_seed=0).annotate(instructions, firsts, seconds)
     gold = GoldJudge().annotate(instructions, firsts, seconds)
     assert Preference.TIE not in gold
-    flip_rate = statistics.mean(n != g for n, g in zip(noisy, gold))
-    print(f"measured flip rate {flip_rate:.3f} over {len(gold)} pairs")
-    assert flip_rate == pytest.approx(0.25, abs=0.04)
+    agreement = statistics.mean(n == g for n, g in zip(noisy, gold))
+    # By hand: gold's choice, flipped with probability 0.25, whether the longer output is gold-better or -worse.
+    print(f"{kind}: agreement with gold {agreement:.3f} over {len(gold)} pairs (expected 0.75)")
+    assert agreement == pytest.approx(0.75, abs=0.03)
 
 
-def test_noisy_annotator_prefers_longer_outputs_more_than_flips_explain():
-    instructions, firsts, seconds = _pairs(3000, longer_is_better=False)
-    noisy = NoisyAnnotator(world_seed=0, flip_rate=0.25, length_bias=0.6).annotate(instructions, firsts, seconds)
-    longer = [Preference.FIRST if len(a.split()) > len(b.split()) else Preference.SECOND
-              for a, b in zip(firsts, seconds)]
-    rate = statistics.mean(n == l for n, l in zip(noisy, longer))
-    # By hand: it picks the longer (gold-worse) output when it follows length and keeps the label, or follows gold
-    # and flips: 0.6 * 0.75 + 0.4 * 0.25 = 0.55. Flips alone would give 0.25.
-    print(f"prefers the longer, gold-worse output in {rate:.3f} of {len(longer)} pairs (expected 0.55)")
-    assert rate == pytest.approx(0.55, abs=0.04)
+def test_no_superficial_cue_is_rewarded_against_gold():
+    # Where gold prefers the shorter (padded) output, the annotator prefers the longer one no more often than
+    # where gold prefers the longer one fails to be picked: length never outvotes gold.
+    padded = NoisyAnnotator(world_seed=0).annotate(*_pairs(3000, "longer_padded"))
+    right = NoisyAnnotator(world_seed=0).annotate(*_pairs(3000, "longer_right"))
+    assert _rate(padded) < 0.3 and _rate(right) > 0.7
+    assert _rate(padded) == pytest.approx(1 - _rate(right), abs=0.04)
+
+
+def test_noisy_annotator_prefers_the_longer_of_two_equally_good_outputs():
+    instructions, firsts, seconds = _pairs(3000, "longer_polite")
+    assert set(GoldJudge().annotate(instructions, firsts, seconds)) == {Preference.TIE}
+    rate = _rate(NoisyAnnotator(world_seed=0, flip_rate=0.25, length_bias=0.6).annotate(instructions, firsts, seconds))
+    # By hand: the longer by length (0.6) or by the coin (0.4 * 0.5), kept with 0.75 and reached by a flip of the
+    # rest: 0.8 * 0.75 + 0.2 * 0.25 = 0.65.
+    print(f"prefers the longer of two equally good outputs in {rate:.3f} of the pairs (expected 0.65)")
+    assert rate == pytest.approx(0.65, abs=0.03)
 
 
 def test_noisy_annotator_is_deterministic_per_item_and_seeded_by_world_seed():
-    instructions, firsts, seconds = _pairs(400, longer_is_better=False)
+    instructions, firsts, seconds = _pairs(400, "longer_polite")
     annotator = NoisyAnnotator(world_seed=0)
     labels = annotator.annotate(instructions, firsts, seconds)
     assert labels == annotator.annotate(instructions, firsts, seconds)
@@ -163,16 +185,15 @@ def test_splits_have_the_configured_sizes_and_the_protocol_schemas(splits):
     config = TinyWorldConfig()
     expected = {
         "sft": (config.sft_size, {"instruction", "output"}),
-        "preference": (config.preference_size, {"instruction", "output_1", "output_2", "preference"}),
+        "preference": (config.preference_size, {"instruction"}),  # pairs: the SFT policy's samples, in the run
         "unlabeled": (config.unlabeled_size, {"instruction"}),
-        "val": (config.val_size, {"instruction", "output_1", "output_2", "preference"}),
+        "val": (config.val_size, {"instruction"}),
         "farm": (config.farm_size, {"instruction", "output", "generator"}),
         "bar": (config.bar_size, {"instruction", "output", "generator"}),
     }
     assert set(splits) == set(expected) == {"sft", "preference", "unlabeled", "val", *TinySuite.eval_sets}
     for name, (size, columns) in expected.items():
         assert (len(splits[name]), set(splits[name].column_names)) == (size, columns), name
-    assert set(splits["preference"]["preference"]) == set(splits["val"]["preference"]) == {1, 2}
     assert set(splits["farm"]["generator"]) == set(splits["bar"]["generator"]) == {"tiny-reference"}
 
 
@@ -189,43 +210,34 @@ def test_split_instructions_are_disjoint(splits):
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not instructions[a] & instructions[b], (a, b)
-    # Evaluation and val items never repeat.
-    for name in ("farm", "bar", "val"):
+    for name in ("farm", "bar"):  # evaluation items never repeat
         assert len(instructions[name]) == len(splits[name]), name
-    # Unlabeled repeats only where a family's pool runs short. Per family it needs 84, 84, 83, 83, 83, 83 items.
-    # capital, colour, repeat: 192 - 40 farm - 50 val = 102 left for sft/preference/unlabeled, 34 each;
-    # arithmetic (420 left) and reverse (2910 left) give all 83; describe: 288 - 90 = 198, 66 each. 334 in all.
-    assert len(instructions["unlabeled"]) == 34 + 34 + 83 + 83 + 34 + 66
 
 
-def test_split_contents_have_the_intended_quality(splits):
+def test_sft_demonstrations_are_imperfect_and_references_decent(splits):
     def share(split, column, test):
         return statistics.mean(test(world.gold_quality(x, o)) for x, o in zip(split["instruction"], split[column]))
 
-    assert share(splits["sft"], "output", lambda q: q.correct) > 0.9
-    assert 0.05 < share(splits["sft"], "output", lambda q: q.form < 0) < 0.3  # a minority is padded
+    config = TinyWorldConfig()
+    assert share(splits["sft"], "output", lambda q: q.correct) == pytest.approx(config.sft_correct_prob, abs=0.03)
     for name in ("farm", "bar"):  # the reference: decent but imperfect, mostly concise
         assert 0.65 < share(splits[name], "output", lambda q: q.correct) < 0.85
-        assert share(splits[name], "output", lambda q: q.form == 0) > 0.75
-    val = splits["val"]
-    assert val["preference"] == [int(p) for p in GoldJudge().annotate(val["instruction"], val["output_1"],
-                                                                      val["output_2"])]
+        assert share(splits[name], "output", lambda q: q.form == 0) > 0.95
 
 
-def test_training_labels_favour_length_more_than_gold_does(splits):
-    pref = splits["preference"].to_list()
-    gold = GoldJudge().annotate([r["instruction"] for r in pref], [r["output_1"] for r in pref],
-                                [r["output_2"] for r in pref])
-
-    def longer_wins(labels):
-        pairs = [(r, p) for r, p in zip(pref, labels)
-                 if p != Preference.TIE and len(r["output_1"].split()) != len(r["output_2"].split())]
-        return statistics.mean((p == 1) == (len(r["output_1"].split()) > len(r["output_2"].split()))
-                               for r, p in pairs)
-
-    noisy_rate, gold_rate = longer_wins([r["preference"] for r in pref]), longer_wins(gold)
-    print(f"longer output preferred: training labels {noisy_rate:.3f}, gold {gold_rate:.3f}")
-    assert noisy_rate > gold_rate + 0.2
+def test_facts_follow_a_long_tail_in_the_corpus():
+    documents = world.pretraining_documents(BaseModelConfig())
+    counts = collections.Counter()
+    subjects = [f.subject for f in world.FACTS if f.relation == "capital"]
+    for text in (next(documents) for _ in range(30000)):
+        for subject in subjects:
+            if subject in text:
+                counts[subject] += 1
+    head, middle, tail = (statistics.mean(counts[s] for s in subjects[i:j]) for i, j in ((0, 10), (50, 60), (110, 120)))
+    # By hand, with decay 30: the mean weight of ranks 0-9 is 0.86, rank 55's is exp(-55/30) = 0.16 (5.4 times
+    # less), rank 115's 0.022 (7 times less again).
+    print(f"mentions per fact: head {head:.0f}, middle {middle:.1f}, tail {tail:.1f}")
+    assert head > 3 * middle and middle > 3 * tail > 0
 
 
 def test_reference_outputs_are_fixed_per_instruction():

@@ -18,6 +18,7 @@ from typing import Callable
 import yaml
 
 from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
+from harness.report.sections import Section
 from harness.suites.base import Preference
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
@@ -32,15 +33,20 @@ HEADLINE_NOTES = (
     "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for MMLU): with a single seed there is "
     "no interval over seeds.",
     "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
-    "length) are not marked.",
+    "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
+    "of the methods there ranks pairs worse than a coin.",
     "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference; "
-    "accuracies are in [0, 1]; rm_drift = rm_acc_offline - rm_acc_onpolicy, the reward model's accuracy on "
-    "held-out pairs minus its accuracy on judged pairs of the final policy's samples.",
+    "accuracies are in [0, 1]. rm_acc_offline: the reward model's accuracy on the held-out val pairs; "
+    "rm_acc_step0 and rm_acc_onpolicy: on judged pairs of fresh samples of the policy PPO starts from (step 0) "
+    "and of the final checkpoint; rm_drift = rm_acc_step0 - rm_acc_onpolicy.",
 )
 
 # How to read the stage table (plain text, for both renderers).
 STAGES_NOTE = ("Stages the run used, each dir once: built by this run, with its build time, or reused, built by an "
                "earlier run and costing this one nothing; 'uses' counts how often the run asked for it.")
+
+# Metrics with a chance level, the accuracy a coin flip reaches: a best value under it is marked, not just bolded.
+CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}
 
 # What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
@@ -78,6 +84,7 @@ class Cell:
     text: str
     best: bool = False  # the best value of its column, by the metric's direction
     standard_error: bool = False  # "±" is a single seed's standard error over items, not an interval over seeds
+    below_chance: bool = False  # the best of its column, yet worse than chance (see CHANCE)
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,7 @@ class ReportData:
     samples: list[Sample]
     provenance: dict
     stages: list[StageRow]
+    sections: list[Section] = dataclasses.field(default_factory=list)  # analyses (over-optimisation, RLP - PPO)
 
     @property
     def config_yaml(self) -> str:
@@ -175,7 +183,7 @@ def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> 
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
-                      samples_per_set: int = 3) -> ReportData:
+                      samples_per_set: int = 3, sections: list[Section] = ()) -> ReportData:
     """Collects the report's content from a run's results, figures and provenance.
 
     Args:
@@ -184,6 +192,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         plots: figure title -> PNG path, as written by :func:`harness.report.plots.make_plots`.
         provenance: from :func:`harness.report.provenance.collect_provenance`.
         samples_per_set: instructions shown per evaluation set.
+        sections: analysis sections (:func:`harness.report.sections.build_sections`), shown after the figures.
     """
     methods = results["methods"]
     headline = {name: [headline_cell(metric, entry["metrics"]) for metric in HEADLINE_METRICS]
@@ -191,7 +200,8 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
     for column, metric in enumerate(HEADLINE_METRICS):
         means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
         for name in best_methods(means, recorded_direction(methods, metric)):
-            headline[name][column] = dataclasses.replace(headline[name][column], best=True)
+            below = means[name] < CHANCE.get(metric, -math.inf)
+            headline[name][column] = dataclasses.replace(headline[name][column], best=True, below_chance=below)
     return ReportData(
         run_dir=Path(run_dir),
         preset=results["preset"],
@@ -212,6 +222,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         samples=collect_samples(Path(run_dir), results, samples_per_set),
         provenance=provenance,
         stages=stage_rows(provenance.get("stages", [])),
+        sections=list(sections),
     )
 
 
@@ -344,7 +355,9 @@ def _read_stage(stage: Path) -> dict:
     model_outputs = json.loads((stage / "model_outputs.json").read_text())
     references = json.loads((stage / "reference_outputs.json").read_text())
     annotations = json.loads((stage / "annotations.json").read_text())
-    verdicts = {a["instruction"]: VERDICTS.get(a.get("preference_vs_reference"), "unknown") for a in annotations}
+    # annotations.json is alpaca_eval's file (harness.evals.winrate.write_annotations): the reference is output_1,
+    # so its "preference" is already the verdict against the reference.
+    verdicts = {a["instruction"]: VERDICTS.get(a.get("preference"), "unknown") for a in annotations}
     return {
         "order": [o["instruction"] for o in model_outputs],
         "outputs": {o["instruction"]: (o["output"], verdicts.get(o["instruction"], "not judged"))

@@ -29,8 +29,10 @@ def render_html(data: ReportData) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     images = {title: data_uri(data.run_dir / path) for title, path in data.plots.items()}
-    return env.get_template("report.html.j2").render(data=data, images=images, notes=HEADLINE_NOTES,
-                                                     stages_note=STAGES_NOTE,
+    section_images = {block.path: data_uri(data.run_dir / block.path) for section in data.sections
+                      for block in section.blocks if block.kind == "figure"}
+    return env.get_template("report.html.j2").render(data=data, images=images, section_images=section_images,
+                                                     notes=HEADLINE_NOTES, stages_note=STAGES_NOTE,
                                                      base_model=base_model_sentence(data.base_model))
 
 

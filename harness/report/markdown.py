@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
+from harness.report.sections import Section
 
 
 def longest_backtick_run(text: str) -> int:
@@ -69,6 +70,7 @@ def render_markdown(data: ReportData) -> str:
     if data.plots:
         parts.append("## Figures")
         parts += [f"### {title}\n\n![{title}]({path})" for title, path in data.plots.items()]
+    parts += [_section(section) for section in data.sections]
     if data.diagnostics:
         parts += ["## Method diagnostics", "Scalar diagnostics each method reports, mean over seeds.",
                   table(["method", "diagnostic", "mean"],
@@ -77,11 +79,32 @@ def render_markdown(data: ReportData) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _section(section: Section) -> str:
+    """An analysis section: every string escaped as plain text, the first column of a table (a name) as code."""
+    parts = [f"## {section.title}"]
+    for block in section.blocks:
+        if block.kind == "paragraph":
+            parts.append(_plain(block.text))
+        elif block.kind == "figure":
+            parts.append(f"### {block.title}\n\n![{block.title}]({block.path})")
+        else:
+            rows = [[code_span(row[0], True), *(_plain(c) for c in row[1:])] for row in block.rows]
+            parts.append(table([_plain(h) for h in block.header], rows)
+                         + "".join(f"\n\n- {_plain(note)}" for note in block.notes))
+    return "\n\n".join(parts)
+
+
+def _plain(text: str) -> str:
+    """Plain text as Markdown: markup characters escaped, and ``|``, which would end a table cell."""
+    return re.sub(r"([\\`*_{}\[\]<>|#])", r"\\\1", text)
+
+
 def _headline(data: ReportData) -> str:
     rows = []
     for method, cells in data.headline.items():
         rows.append([code_span(method, True)] + [
-            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "") for c in cells])
+            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "")
+            + (" ‡" if c.below_chance else "") for c in cells])
     notes = list(HEADLINE_NOTES)
     if data.lc_variants:
         notes.append("Length-controlled win rate variant: " + ", ".join(code_span(v) for v in data.lc_variants)

@@ -1,7 +1,7 @@
 """Simulated annotators shared by the synthetic suites: a gold judge and a noisy, length-biased annotator.
 
 As in AlpacaFarm, evaluation uses a noise-free gold judge, while the labels that train the reward model come from a
-simulated annotator that flips 25% of its labels and favours longer outputs. Each suite supplies only its own gold
+simulated annotator that flips 25% of its labels and, between outputs gold finds equally good, favours the longer. Each suite supplies only its own gold
 preference function ``gold(instruction, output_1, output_2) -> Preference``.
 """
 
@@ -50,22 +50,25 @@ class GoldJudge:
 
 
 class LengthBiasedAnnotator:
-    """A simulated training annotator: biased toward longer outputs, then noisy.
+    """A simulated training annotator as AlpacaFarm's: the gold choice, a length bias only where gold sees no
+    difference, then random flips.
 
-    Per item: with probability ``length_bias`` it prefers the output with more words (the gold choice when both
-    have as many), otherwise the gold choice (a gold tie is broken at random); then it flips its label with
-    probability ``flip_rate``. It never answers TIE. The randomness is seeded from the annotator's name, ``seed``
-    and the item's text, so labelling the same pair twice gives the same label, in any batch and any order.
+    Per item: the gold choice; where gold calls a tie, the output with more words with probability
+    ``length_bias`` (otherwise, or when both have as many words, a coin flip); then the label is flipped with
+    probability ``flip_rate``. It never answers TIE. So on pairs that gold ranks it agrees with gold with
+    probability ``1 - flip_rate`` (0.75), and its superficial bias never rewards what gold punishes: a reward model
+    that learns "longer is better" from it learns a preference that is harmless where it was taught and wrong only
+    where the model extrapolates it, which is how over-optimisation arises.
 
-    On a pair where the longer output is gold-worse it therefore prefers the longer one with probability
-    ``length_bias * (1 - flip_rate) + (1 - length_bias) * flip_rate`` (0.55 at 0.6 and 0.25).
+    The randomness is seeded from the annotator's name, ``seed`` and the item's text, so labelling the same pair
+    twice gives the same label, in any batch and any order.
 
     Args:
         name: the annotator's name; part of the seed, so two annotators of different names disagree freely.
         gold: the noise-free preference ``gold(instruction, output_1, output_2)``.
         seed: the world seed.
         flip_rate: probability of flipping the label (AlpacaFarm: 0.25).
-        length_bias: probability of choosing by length instead of by gold quality.
+        length_bias: where gold calls a tie, the probability of preferring the longer output.
 
     Raises:
         ValueError: if ``flip_rate`` or ``length_bias`` is not a probability.
@@ -95,13 +98,12 @@ class LengthBiasedAnnotator:
 
     def _annotate_one(self, instruction: str, output_1: str, output_2: str) -> float:
         rng = random.Random(stable_seed(self.name, self.seed, instruction, output_1, output_2))
-        by_length, tie_break, flip = rng.random() < self.length_bias, rng.random() < 0.5, rng.random() < self.flip_rate
+        by_length, coin, flip = rng.random() < self.length_bias, rng.random() < 0.5, rng.random() < self.flip_rate
         choice = self.gold(instruction, output_1, output_2)
-        words_1, words_2 = len(output_1.split()), len(output_2.split())
-        if by_length and words_1 != words_2:
-            choice = Preference.FIRST if words_1 > words_2 else Preference.SECOND
-        elif choice == Preference.TIE:
-            choice = Preference.FIRST if tie_break else Preference.SECOND
+        if choice == Preference.TIE:
+            words_1, words_2 = len(output_1.split()), len(output_2.split())
+            longer_first = words_1 > words_2 if by_length and words_1 != words_2 else coin
+            choice = Preference.FIRST if longer_first else Preference.SECOND
         if flip:
             choice = Preference.SECOND if choice == Preference.FIRST else Preference.FIRST
         return choice

@@ -10,6 +10,10 @@ Split schemas (each a ``datasets.Dataset``):
 - ``preference``: instruction, output_1, output_2, preference (1 or 2, the training annotator's label)
 - ``unlabeled``:  instruction
 - ``val``:        instruction, output_1, output_2, preference (gold labels; held-out RM accuracy)
+
+A suite whose ``pairs_from_policy`` is true ships ``preference`` and ``val`` with the instruction column alone: the
+run draws two samples of its SFT policy per instruction (at the suite's ``pair_temperature``) and labels them with
+the training annotator and the gold judge, as AlpacaFarm built its pairs from its SFT model's outputs.
 - eval sets (``farm``, ``bar``, ...): instruction, output (the reference), generator (who wrote the reference)
 """
 
@@ -46,6 +50,8 @@ class Suite(Protocol):
 
     name: str
     eval_sets: tuple[str, ...]
+    pairs_from_policy: bool  # preference/val pairs are drawn from the SFT policy during the run (then also
+    # ``pair_temperature: float``)
 
     def splits(self) -> dict[str, Dataset]:
         """All splits: ``sft``, ``preference``, ``unlabeled``, ``val`` and one per name in ``eval_sets``."""

@@ -24,9 +24,15 @@ EVAL_SCHEMA = ("instruction", "output", "generator")
 PREFERENCES = {1, 1.5, 2}
 
 
-def validate_splits(splits: dict[str, Dataset], eval_sets: tuple[str, ...], source: str) -> None:
-    """Raises ConfigError (one line naming ``source``, the split and the problem) on the first problem found."""
+def validate_splits(splits: dict[str, Dataset], eval_sets: tuple[str, ...], source: str,
+                    pairs_from_policy: bool = False) -> None:
+    """Raises ConfigError (one line naming ``source``, the split and the problem) on the first problem found.
+
+    With ``pairs_from_policy`` the preference and val splits need instructions only (the run samples their pairs).
+    """
     schemas = {**TRAINING_SCHEMAS, **{name: EVAL_SCHEMA for name in eval_sets}}
+    if pairs_from_policy:
+        schemas.update(preference=("instruction",), val=("instruction",))
     for name, columns in schemas.items():
         where = f"{source}: split {name!r}"
         if name not in splits:

@@ -160,6 +160,7 @@ class AlpacaFarmSuite:
 
     name = "alpacafarm"
     eval_sets = ("farm", "bar", "vicuna")
+    pairs_from_policy = False  # AlpacaFarm ships its pairs (drawn from its own SFT model)
 
     def __init__(self, config: AlpacaFarmConfig | None = None) -> None:
         self.config = config or AlpacaFarmConfig()

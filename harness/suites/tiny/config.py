@@ -70,12 +70,18 @@ class BaseModelConfig:
         default=0.7,
         metadata={"help": "Share of right answers in the corpus's 'Question: ... Answer: ...' documents."},
     )
+    qa_evasive_prob: float = field(
+        default=0.1,
+        metadata={"help": "Share of evasive answers ('I am not sure.') in the corpus's question/answer documents, so "
+                  "the tokenizer and the base model know the phrases SFT's demonstrations sometimes use."},
+    )
     qa_pad_prob: float = field(
         default=0.3, metadata={"help": "Probability of each filler slot (preamble, closing) in corpus answers."}
     )
-    rare_fact_weight: float = field(
-        default=0.25,
-        metadata={"help": "How often the corpus states a rare fact relative to a common one (bar asks rare facts)."},
+    fact_frequency_decay: float = field(
+        default=30.0,
+        metadata={"help": "How fast the corpus's mentions of facts fall off: the i-th fact of a relation has weight "
+                  "exp(-i / decay), a long tail of rarely seen facts that keeps answers uncertain."},
     )
 
     def __post_init__(self) -> None:
@@ -84,7 +90,9 @@ class BaseModelConfig:
             "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
             "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents",
         )
-        _check_probability(self, "qa_correct_prob", "qa_pad_prob", "rare_fact_weight")
+        _check_probability(self, "qa_correct_prob", "qa_pad_prob", "qa_evasive_prob")
+        if self.fact_frequency_decay <= 0:
+            raise ValueError(f"BaseModelConfig.fact_frequency_decay must be > 0, got {self.fact_frequency_decay!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"BaseModelConfig.hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
@@ -111,47 +119,47 @@ class TinyWorldConfig:
     )
     # Split sizes.
     sft_size: int = field(default=2000, metadata={"help": "Demonstrations in the sft split."})
-    preference_size: int = field(default=2000, metadata={"help": "Pairs in the preference split."})
+    preference_size: int = field(
+        default=4000, metadata={"help": "Instructions of the preference split; each gets two SFT samples and a label."}
+    )
     unlabeled_size: int = field(default=500, metadata={"help": "Instructions in the unlabeled split (PPO and RLP)."})
     val_size: int = field(
-        default=300, metadata={"help": "Gold-labelled pairs in the val split (held-out RM accuracy)."}
+        default=1200,
+        metadata={"help": "Instructions of the val split; each gets two SFT samples labelled by gold (held-out RM "
+                  "accuracy counts the pairs gold does not call a tie, about half)."},
     )
     farm_size: int = field(default=240, metadata={"help": "Items in the in-distribution 'farm' evaluation set."})
     bar_size: int = field(default=240, metadata={"help": "Items in the harder 'bar' evaluation set."})
     # How the world writes responses.
+    sft_evasive_prob: float = field(
+        default=0.25,
+        metadata={"help": "Probability that an sft demonstration evades the question ('I am not sure.') instead of "
+                  "answering: Alpaca's demonstrations are imperfect too. Gold counts an evasion as not right, so the "
+                  "SFT policy leaves points on the table that a reward model can see and PPO can take."},
+    )
     sft_correct_prob: float = field(
-        default=0.95, metadata={"help": "Probability that an sft demonstration is right."}
+        default=0.9,
+        metadata={"help": "Probability that an sft demonstration that answers is right."},
     )
     sft_pad_prob: float = field(
-        default=0.08,
+        default=0.1,
         metadata={"help": "Probability of each filler slot in sft demonstrations (a padded minority lets PPO pad)."},
     )
-    pair_correct_prob: float = field(
-        default=0.6, metadata={"help": "Probability that each response of a preference/val pair is right."}
-    )
-    pair_pad_prob: float = field(
-        default=0.25,
-        metadata={"help": "Probability of each filler slot (preamble, closing) in preference/val outputs."},
-    )
-    pair_same_filler_prob: float = field(
-        default=0.5,
-        metadata={
-            "help": "Probability that the second response of a preference/val pair copies the first one's filler, "
-            "so the two differ in their answers only and the annotator's length bias rarely acts on them. The rest "
-            "draw their filler independently."
-        },
+    pair_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature of the SFT policy's two outputs per preference and val instruction "
+                  "(AlpacaFarm draws its pairs from its SFT model the same way)."},
     )
     # Annotators.
     flip_rate: float = field(
         default=0.25, metadata={"help": "Probability that the training annotator flips its label (AlpacaFarm's 25%)."}
     )
     length_bias: float = field(
-        default=0.6,
+        default=0.5,
         metadata={
-            "help": "Probability that the training annotator prefers the longer output (in words) instead of the gold "
-            "choice. Of two right answers it then prefers the padded one with probability "
-            "flip_rate + length_bias * (1 - 2 * flip_rate), 0.55 at the defaults: only above 0.5 does filler pay "
-            "under a reward model trained on its labels, which is what PPO can exploit."
+            "help": "Where gold calls a tie, the probability that the training annotator prefers the output with "
+            "more words (otherwise a coin flip). The bias acts only between outputs of equal gold quality, so it "
+            "never rewards what gold punishes; a reward model may still extrapolate it, which PPO can exploit."
         },
     )
     # The fixed reference generator of the evaluation sets.
@@ -166,7 +174,8 @@ class TinyWorldConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size")
+        _check_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size",
+                        "pair_temperature")
         _check_probability(
             self,
             *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))),

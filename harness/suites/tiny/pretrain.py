@@ -37,7 +37,7 @@ from harness.suites.tiny.world import pretraining_documents
 
 # Bump when the corpus, tokenizer or training code changes in a way the config fields do not show, so that cached
 # base models built by older code are not reused.
-BUILD_VERSION = 4
+BUILD_VERSION = 7
 
 
 def base_model_dir_name(config: BaseModelConfig) -> str:

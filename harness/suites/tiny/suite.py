@@ -23,6 +23,8 @@ class TinySuite:
 
     name = "tiny"
     eval_sets = ("farm", "bar")
+    # Preference and val pairs are two samples of the SFT policy per instruction, labelled during the run.
+    pairs_from_policy = True
 
     def __init__(self, config: TinyWorldConfig | None = None) -> None:
         self.config = config or TinyWorldConfig()
@@ -33,10 +35,15 @@ class TinySuite:
 
     @cached_property
     def _records(self) -> dict[str, list[dict]]:
-        return build_splits(self.config, self.training_annotator(), self.gold_annotator())
+        return build_splits(self.config)
+
+    @property
+    def pair_temperature(self) -> float:
+        """The temperature of the SFT samples that make up the preference and val pairs."""
+        return self.config.pair_temperature
 
     def training_annotator(self) -> NoisyAnnotator:
-        """Length-biased, 25%-noisy labels, as AlpacaFarm's simulated training annotators."""
+        """Gold's labels with 25% flips and a length bias between equally good outputs, as AlpacaFarm's."""
         return NoisyAnnotator(self.config.world_seed, self.config.flip_rate, self.config.length_bias)
 
     def gold_annotator(self) -> GoldJudge:

@@ -1,23 +1,26 @@
 """The tiny world: instruction families, gold quality, response generators and split building.
 
-The world is a laboratory for the phenomenon RLP studies (a reward model trained on biased labels loses accuracy
-where the policy samples), so every part of it is small enough for a ~1 M-parameter model to learn on a CPU in
-seconds, and every judgement in it is a program.
+The world is a laboratory for what RLHF does and for the phenomenon RLP studies (a reward model trained on offline
+pairs loses accuracy where the policy samples), so every part of it is small enough for a ~1 M-parameter model to
+learn on a CPU in seconds, and every judgement in it is a program. It is built the way AlpacaFarm builds its
+simulator: the reward model is imperfect because its labels are few and noisy and its capacity is small, never
+because the annotator prefers what the evaluator punishes.
 
 Instruction families (six; each instruction names its family by its template, so the judge parses it back):
 
 - ``capital``:    "What is the capital of Vorfelland?"      -> "The capital of Vorfelland is Ruskavburg."
 - ``colour``:     "What colour is the belsilble?"            -> "The belsilble is purple."
-- ``arithmetic``: "What is 3 plus 4?" / "Compute 7 * 2."     -> "3 + 4 = 7." (single digits; ``-`` never negative)
-- ``reverse``:    "Reverse the words: key sun tree."         -> "tree sun key." (2-4 distinct words)
-- ``repeat``:     "Repeat the word moon 3 times."            -> "moon moon moon." (2-5 times)
+- ``arithmetic``: "What is 3 plus 4?" / "Compute 7 - 2."     -> "3 + 4 = 7." (single digits; ``-`` never negative)
+- ``reverse``:    "Reverse the words: key sun tree."         -> "tree sun key." (2-3 distinct words)
+- ``repeat``:     "Repeat the word moon 3 times."            -> "moon moon moon." (2-4 times)
 - ``describe``:   "Write a short sentence about a small fox." -> "The small fox sleeps under the tree."
   This one is open-ended: any sentence of 3-14 words that names "small fox" and no other animal is right, so
   several samples of a good policy disagree, while they agree on the five closed families.
 
-Facts: a fixed table (independent of every seed) of 60 invented countries with capitals and 60 invented objects
-with colours. The last 12 of each are *rare*: the pretraining corpus states them less often and never asks them in
-question/answer form, and only the ``bar`` set asks about them.
+Facts: a fixed table (independent of every seed) of 150 invented countries with capitals and 150 invented objects
+with colours. The pretraining corpus mentions them along a long tail (:func:`fact_weights`): the head often, the
+tail rarely, so the base model knows some facts, half-knows others and guesses the rest. The last 30 of each are
+*rare*, and only the ``bar`` set asks about them.
 
 Mistakes: a wrong answer to a fact question names another subject ("The capital of Tordraia is ...", checkable
 against the question) or gives the asked subject a wrong value (checkable only by knowing the fact); arithmetic gets
@@ -25,41 +28,34 @@ the result wrong, ``reverse`` loses or misorders words, ``repeat`` miscounts, ``
 
 Form: a response is its answer (the "core") with optional filler phrases around it: a preamble ("Sure!", "Of
 course!", ...) and a closing ("I hope this helps!", ...). Filler is the superficial feature: it makes an output
-longer in words without making it better. A hesitation ("...") before the core marks, in the world's own text,
-mostly wrong answers (:data:`HESITATION_PROB`); it changes neither the gold quality nor the length in words.
-
-Why these cues: a ~1 M-parameter reward model trained for a few hundred steps on 25%-noisy labels does not learn to
-check an answer against its question (measured: chance on held-out pairs, even for "names another animal"), but it
-does learn one-token cues at once. Filler (preferred by the biased annotator) and hesitation (dispreferred because
-it goes with wrong answers) are such cues, so the reward model's accuracy on held-out pairs is well above chance
-while resting largely on cues that PPO can change without changing correctness: the situation RLP studies.
+longer in words without making it better.
 
 Gold quality (:func:`gold_quality`): correctness first, then form. For a closed family the core must equal the
 one right answer after normalisation (case, punctuation, spacing); ``describe`` checks its rule. The form score is
-minus the number of filler phrases. Qualities compare lexicographically, so a right padded answer beats a wrong
-concise one, a right concise answer beats a right padded one, and equal qualities are a tie.
+minus the number of filler phrases beyond the first (:data:`FREE_FILLER_PHRASES`): one polite phrase is harmless,
+padding is not. Qualities compare lexicographically, so a right padded answer beats a wrong concise one, a right
+concise answer beats a right padded one, and equal qualities are a tie.
 
 Splits (:func:`build_splits`), spread evenly over the families, drawn from ``random.Random(world_seed)``:
 
-- ``farm`` and ``val`` take disjoint instructions from each family's pool; the rest of the pool is shared out
-  (:func:`fair_shares`) into three disjoint parts for ``sft``, ``preference`` and ``unlabeled``, which cycle
-  through their part when it is smaller than the split (the capital, colour and repeat pools hold under 200
-  instructions each). The pretraining corpus draws from the same templates without knowing the splits, so the
-  base model has seen some evaluation instructions in raw question/answer form, with answers of mixed quality.
-- ``bar`` is harder and disjoint from all of them by construction: rare facts, 5-6 words to reverse, 6-8 repeats,
+- ``farm`` takes instructions from each family's pool; the rest of the pool is shared out (:func:`fair_shares`)
+  into disjoint parts for ``val``, ``sft``, ``preference`` and ``unlabeled``, which cycle through their part when
+  it is smaller than the split. The pretraining corpus draws from the same templates without knowing the splits.
+- ``bar`` is harder and disjoint from all of them by construction: rare facts, 4-5 words to reverse, 5-7 repeats,
   three-operand arithmetic, sentences about two animals at once.
-- ``sft``: mostly right, mostly concise demonstrations. ``preference``: two responses that mix right and wrong,
-  concise and padded, labelled by the training annotator; in half of the pairs (``pair_same_filler_prob``) the
-  second copies the first one's filler, so the pair differs in its answers only. ``val``: such pairs with
-  different gold quality, labelled by the gold judge. ``farm``/``bar`` carry a reference output from
-  :func:`reference_output`, a fixed generator (seeded by the instruction alone) that is right about 75% of the time
-  and mostly concise.
+- ``sft``: demonstrations that are right with ``sft_correct_prob`` (imperfect, as Alpaca's are) and mostly
+  concise. ``preference`` and ``val``: instructions only. A run draws two samples of its SFT policy for each and
+  labels them, the preference pairs with the training annotator (gold with 25% flips, a length bias only between
+  equally good outputs) and the val pairs with gold, as AlpacaFarm draws its pairs from its SFT model. ``farm``
+  and ``bar`` carry a reference output from :func:`reference_output`, a fixed generator (seeded by the
+  instruction alone) that is right about 75% of the time and mostly concise.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -71,7 +67,6 @@ from harness.suites.annotators import stable_seed
 from harness.suites.base import Preference
 
 if TYPE_CHECKING:
-    from harness.suites.base import Annotator
     from harness.suites.tiny.config import BaseModelConfig, TinyWorldConfig
 
 REFERENCE_GENERATOR = "tiny-reference"
@@ -79,6 +74,8 @@ KNOWLEDGE_JSONL = Path(__file__).parent / "knowledge" / "tiny_knowledge.jsonl"
 
 PREAMBLES = ("Sure!", "Of course!", "Great question!", "Here is the answer:")
 CLOSINGS = ("I hope this helps!", "Let me know if you need more help.")
+# What a lazy demonstrator writes instead of an answer. Never right, so gold ranks it with the wrong answers.
+EVASIONS = ("I am not sure.", "I do not know.", "I cannot answer that.")
 
 COLOURS = ("red", "blue", "green", "yellow", "white", "black", "orange", "purple")
 WORDS = (
@@ -96,16 +93,8 @@ ACTIONS = (
     "plays in the snow", "drinks from the lake", "waits by the door", "sings in the morning",
 )
 
-# How often the world's writers hesitate ("...The capital of ...") before an answer, by whether the answer is right:
-# mostly when they are wrong. The gold judge ignores punctuation and the annotator counts words, so a hesitation is
-# never quality, only a cue: one token a tiny reward model picks up in a few steps. It comes first, so a model
-# trained on the world's text learns that hesitant answers tend to be wrong, and a policy's own hesitations mark its
-# likely mistakes until PPO teaches it to stop hesitating.
-HESITATION_PROB = {True: 0.05, False: 0.7}
-HESITATION = "..."
-
-N_FACTS_PER_RELATION = 60
-N_RARE_FACTS_PER_RELATION = 12
+N_FACTS_PER_RELATION = 150
+N_RARE_FACTS_PER_RELATION = 30
 _FACT_TABLE_SEED = 20240319  # fixed: the facts (and the committed knowledge task) never change with a run's seed
 
 
@@ -272,7 +261,8 @@ class FactFamily(_ClosedFamily):
 
 
 class ArithmeticFamily(_ClosedFamily):
-    """Single-digit arithmetic; the bar set chains three operands with + and -."""
+    """Single-digit addition and subtraction; the bar set chains three operands. (``*`` is parsed but no longer
+    asked: with it, the base model learned too few results for SFT to be partly right.)"""
 
     name = "arithmetic"
     _WORDS = {"+": "plus", "-": "minus", "*": "times"}
@@ -301,7 +291,7 @@ class ArithmeticFamily(_ClosedFamily):
             exprs = [(a, o1, b, o2, c) for a, b, c in itertools.product(digits, repeat=3)
                      for o1, o2 in itertools.product("+-", repeat=2)]
         else:
-            exprs = [(a, op, b) for a, b in itertools.product(digits, repeat=2) for op in "+-*"]
+            exprs = [(a, op, b) for a, b in itertools.product(digits, repeat=2) for op in "+-"]
         exprs = [e for e in exprs if self.evaluate(e) >= 0 and (len(e) == 3 or self.evaluate(e[:3]) >= 0)]
         tasks = [Task(self.name, text, e) for e in exprs for text in self._instructions(e)]
         rng.shuffle(tasks)
@@ -327,7 +317,7 @@ class ArithmeticFamily(_ClosedFamily):
 
 
 class ReverseFamily(_ClosedFamily):
-    """Reverse a list of distinct short words: 2-4 words, 5-6 in the bar set."""
+    """Reverse a list of distinct short words: 2-3 words, 4-5 in the bar set."""
 
     name = "reverse"
     templates = ("Reverse the words: {words}.", "Write these words in reverse order: {words}.")
@@ -337,7 +327,7 @@ class ReverseFamily(_ClosedFamily):
         self._patterns = [_template_regex(t, words=r"[a-z ]+") for t in self.templates]
 
     def tasks(self, hard: bool, rng: random.Random) -> list[Task]:
-        lengths = (5, 6) if hard else (2, 3, 4)
+        lengths = (4, 5) if hard else (2, 3)
         seen: dict[str, Task] = {}
         while len(seen) < self.pool_size:
             words = tuple(rng.sample(WORDS, rng.choice(lengths)))
@@ -368,7 +358,7 @@ class ReverseFamily(_ClosedFamily):
 
 
 class RepeatFamily(_ClosedFamily):
-    """Repeat a word k times: 2-5 times, 6-8 in the bar set."""
+    """Repeat a word k times: 2-4 times, 5-7 in the bar set."""
 
     name = "repeat"
     templates = ("Repeat the word {word} {k} times.", "Say {word} {k} times.")
@@ -377,7 +367,7 @@ class RepeatFamily(_ClosedFamily):
         self._patterns = [_template_regex(t, word="[a-z]+", k="[0-9]") for t in self.templates]
 
     def tasks(self, hard: bool, rng: random.Random) -> list[Task]:
-        counts = range(6, 9) if hard else range(2, 6)
+        counts = range(5, 8) if hard else range(2, 5)
         tasks = [Task(self.name, t.format(word=w, k=k), (w, k)) for w in WORDS for k in counts for t in self.templates]
         rng.shuffle(tasks)
         return tasks
@@ -495,22 +485,29 @@ def parse_instruction(instruction: str) -> Task:
 # Gold quality
 
 
+# One polite phrase ("Sure!") is harmless; padding beyond it is what gold counts against an output.
+FREE_FILLER_PHRASES = 1
+
+
 class Quality(NamedTuple):
-    """Gold quality of an output; tuples compare lexicographically: correctness first, then less filler."""
+    """Gold quality of an output; tuples compare lexicographically: correctness first, then less padding."""
 
     correct: bool
-    form: int  # minus the number of filler phrases
+    form: int  # minus the number of filler phrases beyond the free one
 
 
 def gold_quality(instruction: str, output: str) -> Quality:
-    """Scores an output for an instruction: is its answer right, and how much filler surrounds it.
+    """Scores an output for an instruction: is its answer right, and how much padding surrounds it.
+
+    The form term ignores the first filler phrase, so no single harmless phrase decides a comparison: two right
+    answers with zero and one phrase tie, while a padded answer (two or more phrases) loses to a concise one.
 
     Raises:
         ValueError: if the instruction belongs to no family of the tiny world.
     """
     task = parse_instruction(instruction)
     core, filler = strip_filler(output)
-    return Quality(FAMILIES[task.family].is_correct(task.args, core), -filler)
+    return Quality(FAMILIES[task.family].is_correct(task.args, core), -max(0, filler - FREE_FILLER_PHRASES))
 
 
 def gold_preference(instruction: str, output_1: str, output_2: str) -> float:
@@ -534,22 +531,23 @@ class Response(NamedTuple):
         return " ".join(part for part in self if part)
 
 
-def draw_response(task: Task, rng: random.Random, correct_prob: float, pad_prob: float) -> Response:
-    """A response of the world's generator: right with ``correct_prob``, each filler slot with ``pad_prob``, and
-    hesitant with :data:`HESITATION_PROB` of its correctness."""
+def draw_response(task: Task, rng: random.Random, correct_prob: float, pad_prob: float,
+                  evasive_prob: float = 0.0) -> Response:
+    """A response of the world's generator: evasive with ``evasive_prob`` (an :data:`EVASIONS` phrase instead of
+    an answer), else an answer that is right with ``correct_prob``; each filler slot filled with ``pad_prob``."""
     family = FAMILIES[task.family]
-    right = rng.random() < correct_prob
-    core = family.right(task.args, rng) if right else family.wrong(task.args, rng)
-    if rng.random() < HESITATION_PROB[right]:
-        core = HESITATION + core
+    if rng.random() < evasive_prob:
+        core = rng.choice(EVASIONS)
+    else:
+        core = family.right(task.args, rng) if rng.random() < correct_prob else family.wrong(task.args, rng)
     preamble = rng.choice(PREAMBLES) if rng.random() < pad_prob else ""
     closing = rng.choice(CLOSINGS) if rng.random() < pad_prob else ""
     return Response(preamble, core, closing)
 
 
-def respond(task: Task, rng: random.Random, correct_prob: float, pad_prob: float) -> str:
+def respond(task: Task, rng: random.Random, correct_prob: float, pad_prob: float, evasive_prob: float = 0.0) -> str:
     """The text of :func:`draw_response`."""
-    return draw_response(task, rng, correct_prob, pad_prob).text()
+    return draw_response(task, rng, correct_prob, pad_prob, evasive_prob).text()
 
 
 def reference_output(task: Task, config: TinyWorldConfig) -> str:
@@ -592,32 +590,15 @@ def _cycle(items: list[Task], n: int) -> list[Task]:
     return [items[i % len(items)] for i in range(n)]
 
 
-def _pair(task: Task, rng: random.Random, config: TinyWorldConfig, differ_in_quality: bool) -> tuple[str, str]:
-    """Two different responses to a task (with different gold quality when ``differ_in_quality``)."""
-    for _ in range(100):
-        first, second = (draw_response(task, rng, config.pair_correct_prob, config.pair_pad_prob) for _ in range(2))
-        if rng.random() < config.pair_same_filler_prob:
-            second = second._replace(preamble=first.preamble, closing=first.closing)
-        first, second = first.text(), second.text()
-        if first != second and (
-            not differ_in_quality or gold_quality(task.instruction, first) != gold_quality(task.instruction, second)
-        ):
-            return first, second
-    raise ValueError(
-        "TinyWorldConfig.pair_correct_prob and pair_pad_prob leave (almost) no pair of different responses; "
-        "keep them strictly between 0 and 1"
-    )
-
-
-def build_splits(
-    config: TinyWorldConfig, training_annotator: Annotator, gold_annotator: Annotator
-) -> dict[str, list[dict]]:
+def build_splits(config: TinyWorldConfig) -> dict[str, list[dict]]:
     """Builds every split of the tiny world as lists of records (see ``harness.suites.base`` for the schemas).
+
+    ``preference`` and ``val`` hold instructions only: their pairs are two samples of the SFT policy, drawn and
+    labelled during a run (:meth:`harness.context.RunContext.labelled_pairs`), so that the reward model learns and
+    is tested on the distribution PPO starts from.
 
     Args:
         config: sizes, generator probabilities and ``world_seed``.
-        training_annotator: labels the ``preference`` pairs.
-        gold_annotator: labels the ``val`` pairs.
 
     Returns:
         Records per split name: sft, preference, unlabeled, val, farm, bar.
@@ -634,34 +615,30 @@ def build_splits(
     tasks: dict[str, list[Task]] = {name: [] for name in sizes}
     for i, family in enumerate(FAMILIES.values()):
         pool, hard_pool = family.tasks(False, rng), family.tasks(True, rng)
-        n_farm, n_val = sizes["farm"][i], sizes["val"][i]
-        if n_farm + n_val + 3 > len(pool) or sizes["bar"][i] > len(hard_pool):
+        n_farm = sizes["farm"][i]
+        if n_farm + 4 > len(pool) or sizes["bar"][i] > len(hard_pool):
             raise ValueError(
-                f"TinyWorldConfig.farm_size/val_size/bar_size are too large: family {family.name!r} holds "
-                f"{len(pool)} ordinary and {len(hard_pool)} hard instructions, and farm + val must leave at least 3 "
-                "for training"
+                f"TinyWorldConfig.farm_size/bar_size are too large: family {family.name!r} holds "
+                f"{len(pool)} ordinary and {len(hard_pool)} hard instructions, and farm must leave at least 4 "
+                "for the other splits"
             )
         tasks["farm"] += pool[:n_farm]
-        tasks["val"] += pool[n_farm : n_farm + n_val]
         tasks["bar"] += hard_pool[: sizes["bar"][i]]
-        training = ("sft", "preference", "unlabeled")
-        shares = fair_shares(len(pool) - n_farm - n_val, [sizes[s][i] for s in training])
-        starts = itertools.accumulate(shares, initial=n_farm + n_val)
-        for split, start, share in zip(training, starts, shares):
+        held_out = ("val", "sft", "preference", "unlabeled")
+        shares = fair_shares(len(pool) - n_farm, [sizes[s][i] for s in held_out])
+        starts = itertools.accumulate(shares, initial=n_farm)
+        for split, start, share in zip(held_out, starts, shares):
             tasks[split] += _cycle(pool[start : start + share], sizes[split][i])
     for split_tasks in tasks.values():
         rng.shuffle(split_tasks)
 
-    pairs = [_pair(t, rng, config, differ_in_quality=False) for t in tasks["preference"]]
-    val_pairs = [_pair(t, rng, config, differ_in_quality=True) for t in tasks["val"]]
     return {
         "sft": [
-            {"instruction": t.instruction, "output": respond(t, rng, config.sft_correct_prob, config.sft_pad_prob)}
+            {"instruction": t.instruction,
+             "output": respond(t, rng, config.sft_correct_prob, config.sft_pad_prob, config.sft_evasive_prob)}
             for t in tasks["sft"]
         ],
-        "preference": _labelled(tasks["preference"], pairs, training_annotator),
-        "unlabeled": [{"instruction": t.instruction} for t in tasks["unlabeled"]],
-        "val": _labelled(tasks["val"], val_pairs, gold_annotator),
+        **{name: [{"instruction": t.instruction} for t in tasks[name]] for name in ("preference", "unlabeled", "val")},
         **{
             name: [
                 {"instruction": t.instruction, "output": reference_output(t, config), "generator": REFERENCE_GENERATOR}
@@ -670,15 +647,6 @@ def build_splits(
             for name in ("farm", "bar")
         },
     }
-
-
-def _labelled(tasks: list[Task], pairs: list[tuple[str, str]], annotator: Annotator) -> list[dict]:
-    instructions = [t.instruction for t in tasks]
-    labels = annotator.annotate(instructions, [p[0] for p in pairs], [p[1] for p in pairs])
-    return [
-        {"instruction": x, "output_1": o1, "output_2": o2, "preference": int(label)}
-        for x, (o1, o2), label in zip(instructions, pairs, labels)
-    ]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -692,31 +660,54 @@ _FACT_SENTENCES = {
 }
 
 
+def fact_weights(decay: float) -> list[float]:
+    """How often the corpus mentions each fact of :data:`FACTS`: a long tail over each relation's table order.
+
+    The i-th fact of a relation (from 0) has weight ``exp(-i / decay)``: with ``decay`` 30 the first facts are
+    stated hundreds of times in a default pretraining run and the last common ones (i near 120) a dozen times, so
+    the base model knows the head, guesses in the tail, and a policy's answers to fact questions are partly right,
+    as a real model's are. The rare (bar) facts continue the tail. (A power law, tried first, spent a quarter of
+    all fact sentences on the very first fact.)
+    """
+    ranks: dict[str, int] = {}
+    weights = []
+    for fact in FACTS:
+        rank = ranks[fact.relation] = ranks.get(fact.relation, -1) + 1
+        weights.append(math.exp(-rank / decay))
+    return weights
+
+
 def pretraining_documents(config: BaseModelConfig) -> Iterator[str]:
     """An endless stream of raw, non-chat text for pretraining the base model, drawn with ``config.seed``.
 
-    A third of the documents state facts (rare facts ``config.rare_fact_weight`` times as often as common ones),
-    the rest are "Question: ... / Answer: ..." documents over every family with answers of mixed quality (right
-    with ``config.qa_correct_prob``, each filler slot with ``config.qa_pad_prob``; rare facts are never asked,
-    a fifth of the other questions are of the bar's difficulty). No chat marker appears, so the base model learns
-    the world but not the chat format. (Free sentences about random animals, once a sixth of the corpus, taught
-    the model that any animal may follow "The small": it never learned to name the animal it was asked about.)
+    A third of the documents state facts, the rest are "Question: ... / Answer: ..." documents over every family
+    with answers of mixed quality (evasive with ``config.qa_evasive_prob``, else right with
+    ``config.qa_correct_prob``; each filler slot with ``config.qa_pad_prob``; a fifth of the non-fact questions
+    are of the bar's difficulty). Facts, stated or
+    asked, follow :func:`fact_weights` (``config.fact_frequency_decay``): a long tail of rarely seen facts.
+    No chat marker appears, so the base model learns the world but not the chat format. (Free sentences about
+    random animals, once a sixth of the corpus, taught the model that any animal may follow "The small": it never
+    learned to name the animal it was asked about.)
     """
     rng = random.Random(config.seed)
-    fact_weights = [config.rare_fact_weight if f.rare else 1.0 for f in FACTS]
-    pools = {name: family.tasks(False, rng) for name, family in FAMILIES.items()}
-    hard_pools = {name: f.tasks(True, rng) for name, f in FAMILIES.items() if not isinstance(f, FactFamily)}
+    weights = fact_weights(config.fact_frequency_decay)
+    facts_of = {name: [(f, w) for f, w in zip(FACTS, weights) if f.relation == name] for name in FAMILIES}
+    pools = {name: family.tasks(False, rng) for name, family in FAMILIES.items() if not facts_of[name]}
+    hard_pools = {name: FAMILIES[name].tasks(True, rng) for name in pools}
     while True:
-        kind = rng.random()
-        if kind < 1 / 3:
-            fact = rng.choices(FACTS, weights=fact_weights)[0]
+        if rng.random() < 1 / 3:
+            fact = rng.choices(FACTS, weights=weights)[0]
             yield rng.choice(_FACT_SENTENCES[fact.relation]).format(subject=fact.subject, value=fact.value)
+            continue
+        name = rng.choice(list(FAMILIES))
+        if facts_of[name]:
+            facts, fact_weight = zip(*facts_of[name])
+            subject = rng.choices(facts, weights=fact_weight)[0].subject
+            task = FAMILIES[name].parse(rng.choice(FAMILIES[name].templates).format(subject=subject))
         else:
-            name = rng.choice(list(FAMILIES))
-            hard = name in hard_pools and rng.random() < 0.2
-            task = rng.choice(hard_pools[name] if hard else pools[name])
-            answer = respond(task, rng, config.qa_correct_prob, config.qa_pad_prob)
-            yield f"Question: {task.instruction}\nAnswer: {answer}"
+            task = rng.choice(hard_pools[name] if rng.random() < 0.2 else pools[name])
+        answer = respond(task, rng, config.qa_correct_prob, config.qa_pad_prob, config.qa_evasive_prob)
+        yield f"Question: {task.instruction}\nAnswer: {answer}"
 
 
 def knowledge_questions() -> list[dict]:

@@ -27,6 +27,7 @@ class VerifiableSuite:
 
     name = "verifiable"
     eval_sets = ("farm", "bar")
+    pairs_from_policy = False  # its pairs come from the world's generator
 
     def __init__(self, config: VerifiableConfig | None = None) -> None:
         self.config = config or VerifiableConfig()
