@@ -55,7 +55,7 @@ TOLERANCE_RULE = ("tolerance = min(cap, max(floor, relative * |stored|, k_se * s
 # What a stored value may be, per metric (matched like HIGHER_IS_BETTER): anything outside is a damaged leaderboard.
 VALUE_RANGES = {
     "win_rate": (0.0, 100.0), "standard_error": (0.0, 100.0), "mmlu_acc": (0.0, 1.0), "mmlu_stderr": (0.0, 1.0),
-    "rm_acc_offline": (0.0, 1.0), "rm_acc_onpolicy": (0.0, 1.0), "rm_drift": (-1.0, 1.0),
+    "rm_acc_offline": (0.0, 1.0), "rm_acc_step0": (0.0, 1.0), "rm_acc_onpolicy": (0.0, 1.0), "rm_drift": (-1.0, 1.0),
     "avg_length": (0.0, math.inf), "train_wall_s": (0.0, math.inf),
 }
 
