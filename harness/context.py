@@ -116,6 +116,7 @@ class RunContext:
             pairs = _concat(pairs, extra_pairs)
         if auxiliary is not None:
             inputs["auxiliary"] = auxiliary.cache_key()
+        val = self.labelled_pairs("val")  # a stage of its own: asked for here, never from inside the build
 
         def build(out: Path) -> None:
             curve = train_reward_model(sft, pairs, self.config.reward, out, self.seed, auxiliary)
@@ -123,7 +124,6 @@ class RunContext:
                 return  # the main process alone writes the stage and measures the model it saved
             if curve:
                 (out / "auxiliary_curve.json").write_text(json.dumps(curve))
-            val = self.labelled_pairs("val")
             accuracy = pairwise_accuracy(
                 self._score_with(out, val["instruction"], val["output_1"]),
                 self._score_with(out, val["instruction"], val["output_2"]),
