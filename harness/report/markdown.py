@@ -95,8 +95,9 @@ def _section(section: Section) -> str:
 
 
 def _plain(text: str) -> str:
-    """Plain text as Markdown: markup characters escaped, and ``|``, which would end a table cell."""
-    return re.sub(r"([\\`*_{}\[\]<>|#])", r"\\\1", text)
+    """Plain text as Markdown: markup characters escaped, ``|`` (which would end a table cell) too, and control
+    characters shown."""
+    return re.sub(r"([\\`*_{}\[\]<>|#])", r"\\\1", visible(text))
 
 
 def _headline(data: ReportData) -> str:
