@@ -2,6 +2,10 @@
 
 Kept free of torch, pandas and the rest of the harness so the console table, the reports and the regression check
 can all use it, and so a reader can check each number by hand.
+
+:func:`paired_difference` needs only each seed's aggregate and standard error (what ``results.json`` holds), so the
+console line works from a run's results alone. The report's "Does RLP beat PPO?" table reads the per-item verdicts
+as well and pairs on items too (:func:`harness.evals.paired.paired_difference`), a narrower interval.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def command(out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """A finished SFT-only smoke run; its siblings share its base model (``<parent>/.models``)."""
+    """A finished SFT-only smoke run; its siblings share its base model (the user's model cache)."""
     out = tmp_path_factory.mktemp("runs") / "alone"
     assert main(command(out)) == 0
     return out

@@ -11,7 +11,8 @@ balanced two-way layout (``D = mu + a_s + b_i + e_si``), whose mean has variance
 
 with Satterthwaite's degrees of freedom for the t quantile. With one seed this is the paired t-interval over
 items. Pairing on items removes the item difficulty both methods share, so the interval is much narrower than
-one built from the two win rates' separate errors.
+one built from the two win rates' separate errors. (The console's RLP - PPO line has only each seed's win rate and
+standard error, so it pairs on seeds alone: :func:`harness.stats.paired_difference`.)
 """
 
 from __future__ import annotations
