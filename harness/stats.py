@@ -97,12 +97,13 @@ def method_difference(results: dict, treatment: str, control: str, metric: str) 
 
     def by_seed(method: str, column: str | None) -> dict[int, float]:
         records = methods[method].get("per_seed", [])
-        return {r["seed"]: _number(r.get(column)) for r in records if column is not None}
+        return {r["seed"]: stored_number(r.get(column)) for r in records if column is not None}
 
     return paired_difference(by_seed(treatment, metric), by_seed(control, metric),
                              by_seed(treatment, se_column), by_seed(control, se_column))
 
 
-def _number(value: object) -> float:
-    """A stored value as a float; NaN for null, missing or non-numbers."""
+def stored_number(value: object) -> float:
+    """A value read from ``results.json`` as a float; NaN for null (how the file stores NaN), missing or
+    non-numbers."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan

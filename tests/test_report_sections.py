@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from harness import results_json
 from harness.report import write_reports
 from harness.report.rlp_vs_ppo import paired_items, pooled_agreement
 from test_report import _parse, make_run_dir
@@ -68,6 +69,20 @@ def test_sections_are_left_out_when_the_run_has_nothing_for_them(tmp_path):
     (run_dir / "results.json").write_text(json.dumps(results))
     markdown = write_reports(run_dir)[0].read_text()
     assert "## Over-optimisation" not in markdown and "## Does RLP beat PPO?" not in markdown
+
+
+def test_numbers_stored_as_null_show_as_missing(tmp_path):
+    """results.json stores NaN as null (harness.results_json): a seed whose reward models were measured on no
+    decisive pair, and a curve point without a standard error, leave a dash, not a failed report."""
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for record in results["methods"]["rlp_spg"]["per_seed"]:
+        record["details"]["reward_models_on_policy"]["original"].update(accuracy=None, standard_error=None)
+    results["overoptimisation"]["mean"]["curves"]["best_of_n"][0]["standard_error"] = None
+    (run_dir / "results.json").write_text(results_json.dumps(results))
+    markdown = write_reports(run_dir)[0].read_text()
+    models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 6][0]
+    assert models[1:3] == ["–", "0.650 ± 0.035"]
 
 
 def test_items_pair_only_on_the_same_instructions_and_drop_missing_verdicts():

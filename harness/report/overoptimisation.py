@@ -6,7 +6,6 @@ seeds, Gao, Schulman & Hilton (2022)'s forms fitted to them, and each seed's own
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure as MplFigure
 
 from harness.evals.overoptimisation import FORM_NAMES, form_value
 from harness.report.sections import Figure, Paragraph, Section, Table
+from harness.stats import stored_number
 
 CURVE_LABELS = {"best_of_n": "best-of-n (SFT samples, RM picks)", "ppo": "PPO checkpoints"}
 FORM_TEXT = {"bon": "d (alpha - beta d)", "rl": "d (alpha - beta log d)"}
@@ -80,7 +80,7 @@ def plot_curves(curves: dict[str, list[dict]], fits: dict[str, dict | None]) -> 
     for name, points in curves.items():
         d = [p["sqrt_kl"] for p in points]
         gold = [p["gold_win_rate"] for p in points]
-        errors = [p.get("standard_error", math.nan) for p in points]
+        errors = [stored_number(p.get("standard_error")) for p in points]  # null in results.json: NaN
         line = gold_ax.errorbar(d, gold, yerr=errors, marker="o", capsize=3, label=CURVE_LABELS.get(name, name))
         fit = fits.get(name)
         if fit is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from harness.evals.paired import paired_difference
 from harness.report.content import resolve_stage
 from harness.report.sections import Paragraph, Section, Table, plus_minus
+from harness.stats import stored_number
 
 PAPER_SPG_ANNOTATOR_ACCURACY = 0.59  # Lang et al. (2024), Table 5: SPG's synthetic pairs against their annotator
 
@@ -166,7 +167,9 @@ def reward_model_table(methods: dict, variants: list[str]) -> Table | None:
                         "judge's preferred sample higher; gold ties are left out.",))
 
 
-def _mean_with_error(values: list[float], errors: list[float]) -> tuple[float, float]:
-    """Mean over seeds and the standard error of that mean from each seed's own error."""
+def _mean_with_error(values: list[float | None], errors: list[float | None]) -> tuple[float, float]:
+    """Mean over seeds and the standard error of that mean from each seed's own error; NaN where a seed has no
+    number (``results.json`` stores NaN as null)."""
+    values, errors = [stored_number(v) for v in values], [stored_number(e) for e in errors]
     n = len(values)
     return sum(values) / n, math.sqrt(sum(e * e for e in errors)) / n
