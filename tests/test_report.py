@@ -413,9 +413,11 @@ def test_markdown_renders_every_run_string_as_text(tmp_path):
     markdown, _ = _hostile_reports(tmp_path)
     rendered = MarkdownIt("commonmark").enable("table").render(markdown)
     parsed = _parse(rendered)
-    # the only elements with a source or a link are the report's own figures; nothing runs
+    # the only elements with a source or a link are the report's own figures (the over-optimisation section's
+    # last); nothing runs
     assert [dict(attrs)["src"] for tag, attrs in parsed.tags if tag == "img"] == [
-        "plots/win_rate.png", "plots/rm_drift.png", "plots/ppo.png", "plots/spg_confidence.png"]
+        "plots/win_rate.png", "plots/rm_drift.png", "plots/ppo.png", "plots/spg_confidence.png",
+        "plots/overoptimisation.png"]
     assert not [tag for tag, _ in parsed.tags if tag in ("a", "script")]
     assert not [name for _, attrs in parsed.tags for name, _ in attrs if name.lower().startswith("on")]
     sentence = re.search(r"<p>(Base model .*?)</p>", rendered, re.S).group(1)
