@@ -219,7 +219,14 @@ def test_sft_demonstrations_are_imperfect_and_references_decent(splits):
         return statistics.mean(test(world.gold_quality(x, o)) for x, o in zip(split["instruction"], split[column]))
 
     config = TinyWorldConfig()
-    assert share(splits["sft"], "output", lambda q: q.correct) == pytest.approx(config.sft_correct_prob, abs=0.03)
+    sft = splits["sft"]
+    evasive = [any(phrase in output for phrase in world.EVASIONS) for output in sft["output"]]
+    assert statistics.mean(evasive) == pytest.approx(config.sft_evasive_prob, abs=0.03)
+    answered = sft.select([i for i, e in enumerate(evasive) if not e])
+    assert share(answered, "output", lambda q: q.correct) == pytest.approx(config.sft_correct_prob, abs=0.03)
+    # gold counts an evasion as not right
+    assert share(sft, "output", lambda q: q.correct) == pytest.approx(
+        (1 - config.sft_evasive_prob) * config.sft_correct_prob, abs=0.03)
     for name in ("farm", "bar"):  # the reference: decent but imperfect, mostly concise
         assert 0.65 < share(splits[name], "output", lambda q: q.correct) < 0.85
         assert share(splits[name], "output", lambda q: q.form == 0) > 0.95
@@ -323,7 +330,7 @@ def test_knowledge_task_loads_in_lm_eval(suite):
     include_dir, name = suite.knowledge_task()
     task = TaskManager(include_path=str(include_dir), include_defaults=False).load(name)["tasks"][name]
     docs = list(task.test_docs())
-    assert len(docs) == len(world.FACTS) == 120
+    assert len(docs) == len(world.FACTS) == 300
     for doc, fact in zip(docs, world.FACTS):
         choices = task.doc_to_choice(doc)
         assert len(set(choices)) == 4
