@@ -59,8 +59,8 @@ class VerifiableConfig:
     )
     length_bias: float = field(
         default=0.6,
-        metadata={"help": "Probability that the training annotator prefers the output with more words instead of "
-                  "the gold choice (before the flip), the superficial feature a reward model can learn."},
+        metadata={"help": "Where gold calls a tie, the probability that the training annotator prefers the output "
+                  "with more words (before the flip), the superficial feature a reward model can learn."},
     )
     # The fixed reference generator of the evaluation sets.
     reference_comply_prob: float = field(
