@@ -132,7 +132,7 @@ class TinyWorldConfig:
     bar_size: int = field(default=240, metadata={"help": "Items in the harder 'bar' evaluation set."})
     # How the world writes responses.
     sft_evasive_prob: float = field(
-        default=0.25,
+        default=0.35,
         metadata={"help": "Probability that an sft demonstration evades the question ('I am not sure.') instead of "
                   "answering: Alpaca's demonstrations are imperfect too. Gold counts an evasion as not right, so the "
                   "SFT policy leaves points on the table that a reward model can see and PPO can take."},
