@@ -161,9 +161,19 @@ class EvalConfig:
     )
     overoptimisation: bool = field(
         default=True,
-        metadata={"help": "Measure the over-optimisation curve once per seed when ppo or best_of_n runs: gold win "
-                  "rate and proxy reward against sqrt(KL) for the first PPO's checkpoints (ppo) and for best-of-n "
-                  "(n = 1, 2, 4, ... up to overoptimisation_max_n), with Gao et al. (2022)'s fits."},
+        metadata={"help": "Measure the over-optimisation curve once per seed when best_of_n runs: gold win rate and "
+                  "proxy reward against sqrt(KL) for best-of-n (n = 1, 2, 4, ... up to overoptimisation_max_n) and, "
+                  "when ppo runs too, for PPO's checkpoints, with Gao et al. (2022)'s fits."},
+    )
+    overoptimisation_ppo_kl_coef: float | None = field(
+        default=None,
+        metadata={"help": "The PPO curve's KL coefficient: None reads the checkpoints of the run's own PPO; a value "
+                  "trains one more PPO from SFT with it (and overoptimisation_ppo_steps), so the curve can pass the "
+                  "gold peak that a tuned PPO stops before."},
+    )
+    overoptimisation_ppo_steps: int = field(
+        default=40,
+        metadata={"help": "PPO steps of the curve's own run (with overoptimisation_ppo_kl_coef set)."},
     )
     overoptimisation_max_n: int = field(
         default=64,
@@ -172,7 +182,10 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        _require_positive(self, "drift_instructions", "overoptimisation_max_n")
+        _require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps")
+        if self.overoptimisation_ppo_kl_coef is not None and self.overoptimisation_ppo_kl_coef < 0:
+            raise ConfigError(f"eval.overoptimisation_ppo_kl_coef: must be >= 0 or null, "
+                              f"got {self.overoptimisation_ppo_kl_coef}")
         if self.overoptimisation_max_n & (self.overoptimisation_max_n - 1):
             raise ConfigError(f"eval.overoptimisation_max_n: must be a power of 2, got {self.overoptimisation_max_n}")
         if self.temperature < 0:

@@ -23,7 +23,7 @@ from harness.generation import Generator
 from harness.suites.annotators import stable_seed
 from harness.suites.base import Suite
 from methods.base import PPORun
-from methods.ppo import RewardModelScorer, load_ppo_run, train_ppo
+from methods.ppo import PPOConfig, RewardModelScorer, load_ppo_run, train_ppo
 from methods.reward import AuxiliaryLoss, train_reward_model
 from methods.sft import train_sft
 
@@ -155,14 +155,18 @@ class RunContext:
             "preference": [float(p) for p in annotator.annotate(instructions, firsts, seconds)],
         })
 
-    def ppo(self, init: Path, reward_model: Path) -> PPORun:
-        """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6)."""
+    def ppo(self, init: Path, reward_model: Path, config: PPOConfig | None = None) -> PPORun:
+        """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6).
+
+        ``config`` replaces the run's PPO config (the over-optimisation curve's own low-KL run).
+        """
+        cfg = config or self.config.ppo
         prompts = self.splits["unlabeled"]["instruction"]
         path = self.stage(
             "ppo",
-            {"init": Path(init), "reward_model": Path(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
+            {"init": Path(init), "reward_model": Path(reward_model), "ppo": dataclasses.asdict(cfg),
              "data": self._split_hashes["unlabeled"]},
-            lambda out: train_ppo(init, reward_model, prompts, self.config.ppo, out, self.seed),
+            lambda out: train_ppo(init, reward_model, prompts, cfg, out, self.seed),
             collective=True,
         )
         return load_ppo_run(path)

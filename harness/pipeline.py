@@ -125,7 +125,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
-            if config.eval.overoptimisation and {"ppo", "best_of_n"} & set(methods):
+            if config.eval.overoptimisation and "best_of_n" in methods:
                 curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods))
                 log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)

@@ -3,6 +3,7 @@ by hand, the averaging over seeds, and the measurement against a fake run contex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -137,8 +138,11 @@ class FakeContext:
 
         from harness.config import EvalConfig
 
-        self.tmp_path, self.seed, self.stages = tmp_path, 0, []
-        self.config = SimpleNamespace(eval=EvalConfig(overoptimisation_max_n=4, drift_instructions=2))
+        from methods.ppo import PPOConfig
+
+        self.tmp_path, self.seed, self.stages, self.ppo_configs = tmp_path, 0, [], []
+        self.config = SimpleNamespace(eval=EvalConfig(overoptimisation_max_n=4, drift_instructions=2),
+                                      ppo=PPOConfig())
         self.suite = SimpleNamespace(eval_sets=("farm",))
         self.splits = {"farm": Dataset.from_dict({"instruction": ["q1", "q2"], "output": ["ref 1", "ref 2"],
                                                   "generator": ["reference", "reference"]}),
@@ -150,7 +154,8 @@ class FakeContext:
     def reward_model(self, extra_pairs=None, auxiliary=None):
         return Path("rm")
 
-    def ppo(self, init, reward_model):
+    def ppo(self, init, reward_model, config=None):
+        self.ppo_configs.append(config)
         return PPORun(policy=Path("step-10"), reward_model=reward_model, checkpoints=(
             PPOCheckpoint(step=5, path=Path("step-5"), proxy_reward=0.3, kl=1.0),
             PPOCheckpoint(step=10, path=Path("step-10"), proxy_reward=0.6, kl=4.0)))
@@ -195,3 +200,17 @@ def test_measure_takes_best_of_n_from_one_sample_set_and_every_ppo_checkpoint(tm
 def test_measure_without_ppo_draws_only_the_best_of_n_curve(tmp_path):
     result = measure(FakeContext(tmp_path), GoodJudge(), "good-judge", with_ppo=False)
     assert list(result["curves"]) == ["best_of_n"] and list(result["fits"]) == ["best_of_n"]
+
+
+def test_the_ppo_curve_can_come_from_its_own_low_kl_run(tmp_path):
+    ctx = FakeContext(tmp_path)
+    measure(ctx, GoodJudge(), "good-judge", with_ppo=True)
+    assert ctx.ppo_configs == [None]  # by default: the run's own PPO, the stage every method shares
+    ctx = FakeContext(tmp_path / "own")
+    (tmp_path / "own").mkdir()
+    ctx.config.eval = dataclasses.replace(ctx.config.eval, overoptimisation_ppo_kl_coef=0.02,
+                                          overoptimisation_ppo_steps=30)
+    measure(ctx, GoodJudge(), "good-judge", with_ppo=True)
+    (config,) = ctx.ppo_configs
+    assert (config.kl_coef, config.num_steps) == (0.02, 30)
+    assert config.learning_rate == ctx.config.ppo.learning_rate  # everything else is the preset's PPO

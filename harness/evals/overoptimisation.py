@@ -16,6 +16,7 @@ first n) and for every saved checkpoint of the first PPO (:func:`measure`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -212,15 +213,24 @@ def measure_best_of_n(ctx: RunContext, judge: Annotator, judge_name: str) -> lis
 
 
 def measure_ppo(ctx: RunContext, judge: Annotator, judge_name: str) -> list[dict]:
-    """The first PPO's saved checkpoints (and step 0, the SFT policy) on the first eval set.
+    """PPO's saved checkpoints (and step 0, the SFT policy) on the first eval set.
+
+    The checkpoints are the run's own first PPO's, or, with ``eval.overoptimisation_ppo_kl_coef`` set, those of a
+    PPO from SFT at that KL coefficient for ``eval.overoptimisation_ppo_steps`` steps: a tuned PPO stops near the
+    gold peak, and the curve needs a run that passes it.
 
     Gold: the win-rate stage of each checkpoint (the same protocol as every method's win rate); proxy and KL: what
     PPO logged at that step (its rollouts, temperature 1, unlabeled prompts); step 0's proxy is the SFT policy's
     measured the same way (:func:`proxy_reward_and_kl`).
     """
+    cfg = ctx.config.eval
     set_name = ctx.suite.eval_sets[0]
     sft, reward_model = ctx.sft(), ctx.reward_model()
-    run = ctx.ppo(sft, reward_model)
+    ppo_config = None
+    if cfg.overoptimisation_ppo_kl_coef is not None:
+        ppo_config = dataclasses.replace(ctx.config.ppo, kl_coef=cfg.overoptimisation_ppo_kl_coef,
+                                         num_steps=cfg.overoptimisation_ppo_steps)
+    run = ctx.ppo(sft, reward_model, ppo_config)
     start = TrainedPolicy(method="sft", policy=sft, reward_model=reward_model)
     policies = [(0, start, proxy_reward_and_kl(ctx, start)[0], 0.0)]
     policies += [(c.step, TrainedPolicy(method="ppo", policy=c.path), c.proxy_reward, c.kl) for c in run.checkpoints]
