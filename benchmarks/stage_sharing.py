@@ -8,7 +8,7 @@ PPO policy once and shares them (and RLP's policy samples) between the methods. 
 against the sum of the four runs ``--methods sft``, ``--methods ppo``, ... that a user without sharing would make,
 each in a fresh out dir with a fresh stage cache, all at the same reduced budget (``--set`` overrides, see
 :data:`benchmarks.common.REDUCED_BUDGET`). The base model is built once beforehand and shared by every run, as
-``runs/.models`` is. The target is a ratio of at most 0.5. Each run is its own process, as a user would start it,
+the user's model cache is. The target is a ratio of at most 0.5. Each run is its own process, as a user would start it,
 so interpreter start-up and imports count in both.
 """
 
@@ -34,7 +34,7 @@ from benchmarks.common import (
     REDUCED_BUDGET,
     require_positive,
     run_and_report,
-    share_base_models,
+    shared_model_cache,
     spread,
     timed,
 )
@@ -95,9 +95,9 @@ def run_benchmark(bench: StageSharingBenchConfig, log: Callable[[str], None] = p
     overrides = REDUCED_BUDGET + bench.overrides
     at_start = machine()
     log(f"machine: {describe_machine(at_start)}; each run uses the tiny preset's torch threads (runtime section)")
-    with tempfile.TemporaryDirectory(prefix="stage_sharing-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="stage_sharing-") as scratch, \
+            shared_model_cache(bench.cache_dir, overrides):
         root = Path(scratch)
-        share_base_models(root, bench.cache_dir, overrides)
 
         def shared(round_index: int) -> dict:
             record = run_harness(root / f"r{round_index}-all", METHODS, overrides)

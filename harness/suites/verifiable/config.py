@@ -74,7 +74,7 @@ class VerifiableConfig:
     cache_dir: str | None = field(
         default=None,
         metadata={"help": "Dir for the converted SmolLM2 checkpoint and the offline MMLU task. None: the model "
-                  "cache the harness passes to base_model (runs/.models); the MMLU task goes there too."},
+                  "cache the harness passes to base_model (the user model cache, ~/.cache/rlp-harness/models); the MMLU task goes there too."},
     )
     mmlu_fewshot: int = field(
         default=5,
