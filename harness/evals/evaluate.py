@@ -109,12 +109,12 @@ def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float,
 
 
 def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
-    """The suite's multiple-choice knowledge task (MMLU in real presets) through lm-eval, cached per policy."""
+    """The suite's knowledge task (MMLU in real presets) through lm-eval, cached per policy."""
     from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
 
     include_path, task = ctx.suite.knowledge_task()
     cfg = KnowledgeEvalConfig(task=task, include_path=str(include_path),
-                              num_fewshot=ctx.config.eval.knowledge_fewshot)
+                              num_fewshot=ctx.config.eval.knowledge_fewshot, chat=ctx.suite.knowledge_chat)
     stage = ctx.stage(
         "knowledge",
         {"policy": str(policy), "task": dataclasses.asdict(cfg)},
