@@ -21,9 +21,10 @@ the run's mean over seeds):
 
   where ``std`` is the sample standard deviation of the stored per-seed values (left out with fewer than two
   seeds) and ``se`` the stored standard error over evaluation items (win rates: the set's
-  ``<set>_standard_error``; ``mmlu_acc``: ``mmlu_stderr``; left out for other metrics). ``now`` on the worse
-  side of ``stored`` (per the metric's direction) by more than the tolerance is a ``regression``; on the better side
-  by more than the tolerance it is ``improved`` (passes: consider updating the leaderboard); else ``ok``.
+  ``<set>_standard_error``; ``knowledge_acc``: ``knowledge_stderr``; left out for other metrics). ``now`` on the
+  worse side of ``stored`` (per the metric's direction) by more than the tolerance is a ``regression``; on the
+  better side by more than the tolerance it is ``improved`` (passes: consider updating the leaderboard); else
+  ``ok``.
 
 The rules in force (:data:`harness.leaderboard.TOLERANCES`, stored in each leaderboard's JSON and applied from
 there, so a leaderboard and its tolerances are reviewed together):
@@ -32,7 +33,7 @@ there, so a leaderboard and its tolerances are reviewed together):
 kind       metrics (unit)                                         floor         relative  k_std  k_se
 =========  =====================================================  ============  ========  =====  ====
 win_rate   ``*_win_rate``, ``*_lc_win_rate`` (points, 0-100)      5.0 points    0         3      2
-accuracy   ``mmlu_acc``, ``rm_acc_*``, ``rm_drift`` ([0, 1])      0.05          0         3      2
+accuracy   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift`` (0-1)    0.05          0         3      2
 wall_time  ``train_wall_s`` (seconds)                             30 s          1.0       3      0
 other      any other metric given a direction                     0             0.1       3      0
 =========  =====================================================  ============  ========  =====  ====

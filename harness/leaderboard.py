@@ -30,7 +30,7 @@ LEADERBOARD_COLUMNS = [
     "method", "preset", "seeds",
     "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
     "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
-    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    "knowledge_acc", "knowledge_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
     "proxy_reward", "kl", "avg_length", "train_wall_s",
 ]
 METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
@@ -38,9 +38,9 @@ METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
 # Direction of every metric, matched on the name's suffix, so tables can mark the best value and the regression
 # check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
 HIGHER_IS_BETTER = {
-    "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
-    "rm_acc_offline": True, "rm_acc_onpolicy": True, "rm_drift": False, "proxy_reward": None, "kl": None,
-    "avg_length": None, "train_wall_s": False,
+    "win_rate": True, "lc_win_rate": True, "standard_error": None,
+    "knowledge_acc": True, "knowledge_stderr": None, "rm_acc_offline": True, "rm_acc_onpolicy": True,
+    "rm_drift": False, "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
 }
 
 SCHEMA_VERSION = 1
@@ -73,8 +73,8 @@ def standard_error_column(metric: str) -> str | None:
     """The column holding the judge's or lm-eval's standard error for ``metric``, if it has one."""
     if metric.endswith("win_rate"):
         return metric.split("_")[0] + "_standard_error"  # farm_lc_win_rate -> farm_standard_error
-    if metric == "mmlu_acc":
-        return "mmlu_stderr"
+    if metric == "knowledge_acc":
+        return "knowledge_stderr"
     return None
 
 
@@ -89,7 +89,8 @@ class ToleranceRule:
     k_std: float = field(default=3.0, metadata={"help": "multiple of the sample standard deviation of the "
                                                         "stored per-seed values (seed-to-seed noise)"})
     k_se: float = field(default=0.0, metadata={"help": "multiple of the stored standard error over evaluation "
-                                                       "items (win rates and MMLU; noise of a single seed)"})
+                                                       "items (win rates and the knowledge task; noise of a "
+                                                       "single seed)"})
 
     def __post_init__(self) -> None:
         for name in ("floor", "relative", "k_std", "k_se"):

@@ -28,6 +28,7 @@ from harness.cache import StageCache, write_atomic
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
+from harness.evals.mmlu import knowledge_label
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
 from harness.registry import METHODS, make_suite
@@ -220,9 +221,10 @@ def summarise(values: list[float]) -> dict:
 def format_table(table: pd.DataFrame, results: dict) -> str:
     """The console table: win rates with their interval, and the other headline columns."""
     lines = []
-    shown = ["farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    shown = ["farm_win_rate", "bar_win_rate", "knowledge_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
              "proxy_reward", "kl", "avg_length"]
-    header = f"{'method':<10}" + "".join(f"{c:>18}" for c in shown)
+    labels = [knowledge_label(results) if c == "knowledge_acc" else c for c in shown]
+    header = f"{'method':<10}" + "".join(f"{c:>18}" for c in labels)
     lines += [header, "-" * len(header)]
     for name, entry in results["methods"].items():
         cells = []

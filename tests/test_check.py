@@ -105,11 +105,11 @@ def test_a_value_missing_on_one_side_fails(stored, capsys):
 
 
 def _drop_column(csv_path: Path) -> None:
-    pd.read_csv(csv_path).drop(columns="mmlu_acc").to_csv(csv_path, index=False)
+    pd.read_csv(csv_path).drop(columns="knowledge_acc").to_csv(csv_path, index=False)
 
 
 @pytest.mark.parametrize("damage, message", [
-    (_drop_column, "tiny.csv: missing column 'mmlu_acc'"),
+    (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
     (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a number"),
     (lambda csv: csv.write_text(""), "tiny.csv: the file is empty"),
     (lambda csv: csv.unlink(), "tiny.csv: no such file"),

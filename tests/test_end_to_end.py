@@ -95,7 +95,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     for method, entry in results["methods"].items():
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
-        assert 0 <= metrics["mmlu_acc"]["mean"] <= 1
+        assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
         assert 0 <= metrics["rm_acc_offline"]["mean"] <= 1
         if method != "sft":
             # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)

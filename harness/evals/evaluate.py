@@ -21,7 +21,7 @@ from methods.base import PPOCheckpoint, TrainedPolicy
 def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> dict:
     """All metrics of one trained policy for one seed.
 
-    Returns a flat record keyed like the leaderboard columns (``farm_win_rate``, ``mmlu_acc``, ``rm_drift``, ...)
+    Returns a flat record keyed like the leaderboard columns (``farm_win_rate``, ``knowledge_acc``, ``rm_drift``, ...)
     plus ``details`` (per-set annotations paths, drift curve, knowledge task name).
     """
     cfg = ctx.config.eval
@@ -42,10 +42,10 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
 
     if cfg.knowledge and ctx.suite.knowledge_task() is not None:
         knowledge = knowledge_accuracy(ctx, trained.policy)
-        record["mmlu_acc"], record["mmlu_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
+        record["knowledge_acc"], record["knowledge_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
         details["knowledge"] = knowledge
     else:
-        record["mmlu_acc"] = record["mmlu_stderr"] = float("nan")
+        record["knowledge_acc"] = record["knowledge_stderr"] = float("nan")
 
     record["rm_acc_offline"] = record["rm_acc_onpolicy"] = record["rm_drift"] = float("nan")
     if trained.reward_model is not None:

