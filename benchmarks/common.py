@@ -12,6 +12,7 @@ before anything imports ``trl``, and ``harness.config`` imports the project's TR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +23,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from harness.leaderboard import load_results  # noqa: F401  (re-exported: the benchmarks read runs with it)
 
@@ -278,7 +279,7 @@ REDUCED_BUDGET = (
     "ppo.num_steps=2", "ppo.rollout_batch_size=8", "ppo.minibatch_size=4", "ppo.save_every=1",
     "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
     "policy_samples.n=4", "policy_samples.max_instructions=12",
-    "uml.batch_size=4", "eval.drift_instructions=8",
+    "uml.batch_size=4", "eval.drift_instructions=8", "best_of_n.n=4", "eval.overoptimisation_max_n=8",
 )
 
 
@@ -293,20 +294,25 @@ def harness_run_command(out_dir: Path, methods: Sequence[str], overrides: Sequen
     return [sys.executable, "-m", "harness.run", *harness_run_args(out_dir, methods, overrides)]
 
 
-def share_base_models(run_parent: Path, cache_dir: Path, overrides: Sequence[str]) -> Path:
-    """Builds the preset's base model once in ``cache_dir/models`` and links ``run_parent/.models`` to it.
-
-    harness.run keeps base models in ``<out>/../.models``; linking that to the benchmarks' cache means every run
-    under ``run_parent`` (and every later invocation) reuses one build instead of timing it.
-    """
+@contextlib.contextmanager
+def shared_model_cache(cache_dir: Path, overrides: Sequence[str]) -> Iterator[Path]:
+    """Builds the preset's base model once in ``cache_dir/models`` and points every run started inside the block
+    at that cache (``RLP_HARNESS_CACHE``, read by :func:`harness.pipeline.default_model_cache` in this process and
+    in the runs it starts), so a benchmark times runs, not base-model builds, and leaves the user's cache alone."""
     from harness.config import load_preset
     from harness.registry import PRESETS, make_suite
 
     models = Path(cache_dir) / "models"
     make_suite(load_preset(PRESETS["tiny"], list(overrides)).suite).base_model(models)
-    link = Path(run_parent) / ".models"
-    link.symlink_to(models.resolve(), target_is_directory=True)
-    return link
+    before = os.environ.get("RLP_HARNESS_CACHE")
+    os.environ["RLP_HARNESS_CACHE"] = str(Path(cache_dir).resolve())
+    try:
+        yield models
+    finally:
+        if before is None:
+            del os.environ["RLP_HARNESS_CACHE"]
+        else:
+            os.environ["RLP_HARNESS_CACHE"] = before
 
 
 def run_and_report(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,

@@ -33,7 +33,7 @@ from benchmarks.common import (
     parse_config,
     require_positive,
     set_offline,
-    share_base_models,
+    shared_model_cache,
     stage_seconds,
     timed,
 )
@@ -125,8 +125,7 @@ def profile_run(bench: ProfileBenchConfig) -> tuple[dict, pstats.Stats, float]:
     from harness.run import main as harness_main
 
     overrides = (REDUCED_BUDGET if bench.reduced else ()) + bench.overrides
-    with tempfile.TemporaryDirectory(prefix="profile_run-") as scratch:
-        share_base_models(Path(scratch), bench.cache_dir, overrides)
+    with tempfile.TemporaryDirectory(prefix="profile_run-") as scratch, shared_model_cache(bench.cache_dir, overrides):
         out = Path(scratch) / "run"
         argv = harness_run_args(out, bench.methods, overrides)
         profiler = cProfile.Profile()

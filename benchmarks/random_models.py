@@ -1,6 +1,6 @@
 """A randomly initialised policy and reward model with a real model's architecture and tokenizer.
 
-    python -m benchmarks.random_models --like runs/.models/smollm2-135m-instruct-<key> --out runs/random-smollm2
+    python -m benchmarks.random_models --like ~/.cache/rlp-harness/models/smollm2-135m-instruct-<key> --out runs/random-smollm2
 
 Throughput depends on the architecture, not on the weights, so the PPO and sampling benchmarks can measure a
 SmolLM2-135M-sized run from these two checkpoints where the real weights are not at hand. ``--like`` is any HF

@@ -8,7 +8,7 @@ PPO policy once and shares them (and RLP's policy samples) between the methods. 
 against the sum of the four runs ``--methods sft``, ``--methods ppo``, ... that a user without sharing would make,
 each in a fresh out dir with a fresh stage cache, all at the same reduced budget (``--set`` overrides, see
 :data:`benchmarks.common.REDUCED_BUDGET`). The base model is built once beforehand and shared by every run, as
-``runs/.models`` is. The target is a ratio of at most 0.5. Each run is its own process, as a user would start it,
+the user's model cache is. The target is a ratio of at most 0.5. Each run is its own process, as a user would start it,
 so interpreter start-up and imports count in both.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,12 +34,14 @@ from benchmarks.common import (
     REDUCED_BUDGET,
     require_positive,
     run_and_report,
-    share_base_models,
+    shared_model_cache,
     spread,
     timed,
 )
 
 METHODS = ("sft", "ppo", "rlp_uml", "rlp_spg")
+# The run.log line of a stage being built (the libraries' messages share the log).
+STAGE_TRAINING = re.compile(r"\[\d\d:\d\d:\d\d\] stage \S+ +training ")
 TARGET_RATIO = 0.5
 
 
@@ -63,8 +66,9 @@ class StageSharingBenchConfig:
 
 
 def trained_stages(run_dir: Path) -> int:
-    """How many stages a run built (its run.log has one ``training`` line per built stage)."""
-    return sum(" training " in line for line in (run_dir / "run.log").read_text().splitlines())
+    """How many stages a run built (its run.log has one ``[hh:mm:ss] stage <name> training`` line per built stage;
+    the libraries' messages in the same log are not counted, even where they say "training")."""
+    return sum(bool(STAGE_TRAINING.match(line)) for line in (run_dir / "run.log").read_text().splitlines())
 
 
 def run_harness(out_dir: Path, methods: tuple[str, ...], overrides: tuple[str, ...]) -> dict:
@@ -91,9 +95,9 @@ def run_benchmark(bench: StageSharingBenchConfig, log: Callable[[str], None] = p
     overrides = REDUCED_BUDGET + bench.overrides
     at_start = machine()
     log(f"machine: {describe_machine(at_start)}; each run uses the tiny preset's torch threads (runtime section)")
-    with tempfile.TemporaryDirectory(prefix="stage_sharing-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="stage_sharing-") as scratch, \
+            shared_model_cache(bench.cache_dir, overrides):
         root = Path(scratch)
-        share_base_models(root, bench.cache_dir, overrides)
 
         def shared(round_index: int) -> dict:
             record = run_harness(root / f"r{round_index}-all", METHODS, overrides)

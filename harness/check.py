@@ -7,44 +7,51 @@
 Without ``--run`` the check reruns the command recorded in ``leaderboards/<preset>.json`` (its preset, methods and
 seeds) through ``harness.run`` into ``runs/check-<preset>``; finished stages there are reused on the next check.
 
-The rule, for every method of the stored leaderboard and every metric column (``stored``: the CSV value; ``now``:
-the run's mean over seeds):
+What is compared. Every method the run and the leaderboard both have; a leaderboard method the run did not train
+(the quick start trains two of the four) is listed as not run and does not fail the check. Seeds are matched: the
+run's seeds 0..m-1 against the stored per-seed values of the same seeds, m being the number of seeds both have
+(``stored`` below is the mean of those stored values, ``now`` the run's). The stored leaderboard is validated first
+(:func:`harness.leaderboard.load_leaderboard`): anything damaged or inconsistent ends the check with exit 2.
+
+The rule, for every compared method and metric column:
 
 - NaN on both sides is fine (``ok``). NaN on one side is ``missing``, a failure whatever the metric's direction:
-  a number that appears or disappears means the pipeline changed. A stored method absent from the run is
-  ``missing`` too.
+  a number that appears or disappears means the pipeline changed.
 - A metric with no direction (standard errors, proxy reward, KL, output length) is reported as ``info`` and never
   fails on its value.
 - Otherwise::
 
-      tolerance = max(floor, relative * |stored|, k_std * std, k_se * se)
+      tolerance = min(cap, max(floor, relative * |stored|, k_se * se)),   se = sqrt(sd^2 + eval_se^2) / sqrt(m)
 
-  where ``std`` is the sample standard deviation of the stored per-seed values (left out with fewer than two
-  seeds) and ``se`` the stored standard error over evaluation items (win rates: the set's
-  ``<set>_standard_error``; ``knowledge_acc``: ``knowledge_stderr``; left out for other metrics). ``now`` on the
-  worse side of ``stored`` (per the metric's direction) by more than the tolerance is a ``regression``; on the
-  better side by more than the tolerance it is ``improved`` (passes: consider updating the leaderboard); else
-  ``ok``.
+  ``se`` is the standard error of the stored mean of m seeds: ``sd`` the sample standard deviation of all stored
+  per-seed values (seed-to-seed noise; 0 with one stored seed), ``eval_se`` the mean stored standard error of the
+  evaluation over items for those seeds (win rates: the set's ``<set>_standard_error``; ``knowledge_acc``:
+  ``knowledge_stderr``; 0 for other metrics). ``now`` on the worse side of ``stored`` (per the metric's direction)
+  by more than the tolerance is a ``regression``; on the better side by more than the tolerance it is ``improved``
+  (passes: consider updating the leaderboard); else ``ok``.
 
 The rules in force (:data:`harness.leaderboard.TOLERANCES`, stored in each leaderboard's JSON and applied from
 there, so a leaderboard and its tolerances are reviewed together):
 
-=========  =====================================================  ============  ========  =====  ====
-kind       metrics (unit)                                         floor         relative  k_std  k_se
-=========  =====================================================  ============  ========  =====  ====
-win_rate   ``*_win_rate``, ``*_lc_win_rate`` (points, 0-100)      5.0 points    0         3      2
-accuracy   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift`` (0-1)    0.05          0         3      2
-wall_time  ``train_wall_s`` (seconds)                             30 s          1.0       3      0
-other      any other metric given a direction                     0             0.1       3      0
-=========  =====================================================  ============  ========  =====  ====
+=========  =====================================================  ==========  ========  ====  ==========
+kind       metrics (unit)                                         floor       relative  k_se  cap
+=========  =====================================================  ==========  ========  ====  ==========
+win_rate   ``*_win_rate``, ``*_lc_win_rate`` (points, 0-100)      5.0 points  0         3     8.0 points
+accuracy   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift`` (0-1)    0.05        0         3     0.08
+wall_time  ``train_wall_s`` (seconds)                             30 s        1.0       3     none
+other      any other metric given a direction                     0           0.1       3     none
+=========  =====================================================  ==========  ========  ====  ==========
 
-Why: with three standard deviations of the stored seeds, or two standard errors of one seed's evaluation, ordinary
-seed-to-seed and judge noise almost never fails the check, while a change that moves a method by more than its own
-noise does. The floors cover what one stored seed cannot show: CPU kernels that round differently on another
-machine. Timings may double before failing, because shared CI machines are that noisy.
+Why: three standard errors of the stored mean are about two standard errors of the difference between two such
+means, so ordinary seed and judge noise rarely fails the check. The floors cover what the standard error cannot
+show: CPU kernels that round differently on another machine. The caps keep the check able to fail: RL on the tiny
+world is noisy between seeds (PPO's two stored seeds differ by 20 win-rate points), and without a cap its tolerance
+would exceed the whole effect the check exists to catch; with it, a method losing 10 win-rate points is always a
+regression. Timings may double before failing, because shared CI machines are that noisy.
 
-Exit status: 0 when every metric holds, 1 on any regression or missing value, 2 when no comparison was possible
-(missing or malformed leaderboard or run dir, a rerun that failed): one line naming the file and the problem.
+Exit status: 0 when every compared metric holds, 1 on any regression or missing value, 2 when no comparison was
+possible (missing, malformed or inconsistent leaderboard or run dir, no method in common, a rerun that failed): one
+line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -82,17 +89,25 @@ class Comparison:
     verdict: str  # ok, improved, info, regression or missing
 
 
-def tolerance(rule: ToleranceRule, stored: float, per_seed: list[float], standard_error: float = math.nan) -> float:
-    """How far ``stored`` may be missed on the worse side (the module docstring gives the rule)."""
-    terms = [rule.floor]
+def tolerance(rule: ToleranceRule, stored: float, per_seed: list[float], eval_se: float = math.nan,
+              compared: int | None = None) -> float:
+    """How far ``stored`` may be missed on the worse side (the module docstring gives the rule).
+
+    Args:
+        rule: the metric kind's rule.
+        stored: the stored mean of the compared seeds.
+        per_seed: every stored per-seed value (NaN where a seed had none): their spread is the seed noise.
+        eval_se: the mean stored evaluation standard error of the compared seeds (NaN: none).
+        compared: m, the number of seeds compared (default: every stored seed).
+    """
+    finite = [v for v in per_seed if not math.isnan(v)]
+    m = compared or max(len(finite), 1)
+    sd = statistics.stdev(finite) if len(finite) >= 2 else 0.0
+    se = math.sqrt(sd ** 2 + (0.0 if math.isnan(eval_se) else eval_se) ** 2) / math.sqrt(m)
+    terms = [rule.floor, rule.k_se * se]
     if not math.isnan(stored):
         terms.append(rule.relative * abs(stored))
-    finite = [v for v in per_seed if not math.isnan(v)]
-    if len(finite) >= 2:
-        terms.append(rule.k_std * statistics.stdev(finite))
-    if not math.isnan(standard_error):
-        terms.append(rule.k_se * standard_error)
-    return max(terms)
+    return min(max(terms), math.inf if rule.cap is None else rule.cap)
 
 
 def verdict(stored: float, now: float, higher_is_better: bool | None, tol: float) -> str:
@@ -109,22 +124,32 @@ def verdict(stored: float, now: float, higher_is_better: bool | None, tol: float
     return "improved" if gain > tol else "ok"
 
 
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def compared_seeds(leaderboard: Leaderboard, results: dict) -> int:
+    """m: the seeds 0..m-1 both the run and the leaderboard have."""
+    return min(int(results["seeds"]), leaderboard.seeds)
+
+
 def compare(leaderboard: Leaderboard, results: dict) -> list[Comparison]:
-    """Every metric of every stored method against the run's results."""
+    """Every metric of every method both the leaderboard and the run have, on the seeds both have."""
+    m = compared_seeds(leaderboard, results)
     rows = []
-    for _, stored_row in leaderboard.table.iterrows():
-        method = stored_row["method"]
+    for method in leaderboard.table["method"]:
         run_metrics = results["methods"].get(method, {}).get("metrics")
         if run_metrics is None:
-            rows.append(Comparison(method, "(all)", math.nan, math.nan, math.nan, "missing"))
-            continue
+            continue  # not run: listed apart, never a failure
+        stored_seeds = leaderboard.per_seed[method]
         for metric in METRIC_COLUMNS:
-            stored = float(stored_row[metric])
-            now = float(run_metrics.get(metric, {}).get("mean", math.nan))
+            stored = _mean(stored_seeds[metric][:m])
+            run_metric = run_metrics.get(metric)
+            now = _mean(run_metric["values"][:m]) if run_metric else math.nan
             se_column = standard_error_column(metric)
-            tol = tolerance(leaderboard.tolerances[metric_kind(metric)], stored,
-                            leaderboard.per_seed[method][metric],
-                            float(stored_row[se_column]) if se_column else math.nan)
+            eval_se = _mean(stored_seeds[se_column][:m]) if se_column else math.nan
+            tol = tolerance(leaderboard.tolerances[metric_kind(metric)], stored, stored_seeds[metric], eval_se, m)
             rows.append(Comparison(method, metric, stored, now, tol,
                                    verdict(stored, now, leaderboard.higher_is_better[metric], tol)))
     return rows
@@ -151,7 +176,7 @@ def rerun(leaderboard: Leaderboard) -> Path:
 
     out = Path("runs") / f"check-{leaderboard.preset}"
     argv = ["--preset", leaderboard.preset, "--methods", *leaderboard.methods, "--seeds", str(leaderboard.seeds),
-            "--out", str(out)]
+            "--out", str(out), "--overwrite"]  # the check's own dir: a changed stored command replaces its run
     try:
         status = run.main(argv)
     except SystemExit as err:  # harness.run rejects bad input with SystemExit(2)
@@ -188,17 +213,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness.check: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    common = [m for m in leaderboard.table["method"] if m in results["methods"]]
+    if not common:
+        print(f"harness.check: error: the run has none of the leaderboard's methods "
+              f"({', '.join(leaderboard.table['method'])}); nothing to compare", file=sys.stderr)
+        return EXIT_BAD_INPUT
     rows = compare(leaderboard, results)
     print(format_comparisons(rows))
-    extra = [m for m in results["methods"] if m not in set(leaderboard.table["method"])]
-    if extra:
-        print(f"\nnot in the leaderboard, not checked: {', '.join(extra)}")
-    if results.get("seeds") != leaderboard.seeds:
-        print(f"\nnote: the leaderboard has {leaderboard.seeds} seed(s), the run {results.get('seeds')}")
+    print("\n" + "\n".join(_notes(leaderboard, results, common)))
     failures = [r for r in rows if r.verdict in FAILING]
     counts = {v: sum(r.verdict == v for r in rows) for v in ("ok", "improved", "info", "regression", "missing")}
     print("\n" + ", ".join(f"{n} {v}" for v, n in counts.items()) + (": FAIL" if failures else ": PASS"))
     return EXIT_REGRESSION if failures else EXIT_OK
+
+
+def _notes(leaderboard: Leaderboard, results: dict, common: list[str]) -> list[str]:
+    """What the comparison covered: methods not run or not stored, and which seeds."""
+    stored = list(leaderboard.table["method"])
+    notes = [f"compared: {len(common)} of the leaderboard's {len(stored)} methods ({', '.join(common)}) on seeds "
+             f"0-{compared_seeds(leaderboard, results) - 1}; the leaderboard has {leaderboard.seeds} seed(s), the "
+             f"run {results['seeds']}"]
+    not_run = [m for m in stored if m not in common]
+    if not_run:
+        notes.append(f"not in this run, not checked (not a failure): {', '.join(not_run)}")
+    extra = [m for m in results["methods"] if m not in stored]
+    if extra:
+        notes.append(f"not in the leaderboard, not checked: {', '.join(extra)}")
+    return notes
 
 
 if __name__ == "__main__":

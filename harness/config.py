@@ -10,16 +10,19 @@ YAML is read with a subclass of ``yaml.SafeLoader`` only; nothing in a config is
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import yaml
 
+from harness.registry import check_preset_name, make_suite, suite_config_class
+from methods.best_of_n import BestOfNConfig
 from methods.ppo import PPOConfig
 from methods.reward import RewardConfig
 from methods.rlp_spg import SPGConfig
@@ -150,10 +153,41 @@ class EvalConfig:
                                                         "(paper MMLU: 5)."})
     drift: bool = field(default=True, metadata={"help": "Measure reward-model on-policy accuracy over PPO "
                                                 "checkpoints."})
-    drift_instructions: int = field(default=200, metadata={"help": "Held-out instructions per drift point."})
+    drift_instructions: int = field(
+        default=500,
+        metadata={"help": "Instructions of the val split whose fresh policy samples (2 each, temperature 1) are "
+                  "judged at each drift point: step 0 (the SFT policy) and every saved PPO checkpoint. At least 500 "
+                  "keeps the standard error of each accuracy near 0.02."},
+    )
+    overoptimisation: bool = field(
+        default=True,
+        metadata={"help": "Measure the over-optimisation curve once per seed when best_of_n runs: gold win rate and "
+                  "proxy reward against sqrt(KL) for best-of-n (n = 1, 2, 4, ... up to overoptimisation_max_n) and, "
+                  "when ppo runs too, for PPO's checkpoints, with Gao et al. (2022)'s fits."},
+    )
+    overoptimisation_ppo_kl_coef: float | None = field(
+        default=None,
+        metadata={"help": "The PPO curve's KL coefficient: None reads the checkpoints of the run's own PPO; a value "
+                  "trains one more PPO from SFT with it (and overoptimisation_ppo_steps), so the curve can pass the "
+                  "gold peak that a tuned PPO stops before."},
+    )
+    overoptimisation_ppo_steps: int = field(
+        default=40,
+        metadata={"help": "PPO steps of the curve's own run (with overoptimisation_ppo_kl_coef set)."},
+    )
+    overoptimisation_max_n: int = field(
+        default=64,
+        metadata={"help": "Largest n of the best-of-n curve (a power of 2): this many SFT samples per farm "
+                  "instruction are drawn once, and best-of-n takes the first n."},
+    )
 
     def __post_init__(self) -> None:
-        _require_positive(self, "drift_instructions")
+        _require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps")
+        if self.overoptimisation_ppo_kl_coef is not None and self.overoptimisation_ppo_kl_coef < 0:
+            raise ConfigError(f"eval.overoptimisation_ppo_kl_coef: must be >= 0 or null, "
+                              f"got {self.overoptimisation_ppo_kl_coef}")
+        if self.overoptimisation_max_n & (self.overoptimisation_max_n - 1):
+            raise ConfigError(f"eval.overoptimisation_max_n: must be a power of 2, got {self.overoptimisation_max_n}")
         if self.temperature < 0:
             raise ConfigError(f"eval.temperature: must be >= 0, got {self.temperature}")
         if self.knowledge_fewshot < 0:
@@ -174,6 +208,7 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
     policy_samples: PolicySamplesConfig = field(default_factory=PolicySamplesConfig)
     uml: UMLConfig = field(default_factory=UMLConfig)
     spg: SPGConfig = field(default_factory=SPGConfig)
@@ -213,21 +248,122 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError(f"{path}: the file is empty; a preset is a mapping of sections ({sections})")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a preset must be a mapping of sections ({sections}), got {type(data).__name__}")
+    keys = {}
     for override in overrides:
-        _apply_override(data, override)
-    from harness.registry import make_suite  # the registry imports every method: not at module level
-
+        keys[_apply_override(data, override)] = override
+    check_override_fields(data, keys)
     try:
         config = build(RunConfig, data, "")
+        check_preset_name(config.preset)
         # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
         # suite option is then reported with the file that holds it, before the run dir is touched.
         make_suite(config.suite)
     except ValueError as err:  # ConfigError, and the suite registry's unknown name
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{_source(str(err), keys) or path}: {err}") from None
     return config
 
 
-def _apply_override(data: dict, override: str) -> None:
+def _source(message: str, overrides: dict[str, str]) -> str | None:
+    """``--set KEY=VALUE`` if the field ``message`` is about was set on the command line, else None."""
+    field = message.split(":", 1)[0]
+    for key, override in overrides.items():
+        if key == field or (key.startswith(field + ".") and key.rsplit(".", 1)[-1] in message):
+            return f"--set {override}"
+    return None
+
+
+def check_override_fields(data: dict, overrides: dict[str, str]) -> None:
+    """Refuses a ``--set`` key that names no field, suggesting the closest one.
+
+    Args:
+        data: the preset with the overrides applied (its ``suite.name`` picks the suite's fields).
+        overrides: dotted key -> the ``--set`` argument that gave it.
+
+    Raises:
+        ConfigError: ``--set ppo.kl_coeff=0.1: unknown field ppo.kl_coeff; did you mean ppo.kl_coef? ...``.
+    """
+    if not overrides:
+        return
+    suite = data.get("suite")
+    suite_name = suite.get("name") if isinstance(suite, dict) else None
+    try:
+        known = [name for name, _, _ in config_fields(suite_name)]
+    except ValueError:  # an unknown suite name: reported by the build, with the file or --set that gave it
+        return
+    sections = {name.rsplit(".", 1)[0] for name in known}
+    for key, override in overrides.items():
+        if key in known or key in sections:
+            continue
+        hint = _closest(key, known)
+        hint = f"; did you mean {hint}?" if hint else ""
+        raise ConfigError(f"--set {override}: unknown field {key}{hint} (python -m harness.run --list-fields "
+                          "lists them)")
+
+
+def _closest(key: str, known: list[str]) -> str | None:
+    """The known field a misspelt ``key`` most likely meant: the closest field name in its own section, or the
+    closest dotted name when the section itself is misspelt."""
+    section, _, leaf = key.rpartition(".")
+    siblings = {name.rpartition(".")[2]: name for name in known if name.rpartition(".")[0] == section}
+    if siblings:
+        close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
+        return siblings[close[0]] if close else None
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def config_fields(suite_name: object) -> Iterator[tuple[str, Any, dataclasses.Field | None]]:
+    """Every field ``--set`` accepts, as (dotted name, type, dataclass field); ``suite.*`` for ``suite_name``.
+
+    Raises:
+        ValueError: ``suite_name`` is not a registered suite.
+    """
+    suite_class = suite_config_class(suite_name)
+    yield "suite.name", str, None
+    yield from _walk(suite_class, "suite")
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in ("preset", "suite"):
+            yield from _walk(typing.get_type_hints(RunConfig)[f.name], f.name)
+
+
+def _walk(cls: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field]]:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _walk(hints[f.name], _join(prefix, f.name))
+        else:
+            yield _join(prefix, f.name), hints[f.name], f
+
+
+def describe_fields(config: RunConfig) -> str:
+    """One line per field ``--set`` accepts: dotted name, type, the value in ``config``, and its help."""
+    options = {k: v for k, v in config.suite.items() if k != "name"}
+    values = {**config.to_dict(), "suite": {"name": config.suite["name"], **dataclasses.asdict(
+        build(suite_config_class(config.suite["name"]), options, "suite"))}}
+    rows = []
+    for name, tp, f in config_fields(config.suite["name"]):
+        value: Any = values
+        for part in name.split("."):
+            value = value[part]
+        text = f.metadata.get("help", "") if f is not None else "The suite (the world or data set and its judge)."
+        rows.append((name, _type_name(tp), repr(value), text))
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{n:<{width[0]}}  {t:<{width[1]}}  {v:<{width[2]}}  {h}".rstrip() for n, t, v, h in rows)
+
+
+def _type_name(tp: Any) -> str:
+    """``int``, ``float | None``, ``'hf' | 'vllm'``: a type as a user would write the value."""
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _apply_override(data: dict, override: str) -> str:
+    """Sets ``section.field=value`` in ``data``; returns the dotted key."""
     key, sep, raw = override.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {override!r}: expected section.field=value, e.g. ppo.kl_coef=0.05")
@@ -242,6 +378,7 @@ def _apply_override(data: dict, override: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {override!r}: {part} is not a section")
     node[leaf] = value
+    return key
 
 
 def build(cls: type, data: Any, where: str) -> Any:

@@ -23,7 +23,7 @@ from harness.generation import Generator
 from harness.suites.annotators import stable_seed
 from harness.suites.base import Suite
 from methods.base import PPORun
-from methods.ppo import RewardModelScorer, load_ppo_run, train_ppo
+from methods.ppo import PPOConfig, RewardModelScorer, load_ppo_run, train_ppo
 from methods.reward import AuxiliaryLoss, train_reward_model
 from methods.sft import train_sft
 
@@ -75,7 +75,8 @@ class RunContext:
         """A cached stage of this seed; records its wall time (0 when reused) for the report.
 
         ``collective``: a training stage, built by every process together when there are several; other stages are
-        built by the main process alone (see :mod:`harness.distributed`).
+        built by the main process alone (see :mod:`harness.distributed`). Checkpoints among ``inputs`` are passed as
+        :class:`~pathlib.Path`: the cache keys them by what they hold, not by where they are.
         """
         result = distributed.build_stage(self.cache, name, {**inputs, "seed": self.seed}, build, collective)
         self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
@@ -91,7 +92,7 @@ class RunContext:
         cfg = self.config.sft
         return self.stage(
             "sft",
-            {"base": str(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
+            {"base": Path(self.base_model), "sft": dataclasses.asdict(cfg), "data": self._split_hashes["sft"]},
             lambda out: train_sft(self.base_model, self.splits["sft"], cfg, out, self.seed),
             collective=True,
         )
@@ -108,13 +109,14 @@ class RunContext:
         """
         sft = self.sft()
         pairs = self.labelled_pairs("preference")
-        inputs = {"init": str(sft), "reward": dataclasses.asdict(self.config.reward),
+        inputs = {"init": Path(sft), "reward": dataclasses.asdict(self.config.reward),
                   "data": dataset_fingerprint(pairs)}
         if extra_pairs is not None:
             inputs["extra_pairs"] = dataset_fingerprint(extra_pairs)
             pairs = _concat(pairs, extra_pairs)
         if auxiliary is not None:
             inputs["auxiliary"] = auxiliary.cache_key()
+        val = self.labelled_pairs("val")  # a stage of its own: asked for here, never from inside the build
 
         def build(out: Path) -> None:
             curve = train_reward_model(sft, pairs, self.config.reward, out, self.seed, auxiliary)
@@ -122,7 +124,6 @@ class RunContext:
                 return  # the main process alone writes the stage and measures the model it saved
             if curve:
                 (out / "auxiliary_curve.json").write_text(json.dumps(curve))
-            val = self.labelled_pairs("val")
             accuracy = pairwise_accuracy(
                 self._score_with(out, val["instruction"], val["output_1"]),
                 self._score_with(out, val["instruction"], val["output_2"]),
@@ -154,14 +155,18 @@ class RunContext:
             "preference": [float(p) for p in annotator.annotate(instructions, firsts, seconds)],
         })
 
-    def ppo(self, init: Path, reward_model: Path) -> PPORun:
-        """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6)."""
+    def ppo(self, init: Path, reward_model: Path, config: PPOConfig | None = None) -> PPORun:
+        """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6).
+
+        ``config`` replaces the run's PPO config (the over-optimisation curve's own low-KL run).
+        """
+        cfg = config or self.config.ppo
         prompts = self.splits["unlabeled"]["instruction"]
         path = self.stage(
             "ppo",
-            {"init": str(init), "reward_model": str(reward_model), "ppo": dataclasses.asdict(self.config.ppo),
+            {"init": Path(init), "reward_model": Path(reward_model), "ppo": dataclasses.asdict(cfg),
              "data": self._split_hashes["unlabeled"]},
-            lambda out: train_ppo(init, reward_model, prompts, self.config.ppo, out, self.seed),
+            lambda out: train_ppo(init, reward_model, prompts, cfg, out, self.seed),
             collective=True,
         )
         return load_ppo_run(path)
@@ -184,7 +189,7 @@ class RunContext:
         seed = self.seed if sample_seed is None else sample_seed
         path = self.stage(
             name,
-            {"policy": str(policy), "n": n, "temperature": temperature, "sample_seed": seed,
+            {"policy": Path(policy), "n": n, "temperature": temperature, "sample_seed": seed,
              "instructions": fingerprint(instructions), "generation": dataclasses.asdict(self.config.generation)},
             lambda out: (out / "samples.json").write_text(json.dumps(
                 self.generator.generate(policy, instructions, n, temperature, seed, desc=name))),

@@ -9,7 +9,8 @@ pipeline, in step. The rule they follow:
 - Every other stage (samples, win rates, the knowledge task, drift) is built by the main process alone; the others
   wait and then read what it published. Generation and evaluation are a small share of a run at the budgets here,
   and doing them once keeps their outputs exactly those of a single-process run with the same policy.
-- Only the main process takes the run lock, publishes stage dirs, and writes results, reports and leaderboards.
+- Only the main process takes the run lock (and the stage locks of the shared cache), publishes stage dirs, and
+  writes results, reports and leaderboards.
 
 With one process every helper here is a no-op, so a plain ``python -m harness.run`` behaves as if this module did
 not exist.
@@ -26,6 +27,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
+from harness import rundir
 from harness.cache import RunLock, RunLockedError, StageCache, StageResult, fingerprint
 
 # How long a process may wait for the others. Non-main processes wait while the main process alone generates and
@@ -96,22 +98,29 @@ def per_process_batch(batch_size: int, name: str) -> int:
 
 
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """The run dir's lock, held by the main process for the whole launch.
+def run_lock(run_dir: Path, run: dict, overwrite: bool = False) -> Iterator[None]:
+    """The run dir's lock, held by the main process for the whole launch, and the dir claimed for this run.
+
+    Under the lock the main process checks again that the run may write into ``run_dir`` and marks it as a run dir
+    of the harness (:func:`harness.rundir.claim`).
 
     Raises:
         RunLockedError: on every process, when the main process cannot take the lock.
+        RunDirError: on every process, when ``run_dir`` holds something this run must not replace.
     """
     lock = RunLock(run_dir)
     refusal = None
     if is_main_process():
         try:
+            rundir.create(run_dir)
             lock.acquire()
-        except RunLockedError as err:
-            refusal = str(err)
+            rundir.claim(run_dir, run, overwrite)
+        except (RunLockedError, rundir.RunDirError) as err:
+            lock.release()
+            refusal = err
     refusal = broadcast(refusal)
     if refusal is not None:
-        raise RunLockedError(refusal)
+        raise refusal
     try:
         yield
     finally:

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results_json import missing_as_nan
+
 # The leaderboard contract: one row per method, these columns, in this order.
 LEADERBOARD_COLUMNS = [
     "method", "preset", "seeds",
     "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
     "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
-    "knowledge_acc", "knowledge_stderr", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
+    "knowledge_acc", "knowledge_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift",
     "proxy_reward", "kl", "avg_length", "train_wall_s",
 ]
 METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
@@ -38,24 +40,42 @@ METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
 # Direction of every metric, matched on the name's suffix, so tables can mark the best value and the regression
 # check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
 HIGHER_IS_BETTER = {
-    "win_rate": True, "lc_win_rate": True, "standard_error": None,
-    "knowledge_acc": True, "knowledge_stderr": None, "rm_acc_offline": True, "rm_acc_onpolicy": True,
-    "rm_drift": False, "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
+    "win_rate": True, "lc_win_rate": True, "standard_error": None, "knowledge_acc": True,
+    "knowledge_stderr": None, "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True, "rm_drift": False,
+    "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
 }
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tolerance rules are floor, relative, k_se and cap (1 had k_std and no cap)
 
-TOLERANCE_RULE = ("tolerance = max(floor, relative * |stored|, k_std * sample std of the stored per-seed values, "
-                  "k_se * stored standard error); a term that cannot be computed (one seed, no standard error) "
-                  "is left out")
+TOLERANCE_RULE = ("tolerance = min(cap, max(floor, relative * |stored|, k_se * se)); se = sqrt(sd^2 + eval_se^2) / "
+                  "sqrt(m): sd the sample std of the stored per-seed values (0 with one seed), eval_se the mean "
+                  "stored evaluation standard error of the compared seeds (win rates, the knowledge task; else 0), "
+                  "m the number of seeds compared")
+
+# What a stored value may be, per metric (matched like HIGHER_IS_BETTER): anything outside is a damaged leaderboard.
+VALUE_RANGES = {
+    "win_rate": (0.0, 100.0), "standard_error": (0.0, 100.0), "knowledge_acc": (0.0, 1.0),
+    "knowledge_stderr": (0.0, 1.0),
+    "rm_acc_offline": (0.0, 1.0), "rm_acc_step0": (0.0, 1.0), "rm_acc_onpolicy": (0.0, 1.0), "rm_drift": (-1.0, 1.0),
+    "avg_length": (0.0, math.inf), "train_wall_s": (0.0, math.inf),
+}
 
 
 def direction(metric: str) -> bool | None:
     """True if higher is better, False if lower is, None if the metric has no better direction."""
-    for suffix, better in HIGHER_IS_BETTER.items():
+    return _by_suffix(HIGHER_IS_BETTER, metric, None)
+
+
+def value_range(metric: str) -> tuple[float, float]:
+    """The values a stored ``metric`` can take; unbounded metrics still have to be finite."""
+    return _by_suffix(VALUE_RANGES, metric, (-math.inf, math.inf))
+
+
+def _by_suffix(table: dict, metric: str, default):
+    for suffix, value in table.items():
         if metric == suffix or metric.endswith("_" + suffix):
-            return better
-    return None
+            return value
+    return default
 
 
 def metric_kind(metric: str) -> str:
@@ -83,28 +103,34 @@ class ToleranceRule:
     """How far a metric may move to the worse side before the check calls it a regression (see TOLERANCE_RULE)."""
 
     floor: float = field(metadata={"help": "smallest tolerance, in the metric's own unit; absorbs the small "
-                                           "differences between machines that one stored seed cannot show"})
+                                           "differences between machines that the standard error cannot show"})
     relative: float = field(default=0.0, metadata={"help": "fraction of the stored value always allowed "
                                                            "(timings vary with machine load)"})
-    k_std: float = field(default=3.0, metadata={"help": "multiple of the sample standard deviation of the "
-                                                        "stored per-seed values (seed-to-seed noise)"})
-    k_se: float = field(default=0.0, metadata={"help": "multiple of the stored standard error over evaluation "
-                                                       "items (win rates and the knowledge task; noise of a "
-                                                       "single seed)"})
+    k_se: float = field(default=3.0, metadata={"help": "multiple of the standard error of the stored mean (seed "
+                                                       "spread and evaluation noise); 3 is about 2 standard errors "
+                                                       "of the difference between two such means"})
+    cap: float | None = field(default=None, metadata={"help": "largest tolerance (None: no cap), so that noisy "
+                                                              "stored seeds cannot make the check unable to fail"})
 
     def __post_init__(self) -> None:
-        for name in ("floor", "relative", "k_std", "k_se"):
+        for name in ("floor", "relative", "k_se", "cap"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"tolerance.{name}: must be a non-negative number, got {value!r}")
+            if name == "cap" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"tolerance.{name}: must be a finite non-negative number, got {value!r}")
+        if self.cap is not None and self.cap < self.floor:
+            raise ValueError(f"tolerance.cap: {self.cap} is below the floor {self.floor}")
 
 
 # The rules in force, per metric kind. Win rates are in points (0-100), accuracies in [0, 1], wall times in seconds.
+# The caps keep the check able to fail however noisy the stored seeds are: a method losing 10 win-rate points (or
+# 0.1 of an accuracy) is always a regression.
 TOLERANCES: dict[str, ToleranceRule] = {
-    "win_rate": ToleranceRule(floor=5.0, k_std=3.0, k_se=2.0),
-    "accuracy": ToleranceRule(floor=0.05, k_std=3.0, k_se=2.0),
-    "wall_time": ToleranceRule(floor=30.0, relative=1.0, k_std=3.0),
-    "other": ToleranceRule(floor=0.0, relative=0.1, k_std=3.0),
+    "win_rate": ToleranceRule(floor=5.0, k_se=3.0, cap=8.0),
+    "accuracy": ToleranceRule(floor=0.05, k_se=3.0, cap=0.08),
+    "wall_time": ToleranceRule(floor=30.0, relative=1.0, k_se=3.0),
+    "other": ToleranceRule(floor=0.0, relative=0.1, k_se=3.0),
 }
 
 
@@ -138,25 +164,82 @@ class Leaderboard:
 
 
 def load_results(run_dir: Path) -> dict:
-    """Reads and checks a run's ``results.json``.
+    """Reads and checks a run's ``results.json``; a metric's missing values (``null`` or NaN) read as NaN.
 
     Raises:
-        ValueError: one line naming the file and the problem (missing, not JSON, missing keys).
+        ValueError: one line naming the file and the problem (missing, not JSON, a key given twice, missing keys,
+            a metric that is not ``{"mean": number or null, "values": [...]}``, an infinite value).
     """
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise ValueError(f"{path}: no such file; is {run_dir} a finished run dir?")
     try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        results = loads_strict(path.read_text(), allow_nan=True)
+    except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     required = {"preset", "seeds", "methods"}
     if not isinstance(results, dict) or not required <= results.keys() or not isinstance(results["methods"], dict):
         raise ValueError(f"{path}: expected an object with 'preset', 'seeds' and 'methods'")
+    if isinstance(results["seeds"], bool) or not isinstance(results["seeds"], int) or results["seeds"] < 1:
+        raise ValueError(f"{path}: 'seeds' must be a positive integer, got {results['seeds']!r}")
     for name, entry in results["methods"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
             raise ValueError(f"{path}: method {name!r} has no 'metrics' object")
-    return results
+        for metric, record in entry["metrics"].items():
+            problem = _metric_problem(record)
+            if problem:
+                raise ValueError(f"{path}: method {name!r}, metric {metric!r}: {problem}")
+    return missing_as_nan(results)  # and the per-seed records' nulls (strict JSON), which the harness wants as NaN
+
+
+def _metric_problem(record: object) -> str | None:
+    """What is wrong with one metric record of results.json (and turns its nulls into NaN), or None."""
+    if not isinstance(record, dict) or "mean" not in record:
+        return f"expected an object with a 'mean', got {record!r}"[:120]
+    for key in ("mean", "ci95"):
+        if key in record:
+            record[key] = _number_or_nan(record[key])
+            if record[key] is None:
+                return f"'{key}' must be a finite number or null"
+    values = record.get("values", [])
+    if not isinstance(values, list):
+        return "'values' must be a list"
+    record["values"] = [_number_or_nan(v) for v in values]
+    if any(v is None for v in record["values"]):
+        return "'values' must hold finite numbers or null"
+    return None
+
+
+def _number_or_nan(value: object) -> float | None:
+    """A finite number as float; null or NaN as NaN; anything else (infinity, text, true) as None."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isinf(value):
+        return None
+    return float(value)
+
+
+def loads_strict(text: str, allow_nan: bool = False) -> object:
+    """``json.loads`` that refuses a key given twice in one object (JSON keeps the last one silently) and the
+    non-standard constants Infinity and -Infinity (and NaN unless ``allow_nan``).
+
+    Raises:
+        ValueError: one line saying which key or constant.
+    """
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        seen = set()
+        for key, _ in items:
+            if key in seen:
+                raise ValueError(f"key {key!r} is given twice in one object")
+            seen.add(key)
+        return dict(items)
+
+    def constant(name: str) -> float:
+        if name == "NaN" and allow_nan:
+            return math.nan
+        raise ValueError(f"{name} is not a JSON number")
+
+    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
 
 
 def leaderboard_table(results: dict) -> pd.DataFrame:
@@ -186,8 +269,11 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
     """
     from harness.report.provenance import collect_provenance  # deferred: harness.report imports this module
 
+    from harness.registry import check_preset_name  # deferred: the registry imports every method
+
     results = load_results(run_dir)
     preset = results["preset"]
+    check_preset_name(preset)  # it names the files written: never a path
     methods = list(results["methods"])
     record = {
         "schema": SCHEMA_VERSION,
@@ -254,10 +340,20 @@ def known_methods() -> frozenset[str]:
 def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     """Reads and validates the stored leaderboard of ``preset``.
 
+    Everything is checked before any comparison, so a damaged or hand-edited leaderboard cannot make the check pass:
+    strict JSON (no key twice, no Infinity or NaN), finite numbers within each metric's range, the code's direction
+    for every metric, finite tolerance rules, and a CSV and a JSON that agree (methods, seeds, and every mean with
+    its per-seed values).
+
     Raises:
-        LeaderboardError: one line naming the file and the problem: missing file, empty file, a missing column,
-            a non-numeric value, an unknown method, or a JSON that does not match the CSV.
+        LeaderboardError: one line naming the file and the problem.
     """
+    from harness.registry import check_preset_name  # deferred: the registry imports every method
+
+    try:
+        check_preset_name(preset)
+    except ValueError as err:
+        raise LeaderboardError(str(err)) from None
     csv_path = Path(leaderboards_dir) / f"{preset}.csv"
     json_path = Path(leaderboards_dir) / f"{preset}.json"
     table = _read_table(csv_path)
@@ -271,17 +367,24 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     if stored_presets != {preset}:
         raise LeaderboardError(f"{csv_path}: rows are for preset(s) {', '.join(sorted(stored_presets))}, "
                                f"expected only {preset!r}")
+    if record.get("schema") != SCHEMA_VERSION:
+        raise LeaderboardError(f"{json_path}: schema {record.get('schema')!r}, this harness reads schema "
+                               f"{SCHEMA_VERSION}; rebuild it with python -m harness.run ... --update-leaderboard")
 
     command = record.get("command")
     if (not isinstance(command, dict) or not isinstance(command.get("methods"), list)
-            or not isinstance(command.get("seeds"), int) or command["seeds"] < 1):
+            or isinstance(command.get("seeds"), bool) or not isinstance(command.get("seeds"), int)
+            or command["seeds"] < 1):
         raise LeaderboardError(f"{json_path}: 'command' must hold a list of 'methods' and a positive 'seeds'")
     if sorted(command["methods"]) != sorted(table["method"]):
         raise LeaderboardError(f"{json_path}: command methods {command['methods']} do not match the CSV's "
                                f"{list(table['method'])}")
+    if set(table["seeds"]) != {command["seeds"]}:
+        raise LeaderboardError(f"{csv_path}: column 'seeds' says {sorted(set(table['seeds']))}, the JSON's command "
+                               f"{command['seeds']}")
     try:
         tolerances = {kind: ToleranceRule(**rule) for kind, rule in record["tolerances"].items()}
-        per_seed = {name: {column: [math.nan if v is None else float(v) for v in record["per_seed"][name][column]]
+        per_seed = {name: {column: [_stored_number(v) for v in record["per_seed"][name][column]]
                            for column in METRIC_COLUMNS} for name in table["method"]}
         higher_is_better = {column: record["higher_is_better"][column] for column in METRIC_COLUMNS}
     except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -289,8 +392,42 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     missing_kinds = {metric_kind(c) for c in METRIC_COLUMNS} - set(tolerances)
     if missing_kinds:
         raise LeaderboardError(f"{json_path}: no tolerance rule for metric kind {sorted(missing_kinds)[0]!r}")
+    for column, stored in higher_is_better.items():
+        if stored is not direction(column):  # true, false or null, exactly as the code defines the metric
+            raise LeaderboardError(f"{json_path}: higher_is_better.{column} is {stored!r}; the metric's direction is "
+                                   f"{json.dumps(direction(column))}")
+    for _, row in table.iterrows():
+        _check_row(row, per_seed[row["method"]], command["seeds"], csv_path, json_path)
     return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, higher_is_better,
                        tolerances, record.get("provenance", {}))
+
+
+def _stored_number(value: object) -> float:
+    """A per-seed value of the JSON: a finite number, or null for a missing one (NaN)."""
+    number = _number_or_nan(value)
+    if number is None:
+        raise ValueError(f"{value!r} is not a finite number or null")
+    return number
+
+
+def _check_row(row: pd.Series, per_seed: dict[str, list[float]], seeds: int, csv_path: Path, json_path: Path) -> None:
+    """One method's stored values: within range, and the CSV's means those of the JSON's per-seed values."""
+    method = row["method"]
+    for column in METRIC_COLUMNS:
+        values = per_seed[column]
+        if len(values) != seeds:
+            raise LeaderboardError(f"{json_path}: per_seed.{method}.{column} has {len(values)} values for "
+                                   f"{seeds} seeds")
+        low, high = value_range(column)
+        for where, value in ((csv_path, row[column]), *((json_path, v) for v in values)):
+            if not math.isnan(value) and not low <= value <= high:
+                raise LeaderboardError(f"{where}: {method} {column} = {value!r} is outside [{low}, {high}]")
+        finite = [v for v in values if not math.isnan(v)]
+        mean = sum(finite) / len(finite) if finite else math.nan
+        if not (math.isnan(mean) and math.isnan(row[column]) or math.isclose(mean, row[column], rel_tol=1e-6,
+                                                                               abs_tol=1e-9)):
+            raise LeaderboardError(f"{csv_path}: {method} {column} = {row[column]!r}, but the mean of its per-seed "
+                                   f"values in {json_path.name} is {mean!r}")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -300,7 +437,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     if not path.read_text().strip():
         raise LeaderboardError(f"{path}: the file is empty")
     try:
-        table = pd.read_csv(path, dtype={"method": str, "preset": str})
+        table = pd.read_csv(path, dtype=str)  # text, so an error can quote the cell as written
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise LeaderboardError(f"{path}: not a readable CSV ({err})") from None
     missing = [c for c in LEADERBOARD_COLUMNS if c not in table.columns]
@@ -312,10 +449,11 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise LeaderboardError(f"{path}: every row needs a distinct method name")
     for column in ["seeds", *METRIC_COLUMNS]:
         numeric = pd.to_numeric(table[column], errors="coerce")
-        bad = table[column][numeric.isna() & table[column].notna()]
+        bad = table[column][(numeric.isna() & table[column].notna()) | numeric.isin([math.inf, -math.inf])]
         if not bad.empty:
             row = table.loc[bad.index[0], "method"]
-            raise LeaderboardError(f"{path}: column {column!r}, method {row!r}: {bad.iloc[0]!r} is not a number")
+            raise LeaderboardError(f"{path}: column {column!r}, method {row!r}: {bad.iloc[0]!r} is not a finite "
+                                   "number")
         table[column] = numeric.astype(float)
     return table[LEADERBOARD_COLUMNS]
 
@@ -327,8 +465,8 @@ def _read_record(path: Path) -> dict:
     if not text.strip():
         raise LeaderboardError(f"{path}: the file is empty")
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
+        record = loads_strict(text)
+    except ValueError as err:
         raise LeaderboardError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(record, dict):
         raise LeaderboardError(f"{path}: expected a JSON object")

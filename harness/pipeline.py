@@ -9,8 +9,6 @@ Data flow (docs/architecture.md has the picture)::
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import time
@@ -22,20 +20,23 @@ import pandas as pd
 import torch
 import yaml
 
-from harness import distributed
+from harness import distributed, logs, results_json, rundir
 from harness.annotators import make_annotator
-from harness.cache import StageCache, write_atomic
+from harness.cache import StageCache
 from harness.config import ConfigError, RunConfig
 from harness.context import RunContext
+from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
-from harness.evals.mmlu import knowledge_label
 from harness.generation import make_generator
 from harness.leaderboard import direction, leaderboard_table
-from harness.registry import METHODS, make_suite
+from harness.outputs import export_outputs
+from harness.registry import make_method, make_suite
 from harness.report import write_reports
+from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
 from methods.base import set_mixed_precision
+from methods.tracking import reporting_to
 
 @dataclass
 class RunResult:
@@ -60,7 +61,8 @@ class RunLog:
 
 
 def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_dir: Path | None = None,
-        model_cache: Path | None = None) -> RunResult:
+        model_cache: Path | None = None, verbose: bool = False, report_to: str = "none",
+        overwrite: bool = False) -> RunResult:
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
 
     Args:
@@ -70,51 +72,62 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         out_dir: the run dir (locked for the duration of the run).
         cache_dir: where stages live; ``out_dir/stages`` by default.
         model_cache: where suites build or convert their base model; :func:`default_model_cache` by default.
+        verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
+        report_to: the experiment tracker of the trainers and PPO (:data:`methods.tracking.TRACKERS`), logging
+            under ``out_dir/tracking``.
+        overwrite: write into ``out_dir`` even if it holds another command's finished run or files the harness
+            did not write (:mod:`harness.rundir`); otherwise such a dir is refused.
+
+    Raises:
+        ConfigError: bad input found once the run started (a ``model.base`` that is not a model).
+        RunDirError: ``out_dir`` is not a dir this run may write into.
+        RunLockedError: another run holds ``out_dir``.
     """
     if config.runtime.torch_threads is not None:
         torch.set_num_threads(config.runtime.torch_threads)
     set_mixed_precision(config.runtime.mixed_precision)
     started = time.perf_counter()
+    identity = rundir.identity(methods, seeds, config.to_dict())
+    rundir.check_out(out_dir, identity, overwrite)
     # The judge and the data are checked before the run dir is touched: bad input leaves a finished run as it was.
     with distributed.main_process_first():  # the main process builds or downloads, the others then read
         suite, judge = prepare(config)
         splits = suite.splits()
         validate_splits(splits, suite.eval_sets, f"suite {suite.name}", suite.pairs_from_policy)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # With several processes (accelerate launch) all of them train; the main one alone writes (harness.distributed).
-    with distributed.run_lock(out_dir):
-        main = distributed.is_main_process()
+    main = distributed.is_main_process()
+    with (distributed.run_lock(out_dir, identity, overwrite),
+          logs.library_output(out_dir / "run.log" if main else Path(os.devnull), verbose),
+          reporting_to(report_to, out_dir / "tracking")):
         log = RunLog(out_dir / "run.log") if main else _quiet
         cache = StageCache(cache_dir or out_dir / "stages", log=log)
         if main:
-            write_atomic(out_dir / "config.yaml", yaml.safe_dump(
-                {"methods": methods, "seeds": seeds, **config.to_dict()}, sort_keys=False))
             cache.remove_stale_temporaries()
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
-            models_dir = model_cache or default_model_cache()
-            base_model = (suite.base_model(models_dir) if config.model.base == "suite"
-                          else resolve_model(config.model.base, models_dir, config.model.trust_remote_code))
+            base_model = resolve_base_model(config, suite, model_cache or default_model_cache())
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
         diagnostics: dict[str, list[dict]] = {m: [] for m in methods}
         stage_times: list[dict] = []
+        curves: list[dict] = []  # over-optimisation, one record per seed
         for seed in range(seeds):
             ctx = RunContext(config, suite, splits, seed, cache, generator, base_model, log)
             for name in methods:
                 log(f"seed {seed}: method {name}")
                 t0 = time.perf_counter()
                 first_stage = len(ctx.stage_times)
-                trained = METHODS[name]().train(ctx)
+                trained = make_method(name).train(ctx)
                 record = evaluate_policy(ctx, trained, judge, config.eval.judge)
                 record["train_wall_s"] = training_wall_time(ctx.stage_times[first_stage:])
                 record["wall_s"] = round(time.perf_counter() - t0, 1)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
-                if main:
-                    write_atomic(out_dir / "diagnostics.json", json.dumps(diagnostics, indent=1, default=str))
+            if config.eval.overoptimisation and "best_of_n" in methods:
+                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods))
+                log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
         base = base_model_record(base_ctx)
@@ -123,14 +136,40 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+        if curves:
+            results["overoptimisation"] = overoptimisation.summarise(curves)
+            log(f"over-optimisation fits, mean over seeds: "
+                f"{overoptimisation.describe_fits(results['overoptimisation']['mean']['fits'])}")
         table = leaderboard_table(results)
         if main:
-            write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_default))
-            write_atomic(out_dir / "leaderboard.csv", table.to_csv(index=False))
-            markdown, html = write_reports(out_dir)
+            # Config, results, outputs/ and reports replace the previous ones together, now that the run succeeded.
+            with rundir.staging(out_dir) as staging:
+                (staging / "config.yaml").write_text(yaml.safe_dump(identity, sort_keys=False))
+                (staging / "results.json").write_text(results_json.dumps(results))
+                (staging / "leaderboard.csv").write_text(table.to_csv(index=False))
+                (staging / "diagnostics.json").write_text(results_json.dumps(diagnostics))
+                export_outputs(staging, per_seed)
+                markdown, html = write_reports(staging)
             log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
+
+
+def resolve_base_model(config: RunConfig, suite, models_dir: Path) -> Path:
+    """The checkpoint every method starts from: the suite's own, or ``model.base``.
+
+    Raises:
+        ConfigError: ``model.base`` is neither a model dir nor a model id in reach (one line).
+    """
+    if config.model.base == "suite":
+        return suite.base_model(models_dir)
+    try:
+        return resolve_model(config.model.base, models_dir, config.model.trust_remote_code)
+    except (OSError, ValueError) as err:  # transformers' loaders, on a dir that holds no model
+        if isinstance(err, ConfigError):
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model.base: {config.model.base!r} is not a model checkpoint ({reason})") from None
 
 
 def default_model_cache() -> Path:
@@ -208,44 +247,5 @@ def summarise(values: list[float]) -> dict:
     finite = [v for v in values if not math.isnan(v)]
     n = len(finite)
     mean = sum(finite) / n if n else float("nan")
-    if n > 1:
-        from scipy.stats import t
+    return {"mean": mean, "ci95": t_half_width(finite), "n": n, "values": values}
 
-        sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
-        half = float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
-    else:
-        half = float("nan")
-    return {"mean": mean, "ci95": half, "n": n, "values": values}
-
-
-def format_table(table: pd.DataFrame, results: dict) -> str:
-    """The console table: win rates with their interval, and the other headline columns."""
-    lines = []
-    shown = ["farm_win_rate", "bar_win_rate", "knowledge_acc", "rm_acc_offline", "rm_acc_onpolicy", "rm_drift",
-             "proxy_reward", "kl", "avg_length"]
-    labels = [knowledge_label(results) if c == "knowledge_acc" else c for c in shown]
-    header = f"{'method':<10}" + "".join(f"{c:>18}" for c in labels)
-    lines += [header, "-" * len(header)]
-    for name, entry in results["methods"].items():
-        cells = []
-        for column in shown:
-            metric = entry["metrics"].get(column)
-            cells.append(_cell(metric))
-        lines.append(f"{name:<10}" + "".join(f"{c:>18}" for c in cells))
-    return "\n".join(lines)
-
-
-def _cell(metric: dict | None) -> str:
-    if metric is None or math.isnan(metric["mean"]):
-        return "-"
-    if not math.isnan(metric["ci95"]):
-        return f"{metric['mean']:.3g} ± {metric['ci95']:.2g}"
-    return f"{metric['mean']:.3g}"
-
-
-def _json_default(obj: object) -> object:
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    return str(obj)

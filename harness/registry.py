@@ -2,27 +2,42 @@
 
 Adding a method means writing ``methods/<name>.py`` with one class implementing :class:`methods.base.Method` and
 adding one line to :data:`METHODS`. Judges are resolved by :func:`harness.annotators.make_annotator`.
+
+Entries name their class as ``"module:Class"`` and are imported only when used: the methods import torch,
+transformers and TRL (seconds), which ``--help`` and the input checks never need.
 """
 
 from __future__ import annotations
 
+import re
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from methods.base import Method
-from methods.ppo import PPO
-from methods.rlp_spg import RLPSPG
-from methods.rlp_uml import RLPUML
-from methods.sft import SFT
+if TYPE_CHECKING:
+    from methods.base import Method
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
-METHODS: dict[str, Callable[[], Method]] = {
-    "sft": SFT,
-    "ppo": PPO,
-    "rlp_uml": RLPUML,
-    "rlp_spg": RLPSPG,
+METHODS: dict[str, str] = {
+    "sft": "methods.sft:SFT",
+    "ppo": "methods.ppo:PPO",
+    "best_of_n": "methods.best_of_n:BestOfN",
+    "rlp_uml": "methods.rlp_uml:RLPUML",
+    "rlp_spg": "methods.rlp_spg:RLPSPG",
 }
+
+# A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that
+# it can never be a path (``../../x``) that writes outside those dirs.
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_preset_name(name: object) -> None:
+    """Raises ValueError (one line, naming the field) unless ``name`` is a valid preset name."""
+    if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
+        raise ValueError(f"preset: {name!r} is not a preset name; use letters, digits, '-' and '_' (a name, "
+                         "not a path)")
+
 
 PRESETS: dict[str, Path] = {
     "tiny": PRESET_DIR / "tiny.yaml",
@@ -32,42 +47,44 @@ PRESETS: dict[str, Path] = {
 }
 
 
-def _tiny_suite(options: dict) -> Any:
-    from harness.config import build
-    from harness.suites.tiny import TinySuite, TinyWorldConfig
-
-    return TinySuite(build(TinyWorldConfig, options, "suite"))
-
-
-def _verifiable_suite(options: dict) -> Any:
-    from harness.config import build
-    from harness.suites.verifiable import VerifiableConfig, VerifiableSuite
-
-    return VerifiableSuite(build(VerifiableConfig, options, "suite"))
-
-
-def _alpacafarm_suite(options: dict) -> Any:
-    from harness.config import build
-    from harness.suites.alpacafarm import AlpacaFarmConfig, AlpacaFarmSuite
-
-    return AlpacaFarmSuite(build(AlpacaFarmConfig, options, "suite"))
-
-
-# A suite factory takes the preset's ``suite`` options (minus ``name``) and returns a Suite.
-SUITES: dict[str, Callable[[dict], Any]] = {
-    "tiny": _tiny_suite,
-    "verifiable": _verifiable_suite,
-    "alpacafarm": _alpacafarm_suite,
+# A suite: its class and the dataclass of its options (the preset's ``suite`` mapping minus ``name``).
+SUITES: dict[str, tuple[str, str]] = {
+    "tiny": ("harness.suites.tiny:TinySuite", "harness.suites.tiny:TinyWorldConfig"),
+    "verifiable": ("harness.suites.verifiable:VerifiableSuite", "harness.suites.verifiable:VerifiableConfig"),
+    "alpacafarm": ("harness.suites.alpacafarm:AlpacaFarmSuite", "harness.suites.alpacafarm:AlpacaFarmConfig"),
 }
+
+
+def load(entry: str) -> Any:
+    """The object a ``"module:name"`` entry names, imported now."""
+    module, _, name = entry.partition(":")
+    return getattr(import_module(module), name)
+
+
+def make_method(name: str) -> Method:
+    """A new instance of the method registered as ``name``."""
+    return load(METHODS[name])()
+
+
+def suite_config_class(name: object) -> type:
+    """The options dataclass of the suite called ``name``.
+
+    Raises:
+        ValueError: no suite has that name (one line naming the field and the choices).
+    """
+    if name not in SUITES:
+        raise ValueError(f"suite.name: {name!r} is not a known suite; choose one of {', '.join(SUITES)}")
+    return load(SUITES[name][1])
 
 
 def make_suite(options: dict) -> Any:
     """The suite named by ``options['name']``, configured with the rest of ``options``."""
+    from harness.config import build
+
     options = dict(options)
     name = options.pop("name", None)
-    if name not in SUITES:
-        raise ValueError(f"suite.name: {name!r} is not a known suite; choose one of {', '.join(SUITES)}")
-    return SUITES[name](options)
+    config_class = suite_config_class(name)
+    return load(SUITES[name][0])(build(config_class, options, "suite"))
 
 
 def resolve_methods(names: list[str]) -> list[str]:

@@ -3,14 +3,17 @@
     python -m harness.run --methods ppo rlp_spg             # the embedded default (tiny preset, CPU, offline)
     python -m harness.run --methods all --seeds 3           # every method, mean and 95% interval over 3 seeds
     python -m harness.run --methods ppo --set ppo.kl_coef=0.05
+    python -m harness.run --list-fields                     # every field --set accepts, its type, value and help
 
 Every input is checked before any training starts; a bad one ends the run with exit status 2 and one line naming
-the flag or field and what is allowed.
+the flag or field and what is allowed. torch, transformers and the trainers are imported only once a run starts,
+so ``--help`` and the bad-input errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import sys
@@ -19,6 +22,10 @@ import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+# Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
+# the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +42,7 @@ def _fail(message: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.registry import METHODS, PRESETS
+    from methods.tracking import TRACKERS
 
     parser = _Parser(
         prog="python -m harness.run",
@@ -42,13 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"methods: {', '.join(METHODS)} (or 'all')\npresets: {', '.join(PRESETS)}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+    parser.add_argument("--methods", nargs="+", metavar="METHOD",
                         help=f"methods to train and evaluate: {', '.join(METHODS)}, or all")
     parser.add_argument("--preset", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a preset YAML "
                         "file (default: tiny)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds; metrics report mean and 95%% "
                         "interval over them (default: 1)")
-    parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>)")
+    parser.add_argument("--out", type=Path, default=None, help="run dir (default: runs/<preset>); a new or empty "
+                        "dir, or a run dir of the same command (which resumes or reruns it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into --out even if it holds a finished run of another command or files the "
+                        "harness did not write; the old results are replaced only when this run finishes")
     parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
                         "(default: <out>/stages)")
     parser.add_argument("--update-leaderboard", action="store_true",
@@ -57,36 +69,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--leaderboards", type=Path, default=Path("leaderboards"),
                         help="where stored leaderboards live (default: leaderboards)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override a preset field, e.g. --set ppo.num_steps=20 (repeatable)")
+                        help="override a preset field, e.g. --set ppo.num_steps=20 (repeatable; --list-fields "
+                        "lists them)")
+    parser.add_argument("--list-fields", action="store_true",
+                        help="print every field --set accepts, with its type, its value in the preset and its help, "
+                        "and exit")
+    parser.add_argument("--report-to", default="none", metavar="TRACKER",
+                        help=f"experiment tracker of the trainers and PPO: {', '.join(TRACKERS)} (default: none); "
+                        "logs under <out>/tracking")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the libraries' warnings, logs and progress bars (always in <out>/run.log)")
     return parser
 
 
 def parse_and_validate(argv: list[str] | None = None):
     """Parses the command line and checks everything that can be checked before training.
 
-    Returns (config, methods, args). Raises SystemExit(2) with a one-line message on bad input.
+    Returns (config, methods, args); ``methods`` is empty with ``--list-fields``. Raises SystemExit(2) with a
+    one-line message on bad input.
     """
-    from harness.config import ConfigError, load_preset
     from harness.registry import PRESETS, resolve_methods
+    from harness.rundir import RunDirError, check_out, identity
+    from methods.tracking import tracker_problem
 
     args = build_parser().parse_args(argv)
+    if not args.methods and not args.list_fields:
+        raise SystemExit(_fail("the following arguments are required: --methods"))
     try:
-        methods = resolve_methods(args.methods)
+        methods = resolve_methods(args.methods or [])
     except ValueError as err:
         raise SystemExit(_fail(str(err))) from None
     if args.seeds <= 0:
         raise SystemExit(_fail(f"--seeds: must be a positive integer, got {args.seeds}"))
+    problem = tracker_problem(args.report_to)
+    if problem:
+        raise SystemExit(_fail(problem))
 
     preset_path = PRESETS.get(args.preset) or Path(args.preset)
     if args.preset not in PRESETS and not preset_path.is_file():
         raise SystemExit(_fail(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)} "
                                "or give a preset YAML file"))
+    from harness.config import ConfigError, load_preset  # the method configs import torch: only now
+
     try:
         config = load_preset(preset_path, args.overrides)
     except ConfigError as err:
         raise SystemExit(_fail(str(err))) from None
+    if args.list_fields:
+        return config, methods, args  # nothing will be written
 
     args.out = args.out or Path("runs") / config.preset
+    try:  # refused before any work: a dir of user files, another command's finished run, a broken symlink
+        check_out(args.out, identity(methods, args.seeds, config.to_dict()), args.overwrite)
+    except RunDirError as err:
+        raise SystemExit(_fail(str(err))) from None
     leaderboards = args.leaderboards if args.update_leaderboard else None
     for flag, path in (("--out", args.out), ("--cache", args.cache), ("--leaderboards", leaderboards)):
         if path is not None and not _writable(path):
@@ -101,7 +137,7 @@ def _writable(path: Path) -> bool:
     even where every write fails (a read-only mount, /proc, /sys), and the run would then fail mid-way.
     """
     probe = path
-    while not os.path.exists(probe):  # unlike Path.exists, False (not an error) where a parent is unreadable
+    while not os.path.lexists(probe):  # unlike Path.exists, False (not an error) where a parent is unreadable
         probe = probe.parent
     if not probe.is_dir():
         return False
@@ -112,6 +148,11 @@ def _writable(path: Path) -> bool:
         return False
 
 
+def _kept(out: Path) -> str:
+    """What a failed run says about the run dir: a finished run there keeps its results (harness.rundir)."""
+    return f"; {out} keeps its previous results" if (out / "results.json").exists() else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     # The offline presets never need the hub; without these switches every hub look-up waits before failing.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -120,26 +161,43 @@ def main(argv: list[str] | None = None) -> int:
     # lines on stderr the user can do nothing about (pyproject pins setuptools<82, which still has it).
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     config, methods, args = parse_and_validate(argv)
+    if args.list_fields:
+        from harness.config import describe_fields
+
+        print(f"Fields of preset {config.preset} (--set SECTION.FIELD=VALUE), with their value in it:\n")
+        print(describe_fields(config))
+        return 0
 
     from harness import pipeline
     from harness.cache import RunLockedError
     from harness.config import ConfigError
+    from harness.console_table import format_table
     from harness.distributed import is_main_process
+    from harness.rundir import RunDirError
 
     # The half a million objects those imports made live as long as the run; moving them out of the collector's
     # reach keeps each full garbage collection from walking them again (3 s of a 2.5-minute run).
     gc.collect()
     gc.freeze()
     try:
-        result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache)
-    except (ConfigError, RunLockedError) as err:
-        return _fail(str(err))
+        result = pipeline.run(config, methods, args.seeds, args.out, cache_dir=args.cache, verbose=args.verbose,
+                              report_to=args.report_to, overwrite=args.overwrite)
+    except (ConfigError, RunLockedError, RunDirError) as err:
+        return _fail(str(err) + _kept(args.out))
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        return _fail(f"{err.filename or args.out}: {err.strerror}" + _kept(args.out))
+    except KeyboardInterrupt:  # Ctrl-C: what was kept matters more than where Python was
+        print(f"harness.run: interrupted; finished stages are kept, rerun the same command to resume"
+              f"{_kept(args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         gc.unfreeze()  # an in-process caller (a notebook, the tests) gets its collector back as it was
     if not is_main_process():
         return 0  # under accelerate launch the main process reports and updates the leaderboard
     print()
-    print(pipeline.format_table(result.table, result.results))
+    print(format_table(result.results))
     print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.html'}")
     if args.update_leaderboard:
         from harness.leaderboard import update_leaderboard

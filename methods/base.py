@@ -91,18 +91,28 @@ class PPORun:
 
 
 @dataclass(frozen=True)
+class Rerank:
+    """How a policy answers when it is reranked: ``n`` samples, and ``reward_model`` keeps its favourite."""
+
+    n: int
+    reward_model: Path
+
+
+@dataclass(frozen=True)
 class TrainedPolicy:
     """What a method returns: the policy to evaluate and how it came about.
 
     ``reward_model`` is the reward model the policy was optimised against (None for SFT); ``ppo`` carries the
-    checkpoints the drift metric evaluates; ``diagnostics`` holds method-specific figures (SPG acceptance rate,
-    UML loss curves, ...) that the report shows.
+    checkpoints the drift metric evaluates; ``rerank`` makes the policy answer best-of-n (its answer is the
+    favourite of ``rerank.n`` samples by ``rerank.reward_model``; None: one sample); ``diagnostics`` holds
+    method-specific figures (SPG acceptance rate, UML loss curves, ...) that the report shows.
     """
 
     method: str
     policy: Path
     reward_model: Path | None = None
     ppo: PPORun | None = None
+    rerank: Rerank | None = None
     diagnostics: dict = field(default_factory=dict)
 
 

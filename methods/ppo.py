@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
 
 from methods.base import PPOCheckpoint, PPORun, TrainedPolicy
+from methods.tracking import accelerator_reporting, tracker_init
 from methods.ppo_losses import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -304,7 +305,9 @@ def train_ppo(
     if not prompts:
         raise ValueError("prompts must not be empty")
     out_dir = Path(out_dir)
-    accelerator = Accelerator()
+    accelerator = Accelerator(**accelerator_reporting())  # the run's tracker (--report-to), if any
+    if accelerator.log_with:
+        accelerator.init_trackers(**tracker_init(out_dir), config=asdict(cfg))
     device = accelerator.device
     set_seed(seed, device_specific=True)
     prompt_order = torch.Generator().manual_seed(seed + accelerator.process_index)
@@ -438,6 +441,7 @@ def train_ppo(
             "entropy": across_processes(masked_mean(entropy, response_mask)),
         }
         history.append(record)
+        accelerator.log({f"ppo/{key}": value for key, value in record.items() if key != "step"}, step=step)
         progress.set_postfix(reward=f"{record['proxy_reward']:.3f}", kl=f"{record['kl']:.3f}")
         if step % cfg.save_every == 0:
             path = f"checkpoints/step-{step:04d}"
@@ -450,6 +454,8 @@ def train_ppo(
         run = {"policy": "policy", "reward_model": str(reward_model_dir), "checkpoints": checkpoints,
                "history": history, "seed": seed, "config": asdict(cfg)}
         (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2))
+    for tracker in accelerator.trackers:  # not end_training(): that also ends the process group later stages use
+        tracker.finish()
     accelerator.wait_for_everyone()
     return load_ppo_run(out_dir)
 

@@ -18,7 +18,7 @@ from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 
 from harness.distributed import per_process_batch
-from methods.sft import conversation, save_final, trainer_defaults
+from methods.sft import conversation, label_progress, save_final, trainer_defaults
 from harness.suites.base import Preference
 
 
@@ -130,13 +130,14 @@ def train_reward_model(
         lr_scheduler_type="cosine",
         warmup_steps=0.03,  # a ratio of all steps
         seed=seed,
-        **trainer_defaults(),
+        **trainer_defaults(out_dir),
     )
     common = dict(model=model, args=args, train_dataset=preference_pairs(pairs), processing_class=tokenizer)
     if auxiliary is None:
         trainer = RewardTrainer(**common)
     else:
         trainer = _RewardTrainerWithAuxiliary(**common, auxiliary=auxiliary)
+    label_progress(trainer, "reward")
     trainer.train()
     save_final(trainer, tokenizer, out_dir)
     return getattr(trainer, "auxiliary_curve", [])

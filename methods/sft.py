@@ -6,6 +6,7 @@ The SFT model is the starting point of every other method and the reference poli
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +14,19 @@ from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from harness.distributed import per_process_batch
 from methods.base import TrainedPolicy, trainer_precision
+from methods.tracking import trainer_reporting
 
 if TYPE_CHECKING:
     from harness.context import RunContext
+
+# The trainers' per-step dicts ({'loss': ...}); harness.logs sends them to run.log (and to stderr with --verbose).
+log = logging.getLogger("harness.training")
 
 
 @dataclass
@@ -76,16 +81,18 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         max_length=cfg.max_length,
         seed=seed,
-        **trainer_defaults(),
+        **trainer_defaults(out_dir),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    label_progress(trainer, "sft")
     trainer.train()
     save_final(trainer, tokenizer, out_dir)
 
 
-def trainer_defaults() -> dict:
-    """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, and the
-    process's mixed precision on a GPU only (:func:`methods.base.trainer_precision`).
+def trainer_defaults(out_dir: Path) -> dict:
+    """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, the
+    process's mixed precision on a GPU only (:func:`methods.base.trainer_precision`), and the run's tracker
+    (:func:`methods.tracking.trainer_reporting`) for a stage built in ``out_dir``.
 
     TRL defaults bf16 and gradient checkpointing to True, which makes CPU training about 4x slower.
     """
@@ -93,11 +100,50 @@ def trainer_defaults() -> dict:
         **trainer_precision(),
         gradient_checkpointing=False,
         save_strategy="no",
-        report_to=[],
+        **trainer_reporting(out_dir),
         logging_steps=10,
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
+
+
+class LabelledProgress(TrainerCallback):
+    """The trainer's progress bar, labelled with the stage it trains, and its logs sent to ``run.log``.
+
+    It replaces transformers' ``ProgressCallback``, whose bar has no label and which prints every log dict
+    (``{'loss': ...}``) on the console.
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, desc=self.label, unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            log.info("%s step %d: %s", self.label, state.global_step, json.dumps(logs, default=str))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def label_progress(trainer, label: str) -> None:
+    """Swaps ``trainer``'s unlabelled progress bar and printed logs for :class:`LabelledProgress`."""
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LabelledProgress(label))
 
 
 def save_final(trainer, tokenizer, out_dir: Path) -> None:

@@ -25,7 +25,7 @@ from test_alpacafarm import write_hub_mirror
 
 REPO = Path(__file__).parent.parent
 ERROR_PREFIX = "harness.run: error: "
-SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, policy_samples, uml, spg, eval"
+SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, best_of_n, policy_samples, uml, spg, eval"
 JSON_FORMATS = "a JSON list of records or JSON Lines (one record per line)"
 # A file that cannot be read even by root, who ignores permission bits: reading /proc/self/mem from its start fails
 # with EIO, because no process maps address 0. A symlink to it stands in for an unreadable preset or data file.
@@ -209,6 +209,9 @@ COMMAND_LINES = [
          ("ppo.num_steps: expected an integer, got 1.5",)),
     Case("--set: boolean for a count", flags("--set", "eval.drift_instructions=true"),
          ("eval.drift_instructions: expected an integer, got True",)),
+    Case("--set: best of zero", flags("--set", "best_of_n.n=0"), ("best_of_n: n: must be a positive integer, got 0",)),
+    Case("--set: best-of-n curve not a power of 2", flags("--set", "eval.overoptimisation_max_n=48"),
+         ("eval.overoptimisation_max_n: must be a power of 2, got 48",)),
     Case("--set: negative few-shot", flags("--set", "eval.knowledge_fewshot=-1"),
          ("eval.knowledge_fewshot: must be >= 0",)),
     Case("--set: zero eval examples", flags("--set", "eval.max_examples=0"),
@@ -218,7 +221,7 @@ COMMAND_LINES = [
     Case("--set: zero suite size", flags("--set", "suite.sft_size=0"),
          ("TinyWorldConfig.sft_size must be > 0, got 0",)),
     Case("--set: unknown suite option", flags("--set", "suite.sft_sise=10"),
-         ("suite.sft_sise: unknown field; allowed: world_seed, sft_size",)),
+         ("--set suite.sft_sise=10: unknown field suite.sft_sise; did you mean suite.sft_size?",)),
     Case("--preset: empty name", flags("--preset", ""), ("--preset: unknown preset ''", "or give a preset YAML file")),
     Case("--preset: a directory", flags("--preset", "{tmp}"),
          ("--preset: unknown preset '{tmp}'", "choose one of tiny")),
@@ -418,10 +421,11 @@ def test_a_finished_run_dir_is_left_as_it_was(case, tmp_path, capfd):
     out = tmp_path / "out" / "run"
     out.mkdir(parents=True)
     finished = {"results.json": '{"preset": "tiny", "methods": {"sft": {}}}\n', "config.yaml": "preset: tiny\n",
-                "leaderboard.csv": "method\nsft\n", "run.log": "[00:00:00] run finished\n"}
+                "leaderboard.csv": "method\nsft\n", "run.log": "[00:00:00] run finished\n", ".harness-run": "{}\n"}
     for name, text in finished.items():
         (out / name).write_text(text)
-    argv = [*case.argv(tmp_path), "--out", str(out)]
+    # --overwrite: the finished run is of another command, so without it the run is refused before the input is read
+    argv = [*case.argv(tmp_path), "--out", str(out), "--overwrite"]
     before = snapshot(tmp_path)
     assert_refused(run_main(argv), capfd.readouterr().err, case.expected, tmp_path)
     assert (out / "results.json").read_text() == finished["results.json"]

@@ -134,6 +134,8 @@ def test_trained_stages_counts_training_lines(tmp_path):
         "[10:00:09] stage sft              done     sft-a in 9.0s\n"
         "[10:00:09] stage sft              reused   sft-a\n"
         "[10:00:09] stage reward           training reward-a\n"
+        "10:00:09 transformers.modeling_utils WARNING: LlamaForSequenceClassification LOAD REPORT\n"
+        "- MISSING:\tthose params were newly initialized. Consider training on your downstream task.\n"
     )
     assert trained_stages(tmp_path) == 2
 

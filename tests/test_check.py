@@ -31,9 +31,20 @@ def stored(tmp_path):
 
 
 def _set_stored(csv_path: Path, method: str, metric: str, value: float | str) -> None:
+    """Moves a stored mean to ``value`` in the CSV and its per-seed values in the JSON by the same amount, so the
+    two files still agree (NaN: every seed missing; text: written to the CSV alone)."""
     table = pd.read_csv(csv_path, dtype=str)
+    old = float(table.loc[table["method"] == method, metric].iloc[0])
     table.loc[table["method"] == method, metric] = str(value)  # as a CSV cell; "nan" reads back as NaN
     table.to_csv(csv_path, index=False)
+    if isinstance(value, str):
+        return
+    json_path = csv_path.with_suffix(".json")
+    record = json.loads(json_path.read_text())
+    seeds = record["per_seed"][method]
+    seeds[metric] = [None if math.isnan(value) else value if math.isnan(old) else v + value - old
+                     for v in seeds[metric]]
+    json_path.write_text(json.dumps(record))
 
 
 def _check(run_dir: Path, csv_path: Path) -> int:
@@ -41,15 +52,19 @@ def _check(run_dir: Path, csv_path: Path) -> int:
 
 
 def test_tolerance_by_hand():
-    rule = ToleranceRule(floor=5.0, relative=0.0, k_std=3.0, k_se=2.0)
-    # rlp_spg farm win rate: seeds 48, 52 -> sample std = sqrt(((-2)^2 + 2^2) / 1) = 2.828; 3 * 2.828 = 8.485;
-    # standard error 3.2 -> 2 * 3.2 = 6.4; floor 5. The largest term wins: 8.485.
-    assert tolerance(rule, 50.0, [48.0, 52.0], 3.2) == pytest.approx(8.485, abs=1e-3)
-    # One seed: no std; se 3.0 -> 6.0 beats the floor.
-    assert tolerance(rule, 50.0, [50.0], 3.0) == pytest.approx(6.0)
-    # Nothing but the floor (NaN seeds are ignored, no standard error).
+    rule = ToleranceRule(floor=5.0, relative=0.0, k_se=3.0)
+    # rlp_spg farm win rate: seeds 48, 52 -> sample sd = sqrt(((-2)^2 + 2^2) / 1) = 2.828; evaluation standard
+    # error 3.2; two seeds compared: se = sqrt(2.828^2 + 3.2^2) / sqrt(2) = sqrt(18.24) / 1.414 = 3.020; 3 * se = 9.06.
+    assert tolerance(rule, 50.0, [48.0, 52.0], 3.2, 2) == pytest.approx(9.060, abs=1e-3)
+    # The same with the win-rate cap of 8 points: the cap wins.
+    assert tolerance(ToleranceRule(floor=5.0, k_se=3.0, cap=8.0), 50.0, [48.0, 52.0], 3.2, 2) == 8.0
+    # Seed 0 alone compared (m = 1): se = 4.271, 3 * se = 12.8, capped at 8.
+    assert tolerance(ToleranceRule(floor=5.0, k_se=3.0, cap=8.0), 48.0, [48.0, 52.0], 3.2, 1) == 8.0
+    # One stored seed: no spread; se 1.0 -> 3.0 is below the floor of 5.
+    assert tolerance(rule, 50.0, [50.0], 1.0, 1) == 5.0
+    # Nothing but the floor (NaN seeds are ignored, no evaluation standard error).
     assert tolerance(rule, 50.0, [50.0, math.nan]) == 5.0
-    # Wall time: 1.0 * |40| = 40 s beats the 30 s floor and 3 * std(40, 40) = 0.
+    # Wall time: 1.0 * |40| = 40 s beats the 30 s floor and 3 * se(40, 40) = 0.
     assert tolerance(ToleranceRule(floor=30.0, relative=1.0), 40.0, [40.0, 40.0]) == 40.0
 
 
@@ -71,11 +86,11 @@ def test_an_unchanged_run_passes(stored, capsys):
     assert "rlp_spg    farm_win_rate" in out and "REGRESSION" not in out and out.rstrip().endswith("PASS")
 
 
-# rlp_spg farm_win_rate: the run's mean is 50.0 and the tolerance 8.485 (test_tolerance_by_hand).
-# rlp_spg rm_drift (lower is better): mean 0.05, std(0.04, 0.06) = 0.01414, 3 * 0.01414 = 0.042 < floor 0.05.
+# rlp_spg farm_win_rate: the run's mean is 50.0 and the tolerance the 8-point cap (test_tolerance_by_hand).
+# rlp_spg rm_drift (lower is better): mean 0.05, sd(0.04, 0.06) = 0.01414, se = 0.01, 3 * se = 0.03 < floor 0.05.
 @pytest.mark.parametrize("metric, stored_value, expected", [
     ("farm_win_rate", 50.0 + 9.0, EXIT_REGRESSION),  # the run now sits 9 points below the stored value
-    ("farm_win_rate", 50.0 + 8.0, EXIT_OK),  # 8 points below: inside the tolerance
+    ("farm_win_rate", 50.0 + 7.0, EXIT_OK),  # 7 points below: inside the tolerance
     ("farm_win_rate", 50.0 - 9.0, EXIT_OK),  # the run is better than stored: improved, passes
     ("rm_drift", 0.05 - 0.06, EXIT_REGRESSION),  # the run's drift is 0.06 higher than stored: worse
     ("rm_drift", 0.05 + 0.06, EXIT_OK),
@@ -96,21 +111,133 @@ def test_a_value_missing_on_one_side_fails(stored, capsys):
     assert _check(run_dir, csv_path) == EXIT_REGRESSION
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ppo        rm_acc_onpolicy"))
     assert line.split()[2:] == ["nan", "0.59", "0.05", "MISSING"]  # stored, now, tolerance (the floor), verdict
+    # A run's missing value written as null (strict JSON) reads the same as NaN: missing, not a crash.
+    _set_stored(csv_path, "ppo", "rm_acc_onpolicy", 0.59)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["methods"]["ppo"]["metrics"]["kl"].update(mean=None, values=[None, None])
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert _check(run_dir, csv_path) == EXIT_REGRESSION
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ppo        kl "))
+    assert line.split()[-1] == "MISSING"
+
+
+def test_a_run_of_some_of_the_methods_is_checked_on_those_and_says_so(stored, capsys):
+    run_dir, csv_path = stored
     results = json.loads((run_dir / "results.json").read_text())
     del results["methods"]["rlp_spg"]
     (run_dir / "results.json").write_text(json.dumps(results))
-    _set_stored(csv_path, "ppo", "rm_acc_onpolicy", 0.59)
-    assert _check(run_dir, csv_path) == EXIT_REGRESSION
-    assert "rlp_spg    (all)" in capsys.readouterr().out
+    assert _check(run_dir, csv_path) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "rlp_spg    " not in out and "ppo        farm_win_rate" in out
+    assert "not in this run, not checked (not a failure): rlp_spg" in out
+    assert "compared: 1 of the leaderboard's 2 methods (ppo) on seeds 0-1" in out
+
+
+def test_a_one_seed_run_is_compared_with_the_stored_value_of_its_seed(stored, capsys, tmp_path):
+    _, csv_path = stored
+    one_seed = make_run_dir(tmp_path / "one", seeds=1)  # seed 0: ppo farm 40.0, while the stored mean is 42.0
+    assert _check(one_seed, csv_path) == EXIT_OK
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ppo        farm_win_rate"))
+    assert line.split()[2:4] == ["40", "40"]
+
+
+def test_a_run_with_no_method_of_the_leaderboard_exits_2(stored, capsys):
+    run_dir, csv_path = stored
+    results = json.loads((run_dir / "results.json").read_text())
+    results["methods"] = {"sft": results["methods"]["ppo"]}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert _check(run_dir, csv_path) == EXIT_BAD_INPUT
+    assert "the run has none of the leaderboard's methods (ppo, rlp_spg)" in capsys.readouterr().err
+
+
+def _stored_run(board_dir: Path, run_dir: Path, seeds: int | None = None, methods: list[str] | None = None,
+                farm_drop: dict[str, float] | None = None) -> Path:
+    """A run dir whose results are the stored leaderboard's own per-seed values (first ``seeds`` seeds, some
+    ``methods``), with ``farm_drop[method]`` win-rate points taken off that method's farm win rate in every seed."""
+    record = json.loads((board_dir / "tiny.json").read_text())
+    seeds = seeds or record["command"]["seeds"]
+    methods_out = {}
+    for method in methods or record["command"]["methods"]:
+        metrics = {}
+        for column, values in record["per_seed"][method].items():
+            values = [math.nan if v is None else v for v in values[:seeds]]
+            if column == "farm_win_rate":
+                values = [v - (farm_drop or {}).get(method, 0.0) for v in values]
+            finite = [v for v in values if not math.isnan(v)]
+            metrics[column] = {"mean": sum(finite) / len(finite) if finite else math.nan, "values": values}
+        methods_out[method] = {"metrics": metrics}
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps({"preset": "tiny", "seeds": seeds, "methods": methods_out}))
+    return run_dir
+
+
+STORED = Path(__file__).parent.parent / "leaderboards"
+STORED_METHODS = json.loads((STORED / "tiny.json").read_text())["command"]["methods"]
+
+
+@pytest.mark.parametrize("seeds, methods", [(None, None), (1, ["ppo", "rlp_spg"])],
+                         ids=["the stored command", "the quick start (2 methods, 1 seed)"])
+def test_the_stored_tiny_leaderboard_catches_a_10_point_farm_drop_in_any_method(tmp_path, capsys, seeds, methods):
+    assert check.main(["--run", str(_stored_run(STORED, tmp_path / "same", seeds, methods)),
+                       "--leaderboards", str(STORED)]) == EXIT_OK
+    for method in methods or STORED_METHODS:
+        run_dir = _stored_run(STORED, tmp_path / method, seeds, methods, farm_drop={method: 10.0})
+        capsys.readouterr()
+        assert check.main(["--run", str(run_dir), "--leaderboards", str(STORED)]) == EXIT_REGRESSION, method
+        failing = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.endswith("REGRESSION")]
+        assert failing == [[method, "farm_win_rate"]]
 
 
 def _drop_column(csv_path: Path) -> None:
     pd.read_csv(csv_path).drop(columns="knowledge_acc").to_csv(csv_path, index=False)
 
 
+def _edit_json(csv_path: Path, edit) -> None:
+    json_path = csv_path.with_suffix(".json")
+    record = json.loads(json_path.read_text())
+    edit(record)
+    json_path.write_text(json.dumps(record))
+
+
+def _replace_in_json(csv_path: Path, old: str, new: str) -> None:
+    json_path = csv_path.with_suffix(".json")
+    text = json_path.read_text()
+    assert old in text
+    json_path.write_text(text.replace(old, new, 1))
+
+
+def _per_seed(method: str, metric: str, values: list) -> callable:
+    return lambda record: record["per_seed"][method].update({metric: values})
+
+
+# Each of these once let the check pass a PPO farm win rate of 0, count nonsense as "improved", or crash with exit 1.
 @pytest.mark.parametrize("damage, message", [
+    (lambda csv: _set_stored(csv, "ppo", "farm_standard_error", "inf"),
+     "tiny.csv: column 'farm_standard_error', method 'ppo': 'inf' is not a finite number"),
+    (lambda csv: _set_stored(csv, "ppo", "farm_standard_error", "1e309"),
+     "column 'farm_standard_error', method 'ppo': '1e309' is not a finite number"),
+    (lambda csv: _replace_in_json(csv, '"floor": 5.0', '"floor": Infinity'),
+     "tiny.json: not valid JSON (Infinity is not a JSON number)"),
+    (lambda csv: _edit_json(csv, lambda r: r["higher_is_better"].update(farm_win_rate=False)),
+     "tiny.json: higher_is_better.farm_win_rate is False; the metric's direction is true"),
+    (lambda csv: _edit_json(csv, lambda r: r["higher_is_better"].update(rm_drift="no")),
+     "tiny.json: higher_is_better.rm_drift is 'no'; the metric's direction is false"),
+    (lambda csv: _replace_in_json(csv, '"tolerances": {', '"tolerances": {}, "tolerances": {'),
+     "tiny.json: not valid JSON (key 'tolerances' is given twice in one object)"),
+    (lambda csv: _set_stored(csv, "ppo", "farm_win_rate", -50.0), "ppo farm_win_rate = -50.0 is outside [0.0, 100.0]"),
+    (lambda csv: _set_stored(csv, "ppo", "farm_win_rate", "-inf"), "'-inf' is not a finite number"),
+    (lambda csv: _set_stored(csv, "ppo", "seeds", "3"), "tiny.csv: column 'seeds' says [2.0, 3.0], the JSON's command 2"),
+    (lambda csv: _replace_in_json(csv, "[\n    40.0", "[Infinity"), "not valid JSON (Infinity is not a JSON number)"),
+    (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", [40.0])),
+     "tiny.json: per_seed.ppo.farm_win_rate has 1 values for 2 seeds"),
+    (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", [10.0, 14.0])),
+     "tiny.csv: ppo farm_win_rate = 42.0, but the mean of its per-seed values in tiny.json is 12.0"),
+    (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", ["40", 44.0])), "'40' is not a finite number"),
+    (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["win_rate"].update(cap=1.0)),
+     "tolerance.cap: 1.0 is below the floor 5.0"),
+    (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 2"),
     (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
-    (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a number"),
+    (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a"),
     (lambda csv: csv.write_text(""), "tiny.csv: the file is empty"),
     (lambda csv: csv.unlink(), "tiny.csv: no such file"),
 ])
@@ -121,6 +248,28 @@ def test_a_malformed_leaderboard_exits_2_with_one_line(stored, capsys, damage, m
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(kl=1.5), "method 'ppo', metric 'kl': expected an object with a 'mean', got 1.5"),
+    (lambda m: m["kl"].update(values=[math.inf, 0.0]), "not valid JSON (Infinity is not a JSON number)"),
+    (lambda m: m["kl"].update(values=["2", 0.0]), "metric 'kl': 'values' must hold finite numbers or null"),
+    (lambda m: m["kl"].update(mean="2.2"), "metric 'kl': 'mean' must be a finite number or null"),
+])
+def test_a_malformed_run_exits_2_with_one_line(stored, capsys, edit, message):
+    run_dir, csv_path = stored
+    results = json.loads((run_dir / "results.json").read_text())
+    edit(results["methods"]["ppo"]["metrics"])
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert _check(run_dir, csv_path) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_preset_that_is_a_path_is_refused(stored, capsys):
+    run_dir, csv_path = stored
+    assert check.main(["--preset", "../../tiny", "--leaderboards", str(csv_path.parent)]) == EXIT_BAD_INPUT
+    assert "preset: '../../tiny' is not a preset name" in capsys.readouterr().err
 
 
 def test_a_bad_run_dir_exits_2(stored, capsys, tmp_path):
@@ -149,7 +298,7 @@ def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path)
     monkeypatch.setattr("harness.run.main", fake_run)
     assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent)]) == EXIT_OK
     assert calls == [["--preset", "tiny", "--methods", "ppo", "rlp_spg", "--seeds", "2",
-                      "--out", "runs/check-tiny"]]
+                      "--out", "runs/check-tiny", "--overwrite"]]
 
     monkeypatch.setattr("harness.run.main", lambda argv: 2)  # a rerun that fails is no comparison
     assert check.main(["--leaderboards", str(csv_path.parent)]) == EXIT_BAD_INPUT

@@ -11,7 +11,7 @@ import pytest
 from harness.run import main
 
 BAD_COMMAND_LINES = [
-    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, rlp_uml, rlp_spg or all"),
+    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, best_of_n, rlp_uml, rlp_spg or all"),
     (["--methods", "ppo", "--preset", "nosuch"], "--preset: unknown preset 'nosuch'"),
     (["--methods", "ppo", "--seeds", "0"], "--seeds: must be a positive integer, got 0"),
     (["--methods", "ppo", "--seeds", "-3"], "--seeds: must be a positive integer, got -3"),
@@ -19,7 +19,14 @@ BAD_COMMAND_LINES = [
     (["--methods"], "argument --methods: expected at least one argument"),
     ([], "the following arguments are required: --methods"),
     (["--methods", "ppo", "--set", "ppo.num_steps=0"], "num_steps"),
-    (["--methods", "ppo", "--set", "ppo.nope=1"], "ppo.nope: unknown field"),
+    (["--methods", "ppo", "--set", "ppo.nope=1"], "--set ppo.nope=1: unknown field ppo.nope (python -m harness.run "
+                                                   "--list-fields lists them)"),
+    (["--methods", "ppo", "--set", "ppo.kl_coeff=0.1"], "--set ppo.kl_coeff=0.1: unknown field ppo.kl_coeff; did you "
+                                                         "mean ppo.kl_coef?"),
+    (["--methods", "ppo", "--set", "pop.kl_coef=0.1"], "unknown field pop.kl_coef; did you mean ppo.kl_coef?"),
+    (["--methods", "ppo", "--set", "suite.sft_sise=10"], "did you mean suite.sft_size?"),
+    (["--methods", "ppo", "--report-to", "mlflow"], "--report-to: 'mlflow' is not a tracker; choose one of none, "
+                                                    "tensorboard, trackio, wandb"),
     (["--methods", "ppo", "--set", "eval.temperature=-1"], "eval.temperature: must be >= 0"),
     (["--methods", "ppo", "--set", "generation.batch_size=zero"], "generation.batch_size: expected an integer"),
 ]
@@ -66,7 +73,8 @@ def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, caps
 def test_help_lists_methods_and_presets():
     out = subprocess.run([sys.executable, "-m", "harness.run", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "methods: sft, ppo, rlp_uml, rlp_spg" in out and "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out
+    assert "methods: sft, ppo, best_of_n, rlp_uml, rlp_spg" in out
+    assert "presets: tiny, smollm2, smollm2-gpu, alpacafarm" in out
 
 
 def test_missing_model_package_is_named_before_the_run_dir_is_touched(tmp_path, monkeypatch, capsys):

@@ -10,6 +10,7 @@ import gc
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from benchmarks.common import REDUCED_BUDGET
 from harness.leaderboard import LEADERBOARD_COLUMNS
 from harness.run import main
+from harness.suites.tiny import world
 
 # the reduced budget the profiling benchmark uses, plus: the smoke policy barely agrees with itself, so keep every
 # instruction for SPG to have pairs
@@ -89,27 +91,52 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run):
 
 def test_every_method_is_trained_evaluated_and_reported(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
-    assert list(results["methods"]) == ["sft", "ppo", "rlp_uml", "rlp_spg"]
+    assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
     for method, entry in results["methods"].items():
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
         assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
-        assert 0 <= metrics["rm_acc_offline"]["mean"] <= 1
-        if method != "sft":
+        assert_offline_accuracy_measured(finished_run, results, metrics["rm_acc_offline"]["mean"])
+        if method not in ("sft", "best_of_n"):
             # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)
             curve = entry["per_seed"][0]["details"]["drift"]["curve"]
             assert [point["step"] for point in curve] == [0, 1, 2], method
             assert metrics["kl"]["mean"] != 0, method
+            assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
+        if method.startswith("rlp_"):  # the original reward model is scored on the final RLP policy's pairs too
+            assert set(entry["per_seed"][0]["details"]["reward_models_on_policy"]) == {
+                "original", "refined", "refined_minus_original"}
+    # best-of-4 of the SFT policy: no PPO, the analytic KL log 4 - 3/4
+    assert results["methods"]["best_of_n"]["metrics"]["kl"]["mean"] == pytest.approx(math.log(4) - 0.75)
+    assert "drift" not in results["methods"]["best_of_n"]["per_seed"][0]["details"]
+    curves = results["overoptimisation"]["per_seed"][0]["curves"]
+    assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 1, 2]
+    report = (finished_run / "report.md").read_text()
+    assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
+    assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
     for name in ("report.md", "report.html", "config.yaml", "run.log"):
         assert (finished_run / name).stat().st_size > 0, name
     # the untrained base model is scored on the knowledge task too, and the report says so
     base = results["base_model"]
-    assert base["name"].startswith("tiny-base-") and base["knowledge"]["n"] == 120
-    assert f"Base model {base['name']}: knowledge task tiny_knowledge accuracy" in (finished_run / "report.md").read_text()
+    assert base["name"].startswith("tiny-base-") and base["knowledge"]["n"] == len(world.FACTS)
+    assert (f"Base model `{base['name']}`: knowledge task `tiny_knowledge` accuracy"
+            in (finished_run / "report.md").read_text())
+
+
+def assert_offline_accuracy_measured(run_dir: Path, results: dict, accuracy: float | None) -> None:
+    """A reward model's held-out accuracy counts the val pairs gold ranks; at this budget the SFT policy's two
+    samples may tie in gold everywhere, and then the accuracy is missing (null), never a made-up number."""
+    paths = {s["path"] for s in results["stages"] if s["stage"] == "reward" and s["seed"] == 0}
+    measured = [json.loads((run_dir / "stages" / p / "metrics.json").read_text())["val"] for p in sorted(paths)]
+    assert measured and all(v["n"] + v["n_annotator_ties"] == 24 for v in measured)  # REDUCED_BUDGET's val_size
+    if accuracy is None:
+        assert any(v["n"] == 0 for v in measured)
+    else:
+        assert 0 <= accuracy <= 1 and any(accuracy == pytest.approx(v["accuracy"]) for v in measured)
 
 
 def test_shared_stages_are_trained_once(finished_run):
@@ -125,7 +152,7 @@ def test_a_second_identical_run_trains_nothing(finished_run):
     log_before = (finished_run / "run.log").read_text()
     assert main(smoke_command(finished_run)) == 0
     new_lines = (finished_run / "run.log").read_text()[len(log_before):]
-    assert " training " not in new_lines and " reused " in new_lines
+    assert not re.search(r"\] stage \S+ +training ", new_lines) and " reused " in new_lines
     assert stable(json.loads((finished_run / "results.json").read_text())) == stable(before)
 
 

@@ -73,7 +73,7 @@ def test_random_kills_never_lose_finished_work(tmp_path):
 
         run(command(out, boards))
         rerun_log = (out / "run.log").read_text()[len(log_before):]
-        retrained = set(re.findall(r"training (\S+)", rerun_log)) & finished
+        retrained = set(re.findall(r"\] stage \S+ +training (\S+)", rerun_log)) & finished
         assert not retrained, f"trial {trial}: finished stages trained again: {retrained}"
         assert stable(json.loads((out / "results.json").read_text())) == expected, f"trial {trial}"
         board = pd.read_csv(boards / "tiny.csv").drop(columns=["train_wall_s"])

@@ -55,8 +55,10 @@ def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
     assert record["command"] == {"preset": "tiny", "methods": ["ppo", "rlp_spg"], "seeds": 2}
     assert record["per_seed"]["ppo"]["farm_win_rate"] == [40.0, 44.0]
     assert record["higher_is_better"]["rm_drift"] is False and record["higher_is_better"]["kl"] is None
-    assert record["tolerances"]["win_rate"] == {"floor": 5.0, "relative": 0.0, "k_std": 3.0, "k_se": 2.0}
-    assert "tolerance = max(floor" in record["tolerance_rule"]
+    assert record["schema"] == 2
+    assert record["tolerances"]["win_rate"] == {"floor": 5.0, "relative": 0.0, "k_se": 3.0, "cap": 8.0}
+    assert record["tolerances"]["wall_time"]["cap"] is None  # no cap, stored as null
+    assert "tolerance = min(cap, max(floor" in record["tolerance_rule"]
     assert record["provenance"]["config"]["preset"] == "tiny" and "packages" in record["provenance"]
 
 
@@ -84,7 +86,7 @@ def _rewrite_csv(path: Path, edit) -> None:
     (lambda csv: csv.write_text(",".join(LEADERBOARD_COLUMNS) + "\n"), r"tiny\.csv: the file has a header but no rows"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.drop(columns="kl")), r"tiny\.csv: missing column 'kl'"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.assign(rm_drift=["0.1", "lots"])),
-     r"tiny\.csv: column 'rm_drift', method 'rlp_spg': 'lots' is not a number"),
+     r"tiny\.csv: column 'rm_drift', method 'rlp_spg': 'lots' is not a finite number"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.assign(method=["ppo", "dpo2"])),
      r"tiny\.csv: unknown method 'dpo2'"),
     (lambda csv: csv.with_suffix(".json").unlink(), r"tiny\.json: no such file"),
@@ -134,5 +136,7 @@ def test_metric_names_map_to_direction_kind_and_standard_error():
 
 
 def test_a_tolerance_rule_rejects_negative_values():
-    with pytest.raises(ValueError, match=r"tolerance\.floor: must be a non-negative number, got -1"):
+    with pytest.raises(ValueError, match=r"tolerance\.floor: must be a finite non-negative number, got -1"):
         leaderboard.ToleranceRule(floor=-1)
+    with pytest.raises(ValueError, match=r"tolerance\.k_se: must be a finite non-negative number, got inf"):
+        leaderboard.ToleranceRule(floor=1, k_se=math.inf)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.evals.rm_accuracy import drift, pairwise_accuracy
+from harness.evals.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
 from harness.suites.base import Preference
 
 FIRST, SECOND, TIE = Preference.FIRST, Preference.SECOND, Preference.TIE
@@ -73,39 +73,56 @@ def at_step(step: int, accuracy: dict, **extra) -> dict:
     return {"step": step, **accuracy, **extra}
 
 
-def test_drift_is_offline_minus_the_final_checkpoint_with_the_curve_in_step_order():
-    offline = pairwise_accuracy([1.0] * 8 + [-1.0] * 2, [0.0] * 10, [FIRST] * 10)  # 8/10 = 0.8
-    # Checkpoints given out of order; the final one is step 20. Extra keys ride along.
+def test_drift_is_step0_minus_the_final_checkpoint_with_the_curve_in_step_order():
+    # Checkpoints given out of order; step 0 (the SFT start) is 8/10 = 0.8, the final one (step 20) 3/5 = 0.6.
     curve = [
         at_step(20, pairwise_accuracy([1.0] * 3 + [-1.0] * 2, [0.0] * 5, [FIRST] * 5), kl=4.0),  # 3/5 = 0.6
+        at_step(0, pairwise_accuracy([1.0] * 8 + [-1.0] * 2, [0.0] * 10, [FIRST] * 10), kl=0.0),  # 8/10 = 0.8
         at_step(10, pairwise_accuracy([1.0] * 7 + [-1.0] * 3, [0.0] * 10, [FIRST] * 10), kl=2.0),  # 7/10 = 0.7
     ]
-    result = drift(offline, curve)
+    result = drift(curve)
 
-    # rm_drift = 0.8 - 0.6 = 0.2. Standard error: offline sqrt(0.8*0.2/10) = sqrt(0.016),
-    # final sqrt(0.6*0.4/5) = sqrt(0.048); independent sets add variances: sqrt(0.016 + 0.048) = sqrt(0.064).
+    # rm_drift = 0.8 - 0.6 = 0.2. Standard error: step 0 sqrt(0.8*0.2/10) = sqrt(0.016),
+    # final sqrt(0.6*0.4/5) = sqrt(0.048); independent samples add variances: sqrt(0.016 + 0.048) = sqrt(0.064).
     assert result["rm_drift"] == pytest.approx(0.2)
     assert result["standard_error"] == pytest.approx(math.sqrt(0.064))
+    assert (result["step0_accuracy"], result["step0_standard_error"]) == (0.8, pytest.approx(math.sqrt(0.016)))
     assert (result["final_step"], result["final_onpolicy_accuracy"]) == (20, 0.6)
+    assert result["final_standard_error"] == pytest.approx(math.sqrt(0.048))
     assert result["higher_is_better"] is False
     points = [(r["step"], r["accuracy"], r["n"], r["kl"]) for r in result["curve"]]
-    assert points == [(10, 0.7, 10, 2.0), (20, 0.6, 5, 4.0)]
-    assert [r["drift"] for r in result["curve"]] == pytest.approx([0.1, 0.2])
+    assert points == [(0, 0.8, 10, 0.0), (10, 0.7, 10, 2.0), (20, 0.6, 5, 4.0)]
+    assert [r["drift"] for r in result["curve"]] == pytest.approx([0.0, 0.1, 0.2])
 
 
-def test_a_bare_offline_accuracy_is_taken_as_exact():
-    final = pairwise_accuracy([1.0] * 3 + [-1.0] * 2, [0.0] * 5, [FIRST] * 5)  # 3/5 = 0.6, se sqrt(0.048)
-    result = drift(0.8, [at_step(20, final)])
-    # 0.8 - 0.6 = 0.2; only the on-policy error remains: sqrt(0 + 0.048).
-    assert result["rm_drift"] == pytest.approx(0.2)
-    assert result["standard_error"] == pytest.approx(math.sqrt(0.048))
+def test_a_curve_of_the_start_alone_has_no_drift():
+    start = pairwise_accuracy([1.0] * 3 + [-1.0] * 2, [0.0] * 5, [FIRST] * 5)
+    result = drift([at_step(0, start)])
+    assert result["rm_drift"] == 0.0 and result["standard_error"] == 0.0
 
 
 def test_an_rm_that_stays_right_on_policy_has_no_drift():
     pairs = ([2.0, 0.0, 5.0], [1.0, 3.0, 4.0], [FIRST, SECOND, FIRST])  # all three ranked right
-    offline = pairwise_accuracy(*pairs)
-    result = drift(offline, [at_step(0, pairwise_accuracy(*pairs)), at_step(50, pairwise_accuracy(*pairs))])
+    result = drift([at_step(0, pairwise_accuracy(*pairs)), at_step(50, pairwise_accuracy(*pairs))])
     assert result["rm_drift"] == 0.0 and result["standard_error"] == 0.0
+
+
+def test_pair_credits_count_rm_ties_half_and_skip_annotator_ties():
+    credits = pair_credits([2.0, 0.0, 1.0, 5.0], [1.0, 3.0, 1.0, 4.0], [FIRST, FIRST, SECOND, TIE])
+    assert credits == [1.0, 0.0, 0.5, None]
+
+
+def test_paired_difference_of_two_reward_models_on_the_same_pairs_by_hand():
+    # Per-pair differences (a - b): 1, 0, 0, -0.5, 1 (the annotator tie left out); mean 1.5 / 5 = 0.3.
+    # Deviations 0.7, -0.3, -0.3, -0.8, 0.7: squares 0.49 + 0.09 + 0.09 + 0.64 + 0.49 = 1.8; variance 1.8 / 4 = 0.45;
+    # standard error sqrt(0.45 / 5) = 0.3.
+    a = [1.0, 1.0, 0.0, 0.5, 1.0, None]
+    b = [0.0, 1.0, 0.0, 1.0, 0.0, None]
+    result = paired_accuracy_difference(a, b)
+    assert result["difference"] == pytest.approx(0.3) and result["standard_error"] == pytest.approx(0.3)
+    assert result["n"] == 5
+    with pytest.raises(ValueError, match="same judged pairs"):
+        paired_accuracy_difference([1.0, None], [1.0, 0.0])
 
 
 @pytest.mark.parametrize(
@@ -118,4 +135,4 @@ def test_an_rm_that_stays_right_on_policy_has_no_drift():
 )
 def test_drift_rejects_a_malformed_curve(curve, message):
     with pytest.raises(ValueError, match=message):
-        drift(0.8, curve)
+        drift(curve)

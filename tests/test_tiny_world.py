@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -219,7 +220,14 @@ def test_sft_demonstrations_are_imperfect_and_references_decent(splits):
         return statistics.mean(test(world.gold_quality(x, o)) for x, o in zip(split["instruction"], split[column]))
 
     config = TinyWorldConfig()
-    assert share(splits["sft"], "output", lambda q: q.correct) == pytest.approx(config.sft_correct_prob, abs=0.03)
+    sft = splits["sft"]
+    evasive = [any(phrase in output for phrase in world.EVASIONS) for output in sft["output"]]
+    assert statistics.mean(evasive) == pytest.approx(config.sft_evasive_prob, abs=0.03)
+    answered = sft.select([i for i, e in enumerate(evasive) if not e])
+    assert share(answered, "output", lambda q: q.correct) == pytest.approx(config.sft_correct_prob, abs=0.03)
+    # gold counts an evasion as not right
+    assert share(sft, "output", lambda q: q.correct) == pytest.approx(
+        (1 - config.sft_evasive_prob) * config.sft_correct_prob, abs=0.03)
     for name in ("farm", "bar"):  # the reference: decent but imperfect, mostly concise
         assert 0.65 < share(splits[name], "output", lambda q: q.correct) < 0.85
         assert share(splits[name], "output", lambda q: q.form == 0) > 0.95
@@ -376,14 +384,23 @@ def test_base_model_dir_name_tracks_the_config():
     assert name(TOY_BASE) != name(dataclasses.replace(TOY_BASE, seed=1))
 
 
+@pytest.fixture(scope="module")
+def default_base_model() -> Path:
+    """The default base model from the user's model cache, built there on first use (about four minutes on a
+    quiet 2-core machine), as a run builds it."""
+    from harness.pipeline import default_model_cache
+
+    return TinySuite().base_model(default_model_cache())
+
+
 @pytest.mark.slow
-def test_default_base_model_knows_the_facts_but_not_the_chat_format(tmp_path):
-    """Builds the default base model (about four minutes on 2 CPU cores) and scores it with lm-eval."""
+def test_default_base_model_knows_the_facts_but_not_the_chat_format(default_base_model):
+    """Scores the default base model in its corpus's question format and on the chat-format knowledge task."""
     from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     suite = TinySuite()
-    path = suite.base_model(tmp_path)
+    path = default_base_model
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     assert 0.5e6 < model.num_parameters() < 3e6
     # Asked as its corpus asks ("Question: ...\nAnswer:"), it recalls most common facts; asked in the chat format,
@@ -397,8 +414,8 @@ def test_default_base_model_knows_the_facts_but_not_the_chat_format(tmp_path):
     recall = statistics.mean(world.canonical_answer(a.split("\n")[0]) == world.canonical_answer(q["answer"])
                              for a, q in zip(answers, common))
     include_dir, task = suite.knowledge_task()
-    chat = evaluate_knowledge(path, KnowledgeEvalConfig(task=task, include_path=str(include_dir), num_fewshot=0,
-                                                              chat=True))
+    cfg = KnowledgeEvalConfig(task=task, include_path=str(include_dir), num_fewshot=0, chat=True)
+    chat = evaluate_knowledge(path, cfg)
     print(f"base model: recalls {recall:.2f} of 60 common facts as its corpus asks, {chat['acc']:.3f} in chat")
     assert recall > 0.6 and chat["acc"] < 0.3
 
@@ -412,3 +429,40 @@ def test_default_base_model_knows_the_facts_but_not_the_chat_format(tmp_path):
     right = statistics.mean(world.gold_quality(x, o).correct for x, o in zip(farm["instruction"], outputs))
     print(f"base model right on {right:.2f} of 30 chat prompts; e.g. {outputs[:3]}")
     assert right < 0.5
+
+
+def _generated_pairs(split: str, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Two responses of an SFT-like generator (the world's own, with the sft split's probabilities) per instruction
+    of ``split``: what a trained SFT policy samples, without training one."""
+    config = TinyWorldConfig()
+    rng = random.Random(seed)
+    instructions = TinySuite(config).splits()[split]["instruction"]
+    draw = [[world.respond(world.parse_instruction(x), rng, config.sft_correct_prob, config.sft_pad_prob,
+                           config.sft_evasive_prob) for _ in range(2)] for x in instructions]
+    return list(instructions), [d[0] for d in draw], [d[1] for d in draw]
+
+
+def test_a_reward_model_trained_on_noisy_labels_ranks_right_above_wrong(default_base_model, tmp_path):
+    """The world is learnable: a reward model trained on the training annotator's labels (25% flips) beats
+    chance against gold on held-out pairs. (The old world's reward model learned a length bias gold punished and
+    stayed at 0.46 on such pairs.)"""
+    from datasets import Dataset
+
+    from harness.evals.rm_accuracy import pairwise_accuracy
+    from methods.ppo import RewardModelScorer
+    from methods.reward import RewardConfig, train_reward_model
+
+    instructions, firsts, seconds = _generated_pairs("preference", seed=1)
+    labels = NoisyAnnotator(world_seed=0).annotate(instructions, firsts, seconds)
+    pairs = Dataset.from_dict({"instruction": instructions, "output_1": firsts, "output_2": seconds,
+                               "preference": labels})
+    train_reward_model(default_base_model, pairs.select(range(2000)), RewardConfig(), tmp_path / "rm", seed=0)
+
+    val = _generated_pairs("val", seed=2)
+    scorer = RewardModelScorer(tmp_path / "rm", device="cpu")
+    accuracy = pairwise_accuracy(scorer.score(val[0], val[1]).tolist(), scorer.score(val[0], val[2]).tolist(),
+                                 GoldJudge().annotate(*val))
+    print(f"reward model against gold: {accuracy['accuracy']:.3f} +- {accuracy['standard_error']:.3f} "
+          f"on {accuracy['n']} ranked pairs")
+    assert accuracy["n"] > 300
+    assert accuracy["accuracy"] > 0.5 + 3 * accuracy["standard_error"]

@@ -236,27 +236,21 @@ def test_training_annotator_flips_a_quarter_of_the_gold_labels(splits):
     assert flip_rate == pytest.approx(0.25, abs=0.04)  # 3.5 standard errors of sqrt(0.25 * 0.75 / ~1450)
 
 
-def test_training_annotator_prefers_longer_outputs_more_than_flips_explain(suite, splits):
+def test_training_annotator_keeps_gold_against_length_where_gold_ranks(suite, splits):
+    """The length bias acts only where gold calls a tie (:class:`harness.suites.annotators.LengthBiasedAnnotator`).
+    The verifiable gold judge prefers fewer words among equally compliant outputs, so a pair of unequal length is
+    never a tie: where the longer output is the gold-worse one, the labels pick it by the flips alone."""
     instructions, firsts, seconds, gold = _decided_pairs(splits)
     longer = [Preference.FIRST if len(a.split()) > len(b.split()) else Preference.SECOND
               for a, b in zip(firsts, seconds)]
     worse = [i for i, (a, b, g, lg) in enumerate(zip(firsts, seconds, gold, longer))
              if len(a.split()) != len(b.split()) and g != lg]
+    assert suite.training_annotator().length_bias > 0
     labels = suite.training_annotator().annotate([instructions[i] for i in worse], [firsts[i] for i in worse],
                                                   [seconds[i] for i in worse])
     rate = statistics.mean(lab == longer[i] for lab, i in zip(labels, worse))
-    # By hand: it picks the longer, gold-worse output when it follows length (0.6) and keeps the label (0.75), or
-    # follows gold (0.4) and flips (0.25): 0.6 * 0.75 + 0.4 * 0.25 = 0.55. Flips alone would give 0.25.
-    print(f"prefers the longer, gold-worse output in {rate:.3f} of {len(worse)} pairs (expected 0.55)")
-    assert rate == pytest.approx(0.55, abs=0.06)
-    # and the stored labels of the split carry the bias: they pick the longer output more often than gold does
-    data = splits["preference"].to_dict()
-    pick_longer = statistics.mean((len(a.split()) > len(b.split())) == (p == 1) for a, b, p in
-                                  zip(data["output_1"], data["output_2"], data["preference"])
-                                  if len(a.split()) != len(b.split()))
-    gold_longer = statistics.mean(lg == g for lg, g in zip(longer, gold))
-    print(f"longer output chosen: training labels {pick_longer:.3f}, gold {gold_longer:.3f}")
-    assert pick_longer > gold_longer + 0.2
+    print(f"prefers the longer, gold-worse output in {rate:.3f} of {len(worse)} pairs (flips: 0.25)")
+    assert rate == pytest.approx(0.25, abs=0.05)  # 3.5 standard errors of sqrt(0.25 * 0.75 / ~1000)
 
 
 def test_length_biased_annotator_reproduces_the_tiny_worlds_noisy_annotator():

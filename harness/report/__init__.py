@@ -5,7 +5,8 @@
 
 Both files show the same content (:mod:`harness.report.content`): the headline table with intervals and the best
 value per column marked, the paper's numbers beside it, figures, method diagnostics, sample outputs with the
-judge's verdicts, and provenance.
+judge's verdicts, and provenance; analysis sections (:mod:`harness.report.sections`: over-optimisation, RLP - PPO)
+follow the figures when the run has data for them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.plots import make_plots
 from harness.report.provenance import collect_provenance
+from harness.report.sections import build_sections
 
 __all__ = ["write_reports"]
 
@@ -39,7 +41,8 @@ def write_reports(run_dir: Path, samples_per_set: int = 3) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     plots = make_plots(results, run_dir / "plots")
-    data = build_report_data(run_dir, results, plots, collect_provenance(run_dir, results), samples_per_set)
+    data = build_report_data(run_dir, results, plots, collect_provenance(run_dir, results), samples_per_set,
+                             build_sections(run_dir, results))
     markdown_path, html_path = run_dir / "report.md", run_dir / "report.html"
     write_atomic(markdown_path, render_markdown(data))
     write_atomic(html_path, render_html(data))

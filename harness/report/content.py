@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
+from harness.report.sections import Section
 from harness.suites.base import Preference
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
@@ -31,18 +34,50 @@ HEADLINE_NOTES = (
     "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for the knowledge task): with a single "
     "seed there is no interval over seeds.",
     "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
-    "length) are not marked.",
+    "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
+    "of the methods there ranks pairs worse than a coin.",
     "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference; "
-    "accuracies are in [0, 1]; rm_drift = rm_acc_offline - rm_acc_onpolicy, the reward model's accuracy on "
-    "held-out pairs minus its accuracy on judged pairs of the final policy's samples. The knowledge column "
-    "(knowledge_acc in results.json and the leaderboard) is named after the run's knowledge task: MMLU only when "
-    "the task is MMLU.",
+    "accuracies are in [0, 1]. rm_acc_offline: the reward model's accuracy on the held-out val pairs; "
+    "rm_acc_step0 and rm_acc_onpolicy: on judged pairs of fresh samples of the policy PPO starts from (step 0) "
+    "and of the final checkpoint; rm_drift = rm_acc_step0 - rm_acc_onpolicy. "
+    "The knowledge column (knowledge_acc in results.json and the leaderboard) is named after the run's knowledge "
+    "task: MMLU only when the task is MMLU.",
 )
+
+# How to read the stage table (plain text, for both renderers).
+STAGES_NOTE = ("Stages the run used, each dir once: built by this run, with its build time, or reused, built by an "
+               "earlier run and costing this one nothing; 'uses' counts how often the run asked for it.")
+
+# Metrics with a chance level, the accuracy a coin flip reaches: a best value under it is marked, not just bolded.
+CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}
 
 # What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
+# Decimals per metric kind (harness.leaderboard.metric_kind); any other kind gets 2.
+DECIMALS = {"win_rate": 1, "accuracy": 3, "wall_time": 0}
+
 VERDICTS = {Preference.SECOND: "model wins", Preference.FIRST: "reference wins", Preference.TIE: "tie"}
+
+
+# C0 control characters but newline and tab, DEL, and the C1 controls (0x9b is a terminal's CSI on its own).
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab shown instead of acted on.
+
+    Model outputs can hold ESC (terminal escape sequences that ``cat report.md`` would run), NUL, carriage returns
+    that overwrite a line, and the like. C0 characters and DEL become their Unicode control pictures (ESC -> ␛,
+    NUL -> ␀), C1 characters the text ``<U+009B>``. Both renderers apply it to every string from the run.
+    """
+    def picture(match: re.Match) -> str:
+        code = ord(match.group())
+        if code < 0x20:
+            return chr(0x2400 + code)
+        return "\u2421" if code == 0x7F else f"<U+{code:04X}>"
+
+    return CONTROL.sub(picture, text)
 
 
 @dataclass(frozen=True)
@@ -52,6 +87,7 @@ class Cell:
     text: str
     best: bool = False  # the best value of its column, by the metric's direction
     standard_error: bool = False  # "±" is a single seed's standard error over items, not an interval over seeds
+    below_chance: bool = False  # the best of its column, yet worse than chance (see CHANCE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +111,36 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class StageRow:
+    """One stage dir the run used, listed once however many times the run asked for it."""
+
+    seed: int | None
+    stage: str
+    path: str
+    built: bool  # built by this run; False: reused, built by an earlier run
+    build_wall_s: float | None  # None for a reused stage, which cost this run nothing
+    uses: int  # how many times the run asked for it
+
+
+def stage_rows(stages: list[dict]) -> list[StageRow]:
+    """The run's stage uses (``results.json`` ``stages``) as one row per stage dir, in the order first used.
+
+    A stage dir's first use tells whether this run built it; later uses are the run reusing its own work (SFT is
+    asked for by every method) and only count in ``uses``.
+    """
+    rows: dict[str, StageRow] = {}
+    for use in stages:
+        path = str(use.get("path"))
+        if path in rows:
+            rows[path] = dataclasses.replace(rows[path], uses=rows[path].uses + 1)
+            continue
+        built = not use.get("reused")
+        rows[path] = StageRow(use.get("seed"), str(use.get("stage")), path, built,
+                              use.get("build_wall_s") if built else None, 1)
+    return list(rows.values())
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything a report shows. Strings are raw run text; renderers escape them."""
 
@@ -83,7 +149,7 @@ class ReportData:
     seeds: int
     judge: str
     wall_s: float | None
-    base_model: str | None  # the base model and its knowledge-task score, one sentence
+    base_model: dict | None  # results.json's base_model: its name and knowledge-task score (base_model_sentence)
     methods: list[str]
     metrics: list[str]
     headers: list[str]  # the headline table's column names: the metric, or for knowledge_acc the task's name
@@ -94,6 +160,8 @@ class ReportData:
     diagnostics: list[tuple[str, str, str]]  # method, name, mean over seeds (formatted)
     samples: list[Sample]
     provenance: dict
+    stages: list[StageRow]
+    sections: list[Section] = dataclasses.field(default_factory=list)  # analyses (over-optimisation, RLP - PPO)
 
     @property
     def config_yaml(self) -> str:
@@ -102,18 +170,24 @@ class ReportData:
         return yaml.safe_dump(config, sort_keys=False) if config else "(no config.yaml in the run dir)"
 
 
-def base_model_sentence(base: dict | None) -> str | None:
-    """``Base model X: knowledge task T accuracy 41.2 +- 1.5 (n=570, 5-shot).``, or None for older runs."""
+def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> str | None:
+    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot).``, or None for older runs.
+
+    Args:
+        base: ``results.json``'s ``base_model``.
+        name: how the renderer quotes the two names from the run (the model's and the task's), e.g. as code spans.
+    """
     if not base:
         return None
     k = base["knowledge"]
-    error = "" if math.isnan(k["acc_stderr"]) else f" +- {100 * k['acc_stderr']:.1f}"
-    return (f"Base model {base['name']}: knowledge task {k['task']} accuracy {100 * k['acc']:.1f}{error} "
-            f"(n={k['n']}, {k['num_fewshot']}-shot), before any training.")
+    stderr = k.get("acc_stderr")
+    error = "" if stderr is None or math.isnan(stderr) else f" ± {100 * stderr:.1f}"
+    return (f"Base model {name(str(base['name']))}: knowledge task {name(str(k['task']))} accuracy "
+            f"{100 * k['acc']:.1f}{error} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
-                      samples_per_set: int = 3) -> ReportData:
+                      samples_per_set: int = 3, sections: list[Section] = ()) -> ReportData:
     """Collects the report's content from a run's results, figures and provenance.
 
     Args:
@@ -122,21 +196,23 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         plots: figure title -> PNG path, as written by :func:`harness.report.plots.make_plots`.
         provenance: from :func:`harness.report.provenance.collect_provenance`.
         samples_per_set: instructions shown per evaluation set.
+        sections: analysis sections (:func:`harness.report.sections.build_sections`), shown after the figures.
     """
     methods = results["methods"]
     headline = {name: [headline_cell(metric, entry["metrics"]) for metric in HEADLINE_METRICS]
                 for name, entry in methods.items()}
     for column, metric in enumerate(HEADLINE_METRICS):
         means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
-        for name in best_methods(means, _direction(methods, metric)):
-            headline[name][column] = dataclasses.replace(headline[name][column], best=True)
+        for name in best_methods(means, recorded_direction(methods, metric)):
+            below = means[name] < CHANCE.get(metric, -math.inf)
+            headline[name][column] = dataclasses.replace(headline[name][column], best=True, below_chance=below)
     return ReportData(
         run_dir=Path(run_dir),
         preset=results["preset"],
         seeds=results.get("seeds", 1),
         judge=str(results.get("judge", "unknown")),
         wall_s=results.get("wall_s"),
-        base_model=base_model_sentence(results.get("base_model")),
+        base_model=results.get("base_model"),
         methods=list(methods),
         metrics=HEADLINE_METRICS,
         headers=[knowledge_label(results) if m == "knowledge_acc" else m for m in HEADLINE_METRICS],
@@ -150,19 +226,20 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         diagnostics=diagnostic_means(results.get("diagnostics", {})),
         samples=collect_samples(Path(run_dir), results, samples_per_set),
         provenance=provenance,
+        stages=stage_rows(provenance.get("stages", [])),
+        sections=list(sections),
     )
 
 
 def format_value(metric: str, value: float | None) -> str:
-    """A metric value in its unit's usual precision: win rates in points to 0.1, accuracies to 0.001."""
+    """A metric value at its unit's fixed number of decimals, the one precision rule of every table.
+
+    Win rates (points, 0-100) take 1 decimal, accuracies (0-1) 3, wall times (s) none, everything else 2; an interval or standard error
+    takes its metric's decimals, so a column's numbers line up and none is shown more precise than another.
+    """
     if value is None or math.isnan(value):
         return "–"
-    kind = metric_kind(metric)
-    if kind == "win_rate":
-        return f"{value:.1f}"
-    if kind == "accuracy":
-        return f"{value:.3f}"
-    return f"{value:.3g}"
+    return f"{value:.{DECIMALS.get(metric_kind(metric), 2)}f}"
 
 
 def headline_cell(metric: str, metrics: dict) -> Cell:
@@ -188,7 +265,7 @@ def best_methods(means: dict[str, float], higher_is_better: bool | None) -> set[
     return {name for name, mean in finite.items() if mean == best}
 
 
-def _direction(methods: dict, metric: str) -> bool | None:
+def recorded_direction(methods: dict, metric: str) -> bool | None:
     """The direction the run recorded for ``metric`` (the first method that has it)."""
     for entry in methods.values():
         if metric in entry["metrics"]:
@@ -290,7 +367,9 @@ def _read_stage(stage: Path) -> dict:
     model_outputs = json.loads((stage / "model_outputs.json").read_text())
     references = json.loads((stage / "reference_outputs.json").read_text())
     annotations = json.loads((stage / "annotations.json").read_text())
-    verdicts = {a["instruction"]: VERDICTS.get(a.get("preference_vs_reference"), "unknown") for a in annotations}
+    # annotations.json is alpaca_eval's file (harness.evals.winrate.write_annotations): the reference is output_1,
+    # so its "preference" is already the verdict against the reference.
+    verdicts = {a["instruction"]: VERDICTS.get(a.get("preference"), "unknown") for a in annotations}
     return {
         "order": [o["instruction"] for o in model_outputs],
         "outputs": {o["instruction"]: (o["output"], verdicts.get(o["instruction"], "not judged"))

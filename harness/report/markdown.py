@@ -1,16 +1,19 @@
 """The report as Markdown (GitHub-flavoured), safe to render whatever the models wrote.
 
 Nothing from a run is ever written as Markdown source: model outputs, instructions, references and the config go
-into fenced code blocks whose fence is longer than any backtick run inside, and names and paths into code spans
-(with ``|`` escaped inside tables). Renderers show both literally, so an output holding ``<script>`` or a
-Markdown link stays text.
+into fenced code blocks whose fence is longer than any backtick run inside, and names and paths (the base model's
+name in its sentence too) into code spans on one line (with ``|`` escaped inside tables). Renderers show both
+literally, so an output holding ``<script>``, a Markdown link or a line starting with ``#`` stays text.
+Control characters (ESC, NUL, ...) are shown as symbols everywhere (:func:`harness.report.content.visible`), so
+``cat report.md`` runs no terminal escape sequence.
 """
 
 from __future__ import annotations
 
 import re
 
-from harness.report.content import HEADLINE_NOTES, ReportData
+from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
+from harness.report.sections import Section
 
 
 def longest_backtick_run(text: str) -> int:
@@ -24,6 +27,7 @@ def fenced(text: str, info: str = "text") -> str:
     CommonMark closes a fence only with a run of backticks at least as long as the opening one, so a fence one
     longer than the longest run in ``text`` (and at least three) is unbreakable.
     """
+    text = visible(text)
     fence = "`" * max(3, longest_backtick_run(text) + 1)
     return f"{fence}{info}\n{text}\n{fence}"
 
@@ -35,7 +39,7 @@ def code_span(text: str, in_table: bool = False) -> str:
     backtick (CommonMark strips one such space). Inside a GFM table a ``|`` would end the cell even within a code
     span, so it is escaped there (GFM removes that backslash).
     """
-    text = " ".join(text.splitlines())
+    text = " ".join(visible(text).splitlines())
     if in_table:
         text = text.replace("|", "\\|")
     ticks = "`" * (longest_backtick_run(text) + 1)
@@ -57,7 +61,7 @@ def render_markdown(data: ReportData) -> str:
         f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
         f"Judge: {code_span(data.judge)}."
         + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else "")
-        + (f"\n\n{data.base_model}" if data.base_model else ""),
+        + (f"\n\n{base_model_sentence(data.base_model, code_span)}" if data.base_model else ""),
         "## Results",
         _headline(data),
         "## Beside the paper's numbers",
@@ -66,6 +70,7 @@ def render_markdown(data: ReportData) -> str:
     if data.plots:
         parts.append("## Figures")
         parts += [f"### {title}\n\n![{title}]({path})" for title, path in data.plots.items()]
+    parts += [_section(section) for section in data.sections]
     if data.diagnostics:
         parts += ["## Method diagnostics", "Scalar diagnostics each method reports, mean over seeds.",
                   table(["method", "diagnostic", "mean"],
@@ -74,11 +79,33 @@ def render_markdown(data: ReportData) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _section(section: Section) -> str:
+    """An analysis section: every string escaped as plain text, the first column of a table (a name) as code."""
+    parts = [f"## {section.title}"]
+    for block in section.blocks:
+        if block.kind == "paragraph":
+            parts.append(_plain(block.text))
+        elif block.kind == "figure":
+            parts.append(f"### {block.title}\n\n![{block.title}]({block.path})")
+        else:
+            rows = [[code_span(row[0], True), *(_plain(c) for c in row[1:])] for row in block.rows]
+            parts.append(table([_plain(h) for h in block.header], rows)
+                         + "".join(f"\n\n- {_plain(note)}" for note in block.notes))
+    return "\n\n".join(parts)
+
+
+def _plain(text: str) -> str:
+    """Plain text as Markdown: markup characters escaped, ``|`` (which would end a table cell) too, and control
+    characters shown."""
+    return re.sub(r"([\\`*_{}\[\]<>|#])", r"\\\1", visible(text))
+
+
 def _headline(data: ReportData) -> str:
     rows = []
     for method, cells in data.headline.items():
         rows.append([code_span(method, True)] + [
-            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "") for c in cells])
+            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "")
+            + (" ‡" if c.below_chance else "") for c in cells])
     notes = list(HEADLINE_NOTES)
     if data.lc_variants:
         notes.append("Length-controlled win rate variant: " + ", ".join(code_span(v) for v in data.lc_variants)
@@ -117,9 +144,9 @@ def _provenance(data: ReportData) -> str:
     ]
     packages = table(["package", "version"], [[code_span(k, True), code_span(str(v), True)]
                                               for k, v in prov.get("packages", {}).items()])
-    stages = table(["seed", "stage", "dir", "reused", "build s"], [
-        [str(s.get("seed")), code_span(str(s.get("stage")), True), code_span(str(s.get("path")), True),
-         "yes" if s.get("reused") else "no", f"{s.get('build_wall_s') or 0:.1f}"]
-        for s in prov.get("stages", [])])
+    stages = table(["seed", "stage", "dir", "this run", "build s", "uses"], [
+        [code_span(str(s.seed), True), code_span(s.stage, True), code_span(s.path, True),
+         "built" if s.built else "reused", "–" if s.build_wall_s is None else f"{s.build_wall_s:.1f}", str(s.uses)]
+        for s in data.stages])
     return "\n\n".join(["\n".join(facts), packages, "Resolved config:", fenced(data.config_yaml, "yaml"),
-                        "Wall time per stage:", stages])
+                        STAGES_NOTE, stages])

@@ -98,8 +98,9 @@ def plot_win_rates(results: dict) -> Figure | None:
 def plot_drift(results: dict) -> Figure | None:
     """Per method: the reward model's accuracy on judged pairs of policy samples at each PPO checkpoint.
 
-    The dashed line of the same colour is that reward model's accuracy on held-out preference pairs, so the gap
-    between the two is the drift.
+    The curve starts at step 0 (the SFT policy), and its fall from there to the last checkpoint is the drift; the
+    dashed line of the same colour is that reward model's accuracy on held-out preference pairs, another
+    distribution, for reference.
     """
     fig = Figure(figsize=(6, 3.6))
     ax = fig.subplots()

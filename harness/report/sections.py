@@ -1,0 +1,68 @@
+"""Report sections built from one analysis each, in one shape both renderers lay out the same way.
+
+A :class:`Section` is a title and a list of blocks: paragraphs of our own text, tables and figures. The builders
+(:mod:`harness.report.overoptimisation`, :mod:`harness.report.rlp_vs_ppo`) read a run's results and return a
+section, or None when the run has nothing for it; ``markdown.py`` and the HTML template render any section, so a
+new analysis adds a builder here, not layout code.
+
+Strings from the run (method and set names) only ever appear in table cells, which the renderers escape like every
+other run string; paragraphs are text these builders write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph of plain text (no markup)."""
+
+    text: str
+    kind: str = field(default="paragraph", init=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of plain-text cells; the first column names a method or a curve and is shown as code."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = ()
+    kind: str = field(default="table", init=False)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG under the run dir (``path`` relative to it), with its title."""
+
+    title: str
+    path: str
+    kind: str = field(default="figure", init=False)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One titled part of the report."""
+
+    title: str
+    blocks: tuple[Paragraph | Table | Figure, ...]
+
+
+def build_sections(run_dir: Path, results: dict) -> list[Section]:
+    """Every analysis section the run has data for, in report order; figures go to ``run_dir/plots``."""
+    from harness.report.overoptimisation import overoptimisation_section
+    from harness.report.rlp_vs_ppo import rlp_vs_ppo_section
+
+    sections = [overoptimisation_section(run_dir, results), rlp_vs_ppo_section(run_dir, results)]
+    return [section for section in sections if section is not None]
+
+
+def plus_minus(value: float | None, error: float | None, digits: int = 3) -> str:
+    """``value ± error`` in ``digits`` decimals; "–" for a missing value, the value alone without an error."""
+    if value is None or value != value:  # None or NaN
+        return "–"
+    if error is None or error != error:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {error:.{digits}f}"

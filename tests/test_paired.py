@@ -1,0 +1,69 @@
+"""The paired RLP - PPO difference over seeds and items (harness/evals/paired.py), worked by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy.stats import t
+
+from harness.evals.paired import paired_difference
+
+
+def test_two_seeds_three_items_by_hand():
+    # D = a - b = [[1, 0, 1], [0, 0, 1]]: grand mean 0.5, seed means 2/3 and 1/3, item means 0.5, 0, 1.
+    # MS_seed = 3 * ((1/6)^2 + (1/6)^2) / 1 = 1/6; MS_item = 2 * (0 + 1/4 + 1/4) / 2 = 1/2;
+    # residuals +-1/3, +-1/6 (four of them): sum of squares 2/9 + 4/36 = 1/3, MS_residual = (1/3) / 2 = 1/6.
+    # Var = (1/6 + 1/2 - 1/6) / 6 = 1/12; df = (1/2)^2 / ((1/6)^2 / 1 + (1/2)^2 / 2 + (1/6)^2 / 2) = 1.5.
+    a = [[1.0, 0.5, 1.0], [0.0, 0.5, 1.0]]
+    b = [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]
+    result = paired_difference(a, b)
+    assert result["difference"] == pytest.approx(0.5)
+    assert result["standard_error"] == pytest.approx(math.sqrt(1 / 12))
+    assert result["df"] == pytest.approx(1.5)
+    assert result["half_width"] == pytest.approx(t.ppf(0.975, 1.5) * math.sqrt(1 / 12))
+    assert (result["low"], result["high"]) == (pytest.approx(0.5 - result["half_width"]),
+                                               pytest.approx(0.5 + result["half_width"]))
+    assert (result["n_seeds"], result["n_items"]) == (2, 3)
+
+
+def test_one_seed_is_the_paired_t_interval_over_items():
+    # D = 1, 0, 1, 0: mean 0.5, sample variance 4 * 0.25 / 3 = 1/3, Var(mean) = 1/12, df 3: t = 3.182.
+    result = paired_difference([[1.0, 0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0, 0.0]])
+    assert result["standard_error"] == pytest.approx(math.sqrt(1 / 12)) and result["df"] == 3
+    assert result["half_width"] == pytest.approx(3.182446 * math.sqrt(1 / 12))
+
+
+def test_identical_differences_have_no_spread():
+    result = paired_difference([[1.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]])
+    assert result["difference"] == 0.5 and result["standard_error"] == 0.0 and result["half_width"] == 0.0
+
+
+def test_pairing_removes_item_difficulty_both_methods_share():
+    # Items 0-1 are easy for both methods, 2-3 hard for both; A is 0.1 better on average in each seed.
+    # D = [[.1, .1, .1, .1], [.1, .1, 0, .2]]: seed means equal (MS_seed 0), item means .1, .1, .05, .15
+    # (MS_item = 2 * 2 * .05^2 / 3 = 1/300), residuals +-.05 in four cells (MS_residual = .01 / 3 = 1/300): no
+    # effect beyond noise, so Var = (1/300) / 8 and df = 3.
+    b = [[0.9, 0.9, 0.1, 0.1], [0.9, 0.8, 0.1, 0.0]]
+    a = [[1.0, 1.0, 0.2, 0.2], [1.0, 0.9, 0.1, 0.2]]
+    paired = paired_difference(a, b)
+    assert paired["difference"] == pytest.approx(0.1) and paired["df"] == 3
+    assert paired["standard_error"] == pytest.approx(math.sqrt(1 / 2400)) and paired["low"] > 0
+    # the two win rates' own standard errors over these items are about 0.15 each: pairing is what resolves 0.1
+
+
+def test_noise_without_seed_or_item_effects_falls_back_to_the_residual_variance():
+    # Seed means 0.5 and 0.5, item means 0.5 and 0.5: MS_seed = MS_item = 0; residuals +-0.5, MS_residual = 1.
+    # Var = 1 / 4, df = 1.
+    result = paired_difference([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]])
+    assert result["standard_error"] == pytest.approx(0.5) and result["df"] == 1
+
+
+@pytest.mark.parametrize(("a", "b", "message"), [
+    ([[1.0, 0.0]], [[1.0]], "seeds x items"),
+    ([[1.0, 0.0], [1.0]], [[1.0, 0.0], [1.0]], "one equally long row"),
+    ([[1.0, math.nan]], [[1.0, 0.0]], "finite"),
+])
+def test_bad_shapes_and_missing_verdicts_are_named(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_difference(a, b)
