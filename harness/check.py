@@ -25,9 +25,9 @@ The rule, for every compared method and metric column:
 
   ``se`` is the standard error of the stored mean of m seeds: ``sd`` the sample standard deviation of all stored
   per-seed values (seed-to-seed noise; 0 with one stored seed), ``eval_se`` the mean stored standard error of the
-  evaluation over items for those seeds (win rates: the set's ``<set>_standard_error``; ``mmlu_acc``:
-  ``mmlu_stderr``; 0 for other metrics). ``now`` on the worse side of ``stored`` (per the metric's direction) by
-  more than the tolerance is a ``regression``; on the better side by more than the tolerance it is ``improved``
+  evaluation over items for those seeds (win rates: the set's ``<set>_standard_error``; ``knowledge_acc``:
+  ``knowledge_stderr``; 0 for other metrics). ``now`` on the worse side of ``stored`` (per the metric's direction)
+  by more than the tolerance is a ``regression``; on the better side by more than the tolerance it is ``improved``
   (passes: consider updating the leaderboard); else ``ok``.
 
 The rules in force (:data:`harness.leaderboard.TOLERANCES`, stored in each leaderboard's JSON and applied from
@@ -37,7 +37,7 @@ there, so a leaderboard and its tolerances are reviewed together):
 kind       metrics (unit)                                         floor       relative  k_se  cap
 =========  =====================================================  ==========  ========  ====  ==========
 win_rate   ``*_win_rate``, ``*_lc_win_rate`` (points, 0-100)      5.0 points  0         3     8.0 points
-accuracy   ``mmlu_acc``, ``rm_acc_*``, ``rm_drift`` ([0, 1])      0.05        0         3     0.08
+accuracy   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift`` (0-1)    0.05        0         3     0.08
 wall_time  ``train_wall_s`` (seconds)                             30 s        1.0       3     none
 other      any other metric given a direction                     0           0.1       3     none
 =========  =====================================================  ==========  ========  ====  ==========

@@ -147,7 +147,7 @@ class EvalConfig:
     max_examples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N instructions of each set (None: all)."},
     )
-    knowledge: bool = field(default=True, metadata={"help": "Run the suite's multiple-choice knowledge task "
+    knowledge: bool = field(default=True, metadata={"help": "Run the suite's knowledge task "
                                                     "(MMLU in real presets) through lm-eval."})
     knowledge_fewshot: int = field(default=0, metadata={"help": "Few-shot examples for the knowledge task "
                                                         "(paper MMLU: 5)."})

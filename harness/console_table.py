@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import textwrap
 
+from harness.evals.mmlu import knowledge_label
 from harness.report.content import format_value, headline_cell, recorded_direction
 from harness.stats import method_difference
 
 WIDTH = 120
 
 # In order of importance: the columns are shown in this order, and those that do not fit are left out from the end.
-COLUMNS = ("farm_win_rate", "bar_win_rate", "mmlu_acc", "rm_drift", "rm_acc_onpolicy", "rm_acc_step0",
+COLUMNS = ("farm_win_rate", "bar_win_rate", "knowledge_acc", "rm_drift", "rm_acc_onpolicy", "rm_acc_step0",
            "rm_acc_offline", "kl", "proxy_reward", "avg_length")
 
 ARROWS = {True: " ↑", False: " ↓", None: ""}
@@ -34,7 +35,8 @@ def format_table(results: dict, width: int = WIDTH) -> str:
     methods = results["methods"]
     seeds = results.get("seeds", 1)
     grid = {name: [_cell(column, entry["metrics"]) for column in COLUMNS] for name, entry in methods.items()}
-    headers = [column + ARROWS[recorded_direction(methods, column)] for column in COLUMNS]
+    names = [knowledge_label(results) if column == "knowledge_acc" else column for column in COLUMNS]
+    headers = [name + ARROWS[recorded_direction(methods, column)] for name, column in zip(names, COLUMNS)]
     widths = [max([len(h), *(len(cells[i]) for cells in grid.values())]) for i, h in enumerate(headers)]
     name_width = max([len("method"), *map(len, methods)])
 

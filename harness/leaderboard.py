@@ -32,7 +32,7 @@ LEADERBOARD_COLUMNS = [
     "method", "preset", "seeds",
     "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
     "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
-    "mmlu_acc", "mmlu_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift",
+    "knowledge_acc", "knowledge_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift",
     "proxy_reward", "kl", "avg_length", "train_wall_s",
 ]
 METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
@@ -40,8 +40,8 @@ METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
 # Direction of every metric, matched on the name's suffix, so tables can mark the best value and the regression
 # check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
 HIGHER_IS_BETTER = {
-    "win_rate": True, "lc_win_rate": True, "standard_error": None, "mmlu_acc": True, "mmlu_stderr": None,
-    "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True, "rm_drift": False,
+    "win_rate": True, "lc_win_rate": True, "standard_error": None, "knowledge_acc": True,
+    "knowledge_stderr": None, "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True, "rm_drift": False,
     "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
 }
 
@@ -49,12 +49,13 @@ SCHEMA_VERSION = 2  # 2: tolerance rules are floor, relative, k_se and cap (1 ha
 
 TOLERANCE_RULE = ("tolerance = min(cap, max(floor, relative * |stored|, k_se * se)); se = sqrt(sd^2 + eval_se^2) / "
                   "sqrt(m): sd the sample std of the stored per-seed values (0 with one seed), eval_se the mean "
-                  "stored evaluation standard error of the compared seeds (win rates, MMLU; else 0), m the number "
-                  "of seeds compared")
+                  "stored evaluation standard error of the compared seeds (win rates, the knowledge task; else 0), "
+                  "m the number of seeds compared")
 
 # What a stored value may be, per metric (matched like HIGHER_IS_BETTER): anything outside is a damaged leaderboard.
 VALUE_RANGES = {
-    "win_rate": (0.0, 100.0), "standard_error": (0.0, 100.0), "mmlu_acc": (0.0, 1.0), "mmlu_stderr": (0.0, 1.0),
+    "win_rate": (0.0, 100.0), "standard_error": (0.0, 100.0), "knowledge_acc": (0.0, 1.0),
+    "knowledge_stderr": (0.0, 1.0),
     "rm_acc_offline": (0.0, 1.0), "rm_acc_step0": (0.0, 1.0), "rm_acc_onpolicy": (0.0, 1.0), "rm_drift": (-1.0, 1.0),
     "avg_length": (0.0, math.inf), "train_wall_s": (0.0, math.inf),
 }
@@ -92,8 +93,8 @@ def standard_error_column(metric: str) -> str | None:
     """The column holding the judge's or lm-eval's standard error for ``metric``, if it has one."""
     if metric.endswith("win_rate"):
         return metric.split("_")[0] + "_standard_error"  # farm_lc_win_rate -> farm_standard_error
-    if metric == "mmlu_acc":
-        return "mmlu_stderr"
+    if metric == "knowledge_acc":
+        return "knowledge_stderr"
     return None
 
 

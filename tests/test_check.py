@@ -189,7 +189,7 @@ def test_the_stored_tiny_leaderboard_catches_a_10_point_farm_drop_in_any_method(
 
 
 def _drop_column(csv_path: Path) -> None:
-    pd.read_csv(csv_path).drop(columns="mmlu_acc").to_csv(csv_path, index=False)
+    pd.read_csv(csv_path).drop(columns="knowledge_acc").to_csv(csv_path, index=False)
 
 
 def _edit_json(csv_path: Path, edit) -> None:
@@ -236,7 +236,7 @@ def _per_seed(method: str, metric: str, values: list) -> callable:
     (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["win_rate"].update(cap=1.0)),
      "tolerance.cap: 1.0 is below the floor 5.0"),
     (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 2"),
-    (_drop_column, "tiny.csv: missing column 'mmlu_acc'"),
+    (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
     (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a"),
     (lambda csv: csv.write_text(""), "tiny.csv: the file is empty"),
     (lambda csv: csv.unlink(), "tiny.csv: no such file"),

@@ -58,15 +58,15 @@ def test_method_difference_reads_per_seed_values_and_standard_errors():
     assert method_difference(results, "rlp_uml", "ppo", "farm_win_rate") is None
 
 
-ALL_COLUMNS = ["farm_win_rate", "farm_standard_error", "bar_win_rate", "bar_standard_error", "mmlu_acc",
-               "mmlu_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift", "proxy_reward", "kl",
+ALL_COLUMNS = ["farm_win_rate", "farm_standard_error", "bar_win_rate", "bar_standard_error", "knowledge_acc",
+               "knowledge_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift", "proxy_reward", "kl",
                "avg_length"]
 
 
 def _wide_run(seeds: int) -> dict:
     """Four methods with long numbers in every column: the widest table a run can produce."""
     values = {"farm_win_rate": 43.958333, "farm_standard_error": 2.3185, "bar_win_rate": 15.41666,
-              "bar_standard_error": 1.82, "mmlu_acc": 0.99583333, "mmlu_stderr": 0.0041666, "rm_acc_offline": 0.66,
+              "bar_standard_error": 1.82, "knowledge_acc": 0.99583333, "knowledge_stderr": 0.0041666, "rm_acc_offline": 0.66,
               "rm_acc_step0": 0.66, "rm_acc_onpolicy": 0.2979448766, "rm_drift": 0.3620551234,
               "proxy_reward": -1234.0614, "kl": 1234.915336192, "avg_length": 1039.727}
     return _results({m: {k: [v * (1 + 0.1 * s + 0.01 * i) for s in range(seeds)] for k, v in values.items()}

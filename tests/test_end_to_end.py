@@ -97,7 +97,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     for method, entry in results["methods"].items():
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
-        assert 0 <= metrics["mmlu_acc"]["mean"] <= 1
+        assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
         assert_offline_accuracy_measured(finished_run, results, metrics["rm_acc_offline"]["mean"])
         if method not in ("sft", "best_of_n"):
             # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)

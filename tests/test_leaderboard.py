@@ -128,11 +128,11 @@ def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_pat
 def test_metric_names_map_to_direction_kind_and_standard_error():
     assert [direction(m) for m in ("farm_lc_win_rate", "bar_standard_error", "rm_drift", "kl")] == [
         True, None, False, None]
-    assert [metric_kind(m) for m in ("bar_lc_win_rate", "mmlu_acc", "rm_acc_onpolicy", "rm_drift",
+    assert [metric_kind(m) for m in ("bar_lc_win_rate", "knowledge_acc", "rm_acc_onpolicy", "rm_drift",
                                      "train_wall_s", "proxy_reward")] == [
         "win_rate", "accuracy", "accuracy", "accuracy", "wall_time", "other"]
     assert standard_error_column("farm_lc_win_rate") == "farm_standard_error"
-    assert standard_error_column("mmlu_acc") == "mmlu_stderr" and standard_error_column("rm_drift") is None
+    assert standard_error_column("knowledge_acc") == "knowledge_stderr" and standard_error_column("rm_drift") is None
 
 
 def test_a_tolerance_rule_rejects_negative_values():

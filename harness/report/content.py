@@ -17,6 +17,7 @@ from typing import Callable
 
 import yaml
 
+from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
 from harness.report.sections import Section
 from harness.suites.base import Preference
@@ -24,21 +25,23 @@ from harness.suites.base import Preference
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 
 # The headline columns: every leaderboard metric except the standard errors, which are shown inside the win-rate
-# and MMLU cells when there is a single seed.
+# and knowledge cells when there is a single seed.
 HEADLINE_METRICS = [c for c in METRIC_COLUMNS if c not in {standard_error_column(m) for m in METRIC_COLUMNS}]
 
 # How to read the headline table; plain text (no markup), so both renderers can show it as is.
 HEADLINE_NOTES = (
     "Each cell is the mean over seeds ± the half-width of its 95% t-interval. † marks ± one seed's standard error "
-    "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for MMLU): with a single seed there is "
-    "no interval over seeds.",
+    "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for the knowledge task): with a single "
+    "seed there is no interval over seeds.",
     "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
     "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
     "of the methods there ranks pairs worse than a coin.",
     "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference; "
     "accuracies are in [0, 1]. rm_acc_offline: the reward model's accuracy on the held-out val pairs; "
     "rm_acc_step0 and rm_acc_onpolicy: on judged pairs of fresh samples of the policy PPO starts from (step 0) "
-    "and of the final checkpoint; rm_drift = rm_acc_step0 - rm_acc_onpolicy.",
+    "and of the final checkpoint; rm_drift = rm_acc_step0 - rm_acc_onpolicy. "
+    "The knowledge column (knowledge_acc in results.json and the leaderboard) is named after the run's knowledge "
+    "task: MMLU only when the task is MMLU.",
 )
 
 # How to read the stage table (plain text, for both renderers).
@@ -149,6 +152,7 @@ class ReportData:
     base_model: dict | None  # results.json's base_model: its name and knowledge-task score (base_model_sentence)
     methods: list[str]
     metrics: list[str]
+    headers: list[str]  # the headline table's column names: the metric, or for knowledge_acc the task's name
     headline: dict[str, list[Cell]]  # method -> one cell per metric
     lc_variants: list[str]
     paper: dict  # label, notes, columns (header labels), rows (method -> cell texts)
@@ -211,6 +215,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         base_model=results.get("base_model"),
         methods=list(methods),
         metrics=HEADLINE_METRICS,
+        headers=[knowledge_label(results) if m == "knowledge_acc" else m for m in HEADLINE_METRICS],
         headline=headline,
         lc_variants=sorted({str(details["lc_variant"]) for entry in methods.values()
                             for record in entry["per_seed"]
@@ -271,18 +276,21 @@ def recorded_direction(methods: dict, metric: str) -> bool | None:
 def paper_comparison(results: dict, paper_file: Path) -> dict:
     """This run's means beside the paper's numbers, in the paper's units.
 
-    Rows are this run's methods, then the paper's methods this run did not train.
+    Rows are this run's methods, then the paper's methods this run did not train. The paper's MMLU column is shown
+    only when the run's knowledge task is MMLU: another task's accuracy is not comparable with it.
     """
     paper = yaml.safe_load(paper_file.read_text())
     label = paper["label"]
+    task = knowledge_label(results)
+    shown = [c for c in paper["columns"] if c["metric"] != "knowledge_acc" or task == "MMLU"]
     columns, rows = [], {}
-    for column in paper["columns"]:
+    for column in shown:
         columns += [f"{column['label']} (this run)", f"{column['label']} ({label})"]
     names = list(results["methods"]) + [m for m in paper["methods"] if m not in results["methods"]]
     for name in names:
         run_metrics = results["methods"].get(name, {}).get("metrics")
         cells = []
-        for column in paper["columns"]:
+        for column in shown:
             if run_metrics is None:
                 cells.append("not run")
             else:
@@ -292,6 +300,10 @@ def paper_comparison(results: dict, paper_file: Path) -> dict:
             cells.append("–" if value is None else f"{value:.1f}")
         rows[name] = cells
     notes = [f"Columns marked ({label}) are the paper's own numbers: {paper['source']}.", *paper["notes"]]
+    if task == "MMLU":
+        notes += paper["mmlu_notes"]
+    else:
+        notes.append(f"The paper's MMLU column is left out: this run's knowledge task is {task}, not MMLU.")
     return {"label": label, "notes": notes, "columns": columns, "rows": rows}
 
 

@@ -110,7 +110,7 @@ def _headline(data: ReportData) -> str:
     if data.lc_variants:
         notes.append("Length-controlled win rate variant: " + ", ".join(code_span(v) for v in data.lc_variants)
                      + ".")
-    header = ["method"] + [code_span(m, True) for m in data.metrics]
+    header = ["method"] + [code_span(h, True) for h in data.headers]
     return table(header, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 

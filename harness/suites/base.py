@@ -52,6 +52,7 @@ class Suite(Protocol):
     eval_sets: tuple[str, ...]
     pairs_from_policy: bool  # preference/val pairs are drawn from the SFT policy during the run (then also
     # ``pair_temperature: float``)
+    knowledge_chat: bool  # the knowledge task is asked in the chat format (lm-eval's apply_chat_template)
 
     def splits(self) -> dict[str, Dataset]:
         """All splits: ``sft``, ``preference``, ``unlabeled``, ``val`` and one per name in ``eval_sets``."""
@@ -74,5 +75,5 @@ class Suite(Protocol):
         ...
 
     def knowledge_task(self) -> tuple[Path, str] | None:
-        """(lm-eval include_path, task name) of the suite's multiple-choice knowledge task, if it has one."""
+        """(lm-eval include_path, task name) of the suite's knowledge task, if it has one."""
         ...

@@ -25,6 +25,7 @@ class TinySuite:
     eval_sets = ("farm", "bar")
     # Preference and val pairs are two samples of the SFT policy per instruction, labelled during the run.
     pairs_from_policy = True
+    knowledge_chat = True  # fact questions asked as the policy is asked: recall, not recognition
 
     def __init__(self, config: TinyWorldConfig | None = None) -> None:
         self.config = config or TinyWorldConfig()
@@ -59,5 +60,5 @@ class TinySuite:
         return ensure_base_model(self.config.base_model, Path(cache_dir))
 
     def knowledge_task(self) -> tuple[Path, str]:
-        """The multiple-choice task on the world's facts; its YAML loads the jsonl beside it by path."""
+        """The chat-format recall task on the world's facts; its YAML loads the jsonl beside it by path."""
         return KNOWLEDGE_DIR, "tiny_knowledge"

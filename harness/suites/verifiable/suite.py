@@ -28,6 +28,7 @@ class VerifiableSuite:
     name = "verifiable"
     eval_sets = ("farm", "bar")
     pairs_from_policy = False  # its pairs come from the world's generator
+    knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
 
     def __init__(self, config: VerifiableConfig | None = None) -> None:
         self.config = config or VerifiableConfig()
