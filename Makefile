@@ -25,7 +25,7 @@ test-slow:
 check:
 	$(PYTHON) -m harness.check --preset tiny
 
-# The stored reference of harness.check: every method, three seeds.(--overwrite: this target's own dir, replaced).
+# The stored reference of harness.check: every method, three seeds (--overwrite: this target's own dir, replaced).
 leaderboard:
 	$(PYTHON) -m harness.run --methods all --seeds 3 --out runs/leaderboard-tiny --overwrite --update-leaderboard
 
