@@ -280,6 +280,7 @@ REDUCED_BUDGET = (
     "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
     "policy_samples.n=4", "policy_samples.max_instructions=12",
     "uml.batch_size=4", "eval.drift_instructions=8", "best_of_n.n=4", "eval.overoptimisation_max_n=8",
+    "eval.overoptimisation_ppo_steps=2",
 )
 
 

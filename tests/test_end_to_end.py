@@ -143,7 +143,9 @@ def test_shared_stages_are_trained_once(finished_run):
     log = (finished_run / "run.log").read_text()
     assert log.count("stage sft              training") == 1
     assert log.count("stage reward           training") == 3  # shared RM, UML's and SPG's refined RMs
-    assert log.count("stage ppo              training") == 3  # shared PPO, then one per RLP method
+    # the shared PPO, one per RLP method, and the over-optimisation curve's own low-KL PPO (the preset's
+    # eval.overoptimisation_ppo_kl_coef)
+    assert log.count("stage ppo              training") == 4
     assert log.count("stage policy_samples   training") == 1  # UML and SPG share the sample set
 
 
