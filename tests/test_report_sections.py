@@ -32,9 +32,10 @@ def test_rlp_minus_ppo_is_paired_over_seeds_and_items(reports):
     # Per item, rlp_spg - ppo = 0, 1 (the second item: spg wins, ppo loses), 0, 0 in both seeds: mean 0.25.
     # Seed means equal (MS_seed 0), no residual; item means 0, 1, 0, 0: MS_item = 2 * (3 * 0.0625 + 0.5625) / 3
     # = 0.5; Var = 0.5 / 8 = 0.0625, se 0.25; df = 0.25 / (0.25 / 3) = 3, t = 3.1824: +-0.7956.
-    farm, bar = [row for row in _rows(markdown, "rlp_spg") if row[1] in ("farm", "bar")]
-    assert farm == ["`rlp_spg`", "farm", "+25.0 ± 79.6", "\\[-54.6, +104.6\\]", "no difference resolved", "2", "4"]
-    assert bar[1] == "bar" and bar[2] == "+25.0 ± 79.6"
+    farm, bar = [row for row in _rows(markdown, "rlp_spg") if row[2] in ("farm", "bar")]
+    assert farm == ["`rlp_spg`", "ppo", "farm", "+25.0 ± 79.6", "\\[-54.6, +104.6\\]", "no difference resolved",
+                    "2", "4"]
+    assert bar[2] == "bar" and bar[3] == "+25.0 ± 79.6"
 
 
 def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models(reports):

@@ -21,7 +21,9 @@ FORM_TEXT = {"bon": "d (alpha - beta d)", "rl": "d (alpha - beta log d)"}
 EXPLANATION = (
     "How far optimising against the reward model helps the gold judge. Each point is a policy: best-of-n of the "
     "SFT policy for n = 1, 2, 4, ... (the first n of one set of samples per farm instruction; KL = log n - (n-1)/n) "
-    "and every saved checkpoint of the first PPO run (KL as PPO logged it; step 0 is the SFT policy). Gold: the "
+    "and every saved checkpoint of a PPO run from SFT: the run's own, or, when eval.overoptimisation_ppo_kl_coef "
+    "is set (see the configuration below), one of its own at that lower KL coefficient, long enough to pass the "
+    "gold peak that a tuned PPO stops near (KL as PPO logged it; step 0 is the SFT policy). Gold: the "
     "judge's win rate against the reference on the farm set. Proxy: the reward model's mean score of the chosen "
     "best-of-n samples (farm instructions, evaluation temperature), and PPO's logged rollout reward (unlabeled "
     "instructions, temperature 1), so the two proxy curves share a trend, not a scale. The lines are Gao, "

@@ -40,7 +40,10 @@ def rlp_vs_ppo_section(run_dir: Path, results: dict) -> Section | None:
     variants = [name for name in methods if name.startswith("rlp_")]
     if "ppo" not in methods or not variants:
         return None
-    blocks = [Paragraph(HOW), difference_table(run_dir, methods, variants)]
+    comparisons = ([("ppo", "sft")] if "sft" in methods else []) + [(variant, "ppo") for variant in variants]
+    blocks = [Paragraph(HOW + " The first row, where SFT ran, is the baseline's own check: RLP's question means "
+                        "something only in a world where PPO beats SFT."),
+              difference_table(run_dir, methods, comparisons)]
     spg = spg_pair_accuracy_table(results.get("diagnostics", {}).get("rlp_spg", []))
     if spg is not None:
         blocks += [Paragraph("Mechanism, step 1: how often SPG's synthetic pairs (chosen = the reward model's "
@@ -84,30 +87,30 @@ def paired_items(rlp: dict, ppo: dict) -> tuple[list[list[float]], list[list[flo
     return a[:, keep].tolist(), b[:, keep].tolist()
 
 
-def difference_table(run_dir: Path, methods: dict, variants: list[str]) -> Table:
-    """One row per RLP variant and evaluation set: RLP - PPO in points with its 95% interval."""
+def difference_table(run_dir: Path, methods: dict, comparisons: list[tuple[str, str]]) -> Table:
+    """One row per (method, baseline) pair and evaluation set: method - baseline in points with its 95% interval."""
     eval_sets = list(methods["ppo"]["per_seed"][0].get("details", {}).get("eval_sets", {}))
     rows = []
-    for variant in variants:
+    for method, baseline in comparisons:
         for eval_set in eval_sets:
-            pairs = paired_items(item_wins(run_dir, methods[variant], eval_set),
-                                 item_wins(run_dir, methods["ppo"], eval_set))
+            pairs = paired_items(item_wins(run_dir, methods[method], eval_set),
+                                 item_wins(run_dir, methods[baseline], eval_set))
             if pairs is None or not pairs[0] or not pairs[0][0]:
-                rows.append((variant, eval_set, "per-item verdicts not found", "–", "–", "–", "–"))
+                rows.append((method, baseline, eval_set, "per-item verdicts not found", "–", "–", "–", "–"))
                 continue
             r = paired_difference(*pairs)
-            rows.append((variant, eval_set, f"{100 * r['difference']:+.1f} ± {100 * r['half_width']:.1f}",
-                         f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]", _verdict(r), str(r["n_seeds"]),
-                         str(r["n_items"])))
-    return Table(header=("RLP variant", "eval set", "RLP - PPO (points, ± 95%)", "95% interval", "reading",
+            rows.append((method, baseline, eval_set, f"{100 * r['difference']:+.1f} ± {100 * r['half_width']:.1f}",
+                         f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]", _verdict(r, method, baseline),
+                         str(r["n_seeds"]), str(r["n_items"])))
+    return Table(header=("method", "minus", "eval set", "difference (points, ± 95%)", "95% interval", "reading",
                          "seeds", "items"), rows=tuple(rows))
 
 
-def _verdict(result: dict) -> str:
+def _verdict(result: dict, method: str, baseline: str) -> str:
     if result["low"] > 0:
-        return "RLP better"
+        return f"{method} better"
     if result["high"] < 0:
-        return "PPO better"
+        return f"{baseline} better"
     return "no difference resolved"
 
 
