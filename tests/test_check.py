@@ -16,12 +16,6 @@ from harness.leaderboard import ToleranceRule, update_leaderboard
 from test_report import make_run_dir
 
 
-@pytest.fixture(autouse=True)
-def registry_methods(monkeypatch):
-    # The real registry imports torch and every method (seconds); these tests are about the comparison.
-    monkeypatch.setattr(leaderboard, "known_methods", lambda: frozenset({"sft", "ppo", "rlp_uml", "rlp_spg"}))
-
-
 @pytest.fixture
 def stored(tmp_path):
     """A fixture run and a leaderboard made from that very run."""

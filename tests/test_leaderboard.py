@@ -22,18 +22,11 @@ from harness.leaderboard import (
 )
 from test_report import make_run_dir
 
-KNOWN = frozenset({"sft", "ppo", "rlp_uml", "rlp_spg"})
-registry_known_methods = leaderboard.known_methods
+def test_known_methods_are_the_registrys_and_cost_no_import_of_torch():
+    from harness.registry import METHODS
 
-
-@pytest.fixture(autouse=True)
-def registry_methods(monkeypatch):
-    # The real registry imports torch and every method (seconds); the other tests are about the files.
-    monkeypatch.setattr(leaderboard, "known_methods", lambda: KNOWN)
-
-
-def test_known_methods_are_the_registrys():
-    assert KNOWN <= registry_known_methods()
+    assert leaderboard.known_methods() == frozenset(METHODS)
+    assert {"sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"} <= leaderboard.known_methods()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
 from harness.evals.overoptimisation import FORM_NAMES, form_value
+from harness.report.plots import finish
 from harness.report.sections import Figure, Paragraph, Section, Table
 from harness.stats import stored_number
 
@@ -91,9 +92,5 @@ def plot_curves(curves: dict[str, list[dict]], fits: dict[str, dict | None]) -> 
             gold_ax.plot(grid, start + form_value(fit["form"], grid, fit["alpha"], fit["beta"]), linestyle="--",
                          color=line[0].get_color(), label=f"fit {FORM_NAMES[fit['form']]}")
         proxy_ax.plot(d, [p["proxy_reward"] for p in points], marker="o", label=CURVE_LABELS.get(name, name))
-    for ax, label in ((gold_ax, "gold win rate vs reference (%)"), (proxy_ax, "proxy reward (RM score)")):
-        ax.set_xlabel("sqrt(KL to the SFT policy)")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "sqrt(KL to the SFT policy)",
+                  {gold_ax: "gold win rate vs reference (%)", proxy_ax: "proxy reward (RM score)"})

@@ -61,6 +61,17 @@ def mean_by_step(series: list[list[dict]], key: str) -> tuple[list[int], list[fl
     return steps, [sum(by_step[s]) / len(by_step[s]) if by_step[s] else math.nan for s in steps]
 
 
+def finish(fig: Figure, xlabel: str | None, ylabels: dict) -> Figure:
+    """Labels each axis of ``fig`` (``ylabels``: axis -> its y label), adds the legends and lays the figure out."""
+    for ax, ylabel in ylabels.items():
+        if xlabel is not None:
+            ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_win_rates(results: dict) -> Figure | None:
     """Grouped bars: win rate per method and evaluation set, with the 95% interval (or ± SE for one seed)."""
     methods = results["methods"]
@@ -87,12 +98,9 @@ def plot_win_rates(results: dict) -> Figure | None:
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")  # as good as the reference
     ax.set_ylim(0, 100)
     ax.set_xticks(range(len(eval_sets)), eval_sets)
-    ax.set_ylabel("win rate vs reference (%)")
     ax.set_title("error bars: " + ("± standard error (one seed)" if single_seed else "95% interval over seeds"),
                  fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, None, {ax: "win rate vs reference (%)"})
 
 
 def plot_drift(results: dict) -> Figure | None:
@@ -117,11 +125,7 @@ def plot_drift(results: dict) -> Figure | None:
         drawn = True
     if not drawn:
         return None
-    ax.set_xlabel("PPO step")
-    ax.set_ylabel("reward-model accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "PPO step", {ax: "reward-model accuracy"})
 
 
 def plot_ppo(results: dict) -> Figure | None:
@@ -139,12 +143,7 @@ def plot_ppo(results: dict) -> Figure | None:
         drawn = True
     if not drawn:
         return None
-    for ax, label in ((reward_ax, "proxy reward"), (kl_ax, "KL to SFT policy")):
-        ax.set_xlabel("PPO step")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "PPO step", {reward_ax: "proxy reward", kl_ax: "KL to SFT policy"})
 
 
 def plot_spg_confidence(results: dict) -> Figure | None:
@@ -162,8 +161,4 @@ def plot_spg_confidence(results: dict) -> Figure | None:
             drawn = True
     if not drawn:
         return None
-    ax.set_xlabel("confidence c(x) = largest cluster / samples")
-    ax.set_ylabel("instructions")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "confidence c(x) = largest cluster / samples", {ax: "instructions"})
