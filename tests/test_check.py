@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import check, leaderboard
+from harness import check
 from harness.check import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, tolerance, verdict
 from harness.leaderboard import ToleranceRule, update_leaderboard
 from test_report import make_run_dir
