@@ -102,7 +102,8 @@ class Rerank:
 class TrainedPolicy:
     """What a method returns: the policy to evaluate and how it came about.
 
-    ``reward_model`` is the reward model the policy was optimised against (None for SFT); ``ppo`` carries the
+    ``reward_model`` is the reward model the policy was optimised against (for SFT, which optimises against none,
+    the run's shared one, so its offline accuracy and proxy reward are reported beside the others); ``ppo`` carries the
     checkpoints the drift metric evaluates; ``rerank`` makes the policy answer best-of-n (its answer is the
     favourite of ``rerank.n`` samples by ``rerank.reward_model``; None: one sample); ``diagnostics`` holds
     method-specific figures (SPG acceptance rate, UML loss curves, ...) that the report shows.

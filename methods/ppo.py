@@ -51,8 +51,9 @@ RUN_FILE = "ppo_run.json"
 class PPOConfig:
     """PPO hyper-parameters.
 
-    Defaults suit the ``tiny`` preset: a ~1 M-parameter model takes about 2 s of one CPU thread a step at full
-    response length. Each help text gives AlpacaFarm's value, which the ``alpacafarm`` preset uses.
+    Defaults are a starting point for small models on the CPU; each preset sets what it measured (the ``tiny``
+    preset records its calibration: kl_coef, learning rate and rollouts were set on SFT, PPO and best-of-n curves).
+    Each help text gives AlpacaFarm's value, which the ``alpacafarm`` preset uses.
     """
 
     # Rollout: how responses are sampled and scored.
