@@ -67,6 +67,7 @@ class RunContext:
         self.log = log
         self.stage_times: list[dict] = []
         self._scorer: RewardModelScorer | None = None
+        self._labelled: dict[str, Dataset] = {}  # labelled_pairs per split: every reward model of the seed asks
         self.device = distributed.device()
 
     # -- shared stages -------------------------------------------------------------------------------------------
@@ -145,15 +146,18 @@ class RunContext:
         """
         if not self.suite.pairs_from_policy:
             return self.splits[split]
+        if split in self._labelled:
+            return self._labelled[split]
         instructions = self.splits[split]["instruction"]
         samples = self.sample(self.sft(), instructions, 2, self.suite.pair_temperature, name=f"{split}_pairs",
                               sample_seed=stable_seed("pairs", split, self.seed))
         annotator = self.suite.training_annotator() if split == "preference" else self.suite.gold_annotator()
         firsts, seconds = [s[0] for s in samples], [s[1] for s in samples]
-        return Dataset.from_dict({
+        self._labelled[split] = Dataset.from_dict({
             "instruction": instructions, "output_1": firsts, "output_2": seconds,
             "preference": [float(p) for p in annotator.annotate(instructions, firsts, seconds)],
         })
+        return self._labelled[split]
 
     def ppo(self, init: Path, reward_model: Path, config: PPOConfig | None = None) -> PPORun:
         """A PPO policy from ``init`` against ``reward_model`` on the unlabeled instructions (paper steps 3 and 6).
