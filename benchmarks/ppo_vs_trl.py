@@ -1,4 +1,4 @@
-"""Our PPO (:func:`methods.ppo.train_ppo`) against TRL 1.12's experimental PPOTrainer, side by side.
+"""Our PPO (:func:`harness.trainers.ppo.train_ppo`) against TRL 1.12's experimental PPOTrainer, side by side.
 
     python -m benchmarks.ppo_vs_trl                       # 20 steps x 32 episodes, 3 interleaved rounds
     python -m benchmarks.ppo_vs_trl --steps 40 --repeats 5 --out ppo_vs_trl.json
@@ -61,7 +61,7 @@ from benchmarks.common import (
     spread,
     timed,
 )
-from methods.base import set_mixed_precision
+from harness.core.precision import set_mixed_precision
 
 TRL_VERSION = "1.12.0"
 
@@ -185,7 +185,7 @@ def prepare_inputs(bench: PPOBenchConfig) -> Inputs:
 
 def ppo_config(bench: PPOBenchConfig):
     """Our PPOConfig for the benchmark: the tiny preset's defaults with the benchmark's sizes, one checkpoint."""
-    from methods.ppo import PPOConfig
+    from harness.trainers.config import PPOConfig
 
     return PPOConfig(num_steps=bench.steps, rollout_batch_size=bench.rollout_batch_size,
                      minibatch_size=bench.minibatch_size, ppo_epochs=bench.ppo_epochs,
@@ -193,7 +193,7 @@ def ppo_config(bench: PPOBenchConfig):
 
 
 def train_ours(inputs: Inputs, cfg, seed: int, out_dir: Path) -> Trained:
-    from methods.ppo import train_ppo
+    from harness.trainers.ppo import train_ppo
 
     run, wall_s = timed(lambda: train_ppo(inputs.sft, inputs.reward_model, inputs.prompts, cfg, out_dir, seed,
                                           show_progress=False))
@@ -202,7 +202,7 @@ def train_ours(inputs: Inputs, cfg, seed: int, out_dir: Path) -> Trained:
 
 def trl_arguments(trl_ppo, cfg, seed: int, out_dir: Path):
     """TRL's PPOConfig with every knob our PPOConfig has mapped onto it (see the module docstring for the rest)."""
-    from methods.base import trainer_precision
+    from harness.core.precision import trainer_precision
 
     return trl_ppo.PPOConfig(
         output_dir=str(out_dir / "trainer"),
@@ -249,13 +249,12 @@ NO_COLLECTION = types.SimpleNamespace(collect=lambda *args: 0)  # stands in for 
 
 def train_trl(trl_ppo, inputs: Inputs, cfg, seed: int, out_dir: Path, collect_garbage: bool = True) -> Trained:
     """One TRL PPOTrainer call; with ``collect_garbage`` false its module sees a gc whose collect does nothing."""
+    import numpy
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
     from harness.generation import chat_prompts
-
-    import numpy
 
     sys.modules[trl_ppo.PPOTrainer.__module__].gc = gc if collect_garbage else NO_COLLECTION
     # TRL shuffles minibatches with numpy's global generator and never seeds it; seed it as ours does (accelerate's
@@ -295,7 +294,7 @@ def mean_proxy_reward(policy: Path, reward_model: Path, prompts: list[str], samp
     and its standard error (the samples' standard deviation over the square root of their number)."""
     from harness.config import GenerationConfig
     from harness.generation import HFGenerator
-    from methods.ppo import RewardModelScorer
+    from harness.trainers.scoring import RewardModelScorer
 
     generator = HFGenerator(GenerationConfig(batch_size=128, max_new_tokens=max_new_tokens))
     outputs = generator.generate(policy, prompts, samples, 1.0, EVAL_SEED, desc="evaluating")

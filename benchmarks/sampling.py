@@ -42,7 +42,7 @@ from benchmarks.common import (
     stage_seconds,
     timed,
 )
-from methods.base import set_mixed_precision
+from harness.core.precision import set_mixed_precision
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """The run configuration: one dataclass per section, loaded from a preset YAML plus command-line overrides.
 
-A preset file (``harness/presets/<name>.yaml``) has one mapping per section below. Every section is a dataclass
-with help text on each field; the method sections are defined next to their method (``methods/ppo.py`` holds
-``PPOConfig``, and so on). Loading is strict: an unknown key, a value of the wrong type, or a value a section's own
-validation rejects raises :class:`ConfigError` with one line naming the file, the dotted field and what is allowed.
+A preset file (``harness/presets/<name>.yaml``) has one mapping per section. Every section is a dataclass with help
+text on each field: the run-wide ones below, the shared stages' trainers in :mod:`harness.trainers.config` (``sft``,
+``reward``, ``ppo``), and each method's own next to its method (``methods/rlp_spg.py`` holds the ``spg`` section),
+found through the registry. Loading is strict (:func:`harness.core.schema.build`): an unknown key, a value of the
+wrong type, or a value a section's own validation rejects raises :class:`ConfigError` with one line naming the file,
+the dotted field and what is allowed.
 YAML is read with a subclass of ``yaml.SafeLoader`` only; nothing in a config is evaluated as code.
 """
 
@@ -21,17 +23,10 @@ from typing import Any, Iterator, Literal
 
 import yaml
 
-from harness.registry import check_preset_name, make_suite, suite_config_class
-from methods.best_of_n import BestOfNConfig
-from methods.ppo import PPOConfig
-from methods.reward import RewardConfig
-from methods.rlp_spg import SPGConfig
-from methods.rlp_uml import UMLConfig
-from methods.sft import SFTConfig
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported as one line: where, which field, what is allowed."""
+from harness.core.errors import ConfigError
+from harness.core.schema import build, dotted, require_positive
+from harness.registry import check_preset_name, make_suite, method_config_classes, suite_config_class
+from harness.trainers.config import PPOConfig, RewardConfig, SFTConfig
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -98,7 +93,7 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         if self.torch_threads is not None:
-            _require_positive(self, "torch_threads")
+            require_positive(self, "torch_threads")
 
 
 @dataclass
@@ -113,7 +108,7 @@ class GenerationConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "Longest response, in tokens."})
 
     def __post_init__(self) -> None:
-        _require_positive(self, "batch_size", "max_new_tokens")
+        require_positive(self, "batch_size", "max_new_tokens")
 
 
 @dataclass
@@ -127,9 +122,9 @@ class PolicySamplesConfig:
     )
 
     def __post_init__(self) -> None:
-        _require_positive(self, "n", "temperature")
+        require_positive(self, "n", "temperature")
         if self.max_instructions is not None:
-            _require_positive(self, "max_instructions")
+            require_positive(self, "max_instructions")
 
 
 @dataclass
@@ -182,7 +177,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        _require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps")
+        require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps")
         if self.overoptimisation_ppo_kl_coef is not None and self.overoptimisation_ppo_kl_coef < 0:
             raise ConfigError(f"eval.overoptimisation_ppo_kl_coef: must be >= 0 or null, "
                               f"got {self.overoptimisation_ppo_kl_coef}")
@@ -193,12 +188,14 @@ class EvalConfig:
         if self.knowledge_fewshot < 0:
             raise ConfigError(f"eval.knowledge_fewshot: must be >= 0, got {self.knowledge_fewshot}")
         if self.max_examples is not None:
-            _require_positive(self, "max_examples")
+            require_positive(self, "max_examples")
 
 
 @dataclass
 class RunConfig:
-    """Everything a run depends on. ``suite`` holds the suite's name plus its own options."""
+    """Everything a run depends on. ``suite`` holds the suite's name plus its own options; ``options`` holds each
+    registered method's own section (``spg``, ``uml``, ``best_of_n``: see ``config_section`` in methods/), keyed by
+    section name, so a new method adds its section without a field here."""
 
     preset: str
     suite: dict = field(metadata={"help": "{'name': <suite>, ...options of that suite's config}."})
@@ -208,21 +205,31 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
     policy_samples: PolicySamplesConfig = field(default_factory=PolicySamplesConfig)
-    uml: UMLConfig = field(default_factory=UMLConfig)
-    spg: SPGConfig = field(default_factory=SPGConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data, each method's section at the top level as in the preset file."""
+        data = dataclasses.asdict(self)
+        options = data.pop("options")
+        return {**data, **options}
 
 
-def _require_positive(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+def _shared_sections() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig) if f.name != "options"]
+
+
+def _build_run_config(data: dict) -> RunConfig:
+    """RunConfig from a preset mapping: the shared sections by type, each method's section by its dataclass."""
+    method_sections = method_config_classes()
+    shared = {key: value for key, value in data.items() if key not in method_sections}
+    unknown = sorted(set(shared) - set(_shared_sections()), key=str)
+    if unknown:
+        allowed = ", ".join([*_shared_sections(), *method_sections])
+        raise ConfigError(f"{unknown[0]}: unknown field; allowed: {allowed}")
+    options = {section: build(cls, data.get(section, {}), section) for section, cls in method_sections.items()}
+    return build(RunConfig, {**shared, "options": options}, "")
 
 
 def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
@@ -243,7 +250,7 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = f": {err.problem}" if getattr(err, "problem", None) else ""
         raise ConfigError(f"{path}: invalid YAML{where}{problem}") from None
-    sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
+    sections = ", ".join([*_shared_sections(), *method_config_classes()])
     if data is None:
         raise ConfigError(f"{path}: the file is empty; a preset is a mapping of sections ({sections})")
     if not isinstance(data, dict):
@@ -253,7 +260,7 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
         keys[_apply_override(data, override)] = override
     check_override_fields(data, keys)
     try:
-        config = build(RunConfig, data, "")
+        config = _build_run_config(data)
         check_preset_name(config.preset)
         # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
         # suite option is then reported with the file that holds it, before the run dir is touched.
@@ -322,17 +329,19 @@ def config_fields(suite_name: object) -> Iterator[tuple[str, Any, dataclasses.Fi
     yield "suite.name", str, None
     yield from _walk(suite_class, "suite")
     for f in dataclasses.fields(RunConfig):
-        if f.name not in ("preset", "suite"):
+        if f.name not in ("preset", "suite", "options"):
             yield from _walk(typing.get_type_hints(RunConfig)[f.name], f.name)
+    for section, cls in method_config_classes().items():
+        yield from _walk(cls, section)
 
 
 def _walk(cls: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
-            yield from _walk(hints[f.name], _join(prefix, f.name))
+            yield from _walk(hints[f.name], dotted(prefix, f.name))
         else:
-            yield _join(prefix, f.name), hints[f.name], f
+            yield dotted(prefix, f.name), hints[f.name], f
 
 
 def describe_fields(config: RunConfig) -> str:
@@ -379,90 +388,3 @@ def _apply_override(data: dict, override: str) -> str:
             raise ConfigError(f"--set {override!r}: {part} is not a section")
     node[leaf] = value
     return key
-
-
-def build(cls: type, data: Any, where: str) -> Any:
-    """Builds dataclass ``cls`` from a mapping, checking keys and types; ``where`` is the dotted path so far."""
-    label = where or "config"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields), key=str)  # keys may be numbers too
-    if unknown:
-        raise ConfigError(f"{_join(where, unknown[0])}: unknown field; allowed: {', '.join(fields)}")
-    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{_join(where, missing[0])}: required field is missing")
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        raise ConfigError(f"{where}.{err}" if where and not str(err).startswith(where) else str(err)) from None
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{label}: {err}") from None
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Checks ``value`` against type ``tp`` (ints are accepted where floats are expected)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(option, value, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        items = [_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return value
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # YAML's .nan and .inf: no field means anything by them
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if tp is Path:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a path string, got {value!r}")
-        return Path(value)
-    return value

@@ -18,14 +18,16 @@ from datasets import Dataset, concatenate_datasets
 from harness import distributed
 from harness.cache import StageCache, fingerprint
 from harness.config import RunConfig
-from harness.evals.rm_accuracy import pairwise_accuracy
+from harness.core.rm_accuracy import pairwise_accuracy
+from harness.core.types import PPORun
 from harness.generation import Generator
 from harness.suites.annotators import stable_seed
 from harness.suites.base import Suite
-from methods.base import PPORun
-from methods.ppo import PPOConfig, RewardModelScorer, load_ppo_run, train_ppo
-from methods.reward import AuxiliaryLoss, train_reward_model
-from methods.sft import train_sft
+from harness.trainers.config import PPOConfig
+from harness.trainers.ppo import load_ppo_run, train_ppo
+from harness.trainers.reward import AuxiliaryLoss, train_reward_model
+from harness.trainers.scoring import RewardModelScorer
+from harness.trainers.sft import train_sft
 
 
 def dataset_fingerprint(data: Dataset) -> str:

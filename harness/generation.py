@@ -7,14 +7,17 @@ backend for large sampling jobs, available when vLLM is installed (``pip install
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness.config import ConfigError, GenerationConfig
-from methods.base import mixed_precision
+from harness.core.errors import ConfigError
+from harness.core.precision import mixed_precision
+
+if TYPE_CHECKING:
+    from harness.config import GenerationConfig
 
 
 class Generator(Protocol):

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.provenance import collect_provenance
+from harness.registry import METHODS, check_preset_name
 from harness.results_json import missing_as_nan
 
 # The leaderboard contract: one row per method, these columns, in this order.
@@ -267,10 +269,6 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
     Raises:
         ValueError: the run dir has no readable ``results.json``.
     """
-    from harness.report.provenance import collect_provenance  # deferred: harness.report imports this module
-
-    from harness.registry import check_preset_name  # deferred: the registry imports every method
-
     results = load_results(run_dir)
     preset = results["preset"]
     check_preset_name(preset)  # it names the files written: never a path
@@ -331,9 +329,7 @@ def _publish(contents: dict[Path, str]) -> None:
 
 
 def known_methods() -> frozenset[str]:
-    """Method names in the registry (imported here, not at module level: the registry imports every method)."""
-    from harness.registry import METHODS
-
+    """Method names in the registry."""
     return frozenset(METHODS)
 
 
@@ -348,8 +344,6 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     Raises:
         LeaderboardError: one line naming the file and the problem.
     """
-    from harness.registry import check_preset_name  # deferred: the registry imports every method
-
     try:
         check_preset_name(preset)
     except ValueError as err:

@@ -23,8 +23,10 @@ import yaml
 from harness import distributed, logs, results_json, rundir
 from harness.annotators import make_annotator
 from harness.cache import StageCache
-from harness.config import ConfigError, RunConfig
+from harness.config import RunConfig
 from harness.context import RunContext
+from harness.core.errors import ConfigError
+from harness.core.precision import set_mixed_precision
 from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
@@ -35,8 +37,8 @@ from harness.report import write_reports
 from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
-from methods.base import set_mixed_precision
-from methods.tracking import reporting_to
+from harness.trainers.tracking import reporting_to
+
 
 @dataclass
 class RunResult:
@@ -73,7 +75,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         cache_dir: where stages live; ``out_dir/stages`` by default.
         model_cache: where suites build or convert their base model; :func:`default_model_cache` by default.
         verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
-        report_to: the experiment tracker of the trainers and PPO (:data:`methods.tracking.TRACKERS`), logging
+        report_to: the experiment tracker of the trainers and PPO (:data:`harness.trainers.tracking.TRACKERS`), logging
             under ``out_dir/tracking``.
         overwrite: write into ``out_dir`` even if it holds another command's finished run or files the harness
             did not write (:mod:`harness.rundir`); otherwise such a dir is refused.

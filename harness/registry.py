@@ -1,10 +1,12 @@
 """The one explicit registry: methods, presets and suites by name. Nothing registers itself on import.
 
-Adding a method means writing ``methods/<name>.py`` with one class implementing :class:`methods.base.Method` and
-adding one line to :data:`METHODS`. Judges are resolved by :func:`harness.annotators.make_annotator`.
+Adding a method means writing ``methods/<name>.py`` with one class implementing :class:`methods.base.Method` (its
+options dataclass and preset section beside it) and adding one line to :data:`METHODS`; the config loader finds
+its section here. Judges are resolved by :func:`harness.annotators.make_annotator`.
 
-Entries name their class as ``"module:Class"`` and are imported only when used: the methods import torch,
-transformers and TRL (seconds), which ``--help`` and the input checks never need.
+Entries name their class as ``"module:Class"`` and are imported only when used, so ``import harness.registry`` is
+instant. A method module imports torch, transformers and TRL only inside ``train``, so reading a preset's method
+sections stays cheap too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.core.schema import build
 
 if TYPE_CHECKING:
     from methods.base import Method
@@ -77,10 +81,18 @@ def suite_config_class(name: object) -> type:
     return load(SUITES[name][1])
 
 
+def method_config_classes() -> dict[str, type]:
+    """Each registered method's preset section and its options dataclass (methods without options left out)."""
+    classes = {}
+    for entry in METHODS.values():
+        method = load(entry)
+        if method.config_section is not None:
+            classes[method.config_section] = method.config_class
+    return classes
+
+
 def make_suite(options: dict) -> Any:
     """The suite named by ``options['name']``, configured with the rest of ``options``."""
-    from harness.config import build
-
     options = dict(options)
     name = options.pop("name", None)
     config_class = suite_config_class(name)

@@ -42,7 +42,7 @@ def _fail(message: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.registry import METHODS, PRESETS
-    from methods.tracking import TRACKERS
+    from harness.trainers.tracking import TRACKERS
 
     parser = _Parser(
         prog="python -m harness.run",
@@ -90,7 +90,7 @@ def parse_and_validate(argv: list[str] | None = None):
     """
     from harness.registry import PRESETS, resolve_methods
     from harness.rundir import RunDirError, check_out, identity
-    from methods.tracking import tracker_problem
+    from harness.trainers.tracking import tracker_problem
 
     args = build_parser().parse_args(argv)
     if not args.methods and not args.list_fields:
@@ -109,7 +109,8 @@ def parse_and_validate(argv: list[str] | None = None):
     if args.preset not in PRESETS and not preset_path.is_file():
         raise SystemExit(_fail(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)} "
                                "or give a preset YAML file"))
-    from harness.config import ConfigError, load_preset  # the method configs import torch: only now
+    from harness.config import load_preset
+    from harness.core.errors import ConfigError  # the method configs import torch: only now
 
     try:
         config = load_preset(preset_path, args.overrides)
@@ -170,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness import pipeline
     from harness.cache import RunLockedError
-    from harness.config import ConfigError
     from harness.console_table import format_table
+    from harness.core.errors import ConfigError
     from harness.distributed import is_main_process
     from harness.rundir import RunDirError
 

@@ -2,7 +2,7 @@
 
 The paper's Table 2 baseline (AlpacaFarm's "best-of-n"), and Gao, Schulman & Hilton (2022)'s second way to
 optimise against a reward model besides RL. It trains nothing: the policy is the SFT checkpoint, and the reranking
-happens when the policy answers, so evaluation honours :attr:`methods.base.TrainedPolicy.rerank`
+happens when the policy answers, so evaluation honours :attr:`harness.core.types.TrainedPolicy.rerank`
 (:func:`rerank`). Its distance from the SFT policy has a closed form, :func:`best_of_n_kl`.
 
 Supported: any policy the context can sample and any reward model it can score. Assumed: ties in the reward
@@ -15,12 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from methods.base import Rerank, TrainedPolicy
-
-if TYPE_CHECKING:
-    from harness.context import RunContext
+from harness.core.types import Rerank, TrainedPolicy
+from methods.base import RunContext
 
 
 @dataclass
@@ -92,9 +90,11 @@ class BestOfN:
     """Best-of-n behind the common method interface: the SFT policy, reranked by the shared reward model."""
 
     name = "best_of_n"
+    config_section = "best_of_n"
+    config_class = BestOfNConfig
 
     def train(self, ctx: RunContext) -> TrainedPolicy:
-        n = ctx.config.best_of_n.n
+        n = ctx.config.options[self.config_section].n
         reward_model = ctx.reward_model()
         return TrainedPolicy(method=self.name, policy=ctx.sft(), reward_model=reward_model,
                              rerank=Rerank(n=n, reward_model=reward_model),

@@ -1,171 +1,18 @@
-"""Supervised fine-tuning on the suite's demonstrations, with TRL's SFTTrainer.
-
-The SFT model is the starting point of every other method and the reference policy of PPO's KL penalty.
-"""
+"""SFT: supervised fine-tuning on the demonstrations only, the baseline every RLHF method must beat."""
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import torch
-from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
-from trl import SFTConfig as TRLSFTConfig
-from trl import SFTTrainer
-
-from harness.distributed import per_process_batch
-from methods.base import TrainedPolicy, trainer_precision
-from methods.tracking import trainer_reporting
-
-if TYPE_CHECKING:
-    from harness.context import RunContext
-
-# The trainers' per-step dicts ({'loss': ...}); harness.logs sends them to run.log (and to stderr with --verbose).
-log = logging.getLogger("harness.training")
-
-
-@dataclass
-class SFTConfig:
-    """Supervised fine-tuning. AlpacaFarm: lr 2e-5, 3 epochs, batch 128, cosine schedule, warmup 0.03."""
-
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 2e-5)."})
-    epochs: float = field(default=3.0, metadata={"help": "Passes over the sft split (AlpacaFarm: 3)."})
-    batch_size: int = field(default=32, metadata={"help": "Demonstrations per optimiser step, over all processes "
-                                                  "(AlpacaFarm: 128)."})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps with linear warm-up (AlpacaFarm: "
-                                                        "0.03)."})
-    max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
-
-    def __post_init__(self) -> None:
-        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-
-
-def conversation(instruction: str, output: str | None = None) -> list[dict]:
-    """The chat messages of one instruction (and its response, if given)."""
-    messages = [{"role": "user", "content": instruction}]
-    if output is not None:
-        messages.append({"role": "assistant", "content": output})
-    return messages
-
-
-def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: Path, seed: int) -> None:
-    """Fine-tunes ``base_dir`` on ``demonstrations`` (instruction, output) and saves model + tokenizer to ``out_dir``.
-
-    The loss covers the response tokens only (TRL's prompt-completion format), as AlpacaFarm's SFT does.
-    """
-    # Seed before building the model: a freshly initialised head draws from the global RNG, whose state would
-    # otherwise depend on what ran earlier in the process (and so differ between a fresh and a resumed run).
-    set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    data = demonstrations.map(
-        lambda row: {"prompt": conversation(row["instruction"]),
-                     "completion": [{"role": "assistant", "content": row["output"]}]},
-        remove_columns=demonstrations.column_names,
-    )
-    args = TRLSFTConfig(
-        output_dir=str(out_dir / "trainer"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=per_process_batch(cfg.batch_size, "sft.batch_size"),
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
-        max_length=cfg.max_length,
-        seed=seed,
-        **trainer_defaults(out_dir),
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-    label_progress(trainer, "sft")
-    trainer.train()
-    save_final(trainer, tokenizer, out_dir)
-
-
-def trainer_defaults(out_dir: Path) -> dict:
-    """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, the
-    process's mixed precision on a GPU only (:func:`methods.base.trainer_precision`), and the run's tracker
-    (:func:`methods.tracking.trainer_reporting`) for a stage built in ``out_dir``.
-
-    TRL defaults bf16 and gradient checkpointing to True, which makes CPU training about 4x slower.
-    """
-    return dict(
-        **trainer_precision(),
-        gradient_checkpointing=False,
-        save_strategy="no",
-        **trainer_reporting(out_dir),
-        logging_steps=10,
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-    )
-
-
-class LabelledProgress(TrainerCallback):
-    """The trainer's progress bar, labelled with the stage it trains, and its logs sent to ``run.log``.
-
-    It replaces transformers' ``ProgressCallback``, whose bar has no label and which prints every log dict
-    (``{'loss': ...}``) on the console.
-    """
-
-    def __init__(self, label: str):
-        self.label = label
-        self.bar = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm.auto import tqdm
-
-        if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc=self.label, unit="step", dynamic_ncols=True)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.update(state.global_step - self.bar.n)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            log.info("%s step %d: %s", self.label, state.global_step, json.dumps(logs, default=str))
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def label_progress(trainer, label: str) -> None:
-    """Swaps ``trainer``'s unlabelled progress bar and printed logs for :class:`LabelledProgress`."""
-    from transformers.trainer_callback import ProgressCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LabelledProgress(label))
-
-
-def save_final(trainer, tokenizer, out_dir: Path) -> None:
-    """Saves the trained model and its tokenizer as a plain HF dir, dropping the trainer's scratch files.
-
-    Every process calls it (DeepSpeed ZeRO-3 gathers the sharded weights to save them); only the main one writes.
-    """
-    trainer.save_model(str(out_dir))
-    if not trainer.is_world_process_zero():
-        return
-    tokenizer.save_pretrained(str(out_dir))
-    log_history = getattr(trainer.state, "log_history", [])
-    (out_dir / "train_log.json").write_text(json.dumps(log_history, indent=1))
-    scratch = out_dir / "trainer"
-    if scratch.exists():
-        shutil.rmtree(scratch)
+from harness.core.types import TrainedPolicy
+from methods.base import RunContext
 
 
 class SFT:
-    """Supervised fine-tuning only: the baseline every RLHF method must beat."""
+    """The SFT policy, evaluated with the run's shared reward model beside it (for its offline accuracy and proxy
+    reward in the report); it optimises against no reward model itself."""
 
     name = "sft"
+    config_section = None
+    config_class = None
 
     def train(self, ctx: RunContext) -> TrainedPolicy:
         return TrainedPolicy(method=self.name, policy=ctx.sft(), reward_model=ctx.reward_model())

@@ -19,11 +19,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.annotators import AlpacaEvalAnnotator, JudgeNotReadyError, make_annotator
-from harness.config import ConfigError, build, load_preset
+from harness.config import load_preset
+from harness.core.errors import ConfigError
+from harness.core.schema import build
+from harness.core.types import Preference
 from harness.registry import PRESET_DIR
 from harness.suites.alpacafarm import AlpacaFarmConfig, AlpacaFarmSuite
 from harness.suites.alpacafarm.suite import SOURCES, merge_input
-from harness.suites.base import Preference
 from harness.suites.hub import mirror_path, resolve_file, resolve_model
 
 PRESET = PRESET_DIR / "alpacafarm.yaml"
@@ -340,7 +342,7 @@ def test_the_preset_loads_with_alpacafarms_hyper_parameters():
     assert (ppo.learning_rate, ppo.kl_coef, ppo.ppo_epochs, ppo.vf_coef, ppo.clip_range) == (1e-5, 0.0067, 2, 0.1, 0.2)
     assert (ppo.max_new_tokens, ppo.truncation_penalty, ppo.gamma, ppo.lam, ppo.whiten_rewards) == (300, -1, 1, 1, True)
     assert 8 * ppo.rollout_batch_size == 512 and 8 * ppo.minibatch_size == 256  # per process, on 8 GPUs
-    assert (config.policy_samples.n, config.uml.weight, config.spg.gamma) == (10, 0.5, 0.5)
+    assert (config.policy_samples.n, config.options["uml"].weight, config.options["spg"].gamma) == (10, 0.5, 0.5)
     assert (config.eval.judge, config.eval.temperature, config.eval.knowledge_fewshot) == (
         "alpaca_farm_greedy_gpt4", 0.7, 5
     )

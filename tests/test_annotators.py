@@ -21,8 +21,8 @@ from harness.annotators import (
 )
 from harness.annotators.alpaca_eval_judge import from_alpaca_eval_preference
 from harness.annotators.local_judge import LocalJudgeConfig, fill_template, read_template, verdict
+from harness.core.types import Preference
 from harness.evals.winrate import judge_against_reference, win_rate_metrics
-from harness.suites.base import Preference
 
 FAKE_KEY = "sk-test-DO-NOT-LOG-4242"
 VERDICTS = (Preference.FIRST, Preference.TIE, Preference.SECOND)

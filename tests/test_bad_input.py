@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import pytest
+from test_alpacafarm import write_hub_mirror
 
 from harness.run import main
 from harness.suites.alpacafarm.suite import SOURCES
 from harness.suites.hub import mirror_path
-from test_alpacafarm import write_hub_mirror
 
 REPO = Path(__file__).parent.parent
 ERROR_PREFIX = "harness.run: error: "
-SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, best_of_n, policy_samples, uml, spg, eval"
+SECTIONS = "preset, suite, runtime, model, generation, sft, reward, ppo, policy_samples, eval, best_of_n, uml, spg"
 JSON_FORMATS = "a JSON list of records or JSON Lines (one record per line)"
 # A file that cannot be read even by root, who ignores permission bits: reading /proc/self/mem from its start fails
 # with EIO, because no process maps address 0. A symlink to it stands in for an unreadable preset or data file.

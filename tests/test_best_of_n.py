@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.core.types import Rerank, TrainedPolicy
 from harness.evals.evaluate import answers, proxy_reward_and_kl
-from methods.base import Rerank, TrainedPolicy
 from methods.best_of_n import BestOfN, BestOfNConfig, best_of_n_kl, pick_best, rerank
 
 # Three samples per instruction; the reward model's score is the number each sample ends with.
@@ -21,7 +21,8 @@ class FakeContext:
     """Samples from SAMPLES (the first n), scores each output by its last word, records every call."""
 
     def __init__(self, n: int = 3):
-        self.config = SimpleNamespace(best_of_n=BestOfNConfig(n=n), eval=SimpleNamespace(drift_instructions=2))
+        self.config = SimpleNamespace(options={"best_of_n": BestOfNConfig(n=n)},
+                                      eval=SimpleNamespace(drift_instructions=2))
         self.splits = {"unlabeled": {"instruction": ["q1", "q2", "q3-not-used"]}}
         self.calls: list[tuple] = []
 

@@ -1,4 +1,4 @@
-"""Semantic clustering and synthetic preference pairs (methods/clustering.py), checked on hand-made outputs."""
+"""Semantic clustering and synthetic preference pairs (harness/trainers/clustering.py), checked on hand-made outputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-from harness.suites.base import Preference
-from methods.clustering import (
+from harness.core.types import Preference
+from harness.trainers.clustering import (
     EmbeddingEquivalence,
     ExactEquivalence,
     NLIEquivalence,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ConfigError, RunConfig, load_preset
+from harness.config import RunConfig, load_preset
+from harness.core.errors import ConfigError
 from harness.registry import PRESETS
 
 

@@ -9,10 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.core.rm_accuracy import drift
+from harness.core.types import PPOCheckpoint, PPORun, Preference, TrainedPolicy
 from harness.evals.evaluate import compare_reward_models, drift_curve
-from harness.evals.rm_accuracy import drift
-from harness.suites.base import Preference
-from methods.base import PPOCheckpoint, PPORun, TrainedPolicy
 
 # Two samples per val instruction. The SFT policy (step 0) and the final checkpoint (step 10):
 SAMPLES = {

@@ -10,7 +10,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from harness.config import ConfigError, GenerationConfig
+from harness.config import GenerationConfig
+from harness.core.errors import ConfigError
 from harness.generation import HFGenerator, chat_prompts, make_generator
 
 # Prompts of different lengths, so a batch needs padding.
@@ -136,8 +137,8 @@ def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
     import torch
 
     from harness.config import GenerationConfig
+    from harness.core.precision import mixed_precision, set_mixed_precision
     from harness.generation import HFGenerator
-    from methods.base import mixed_precision, set_mixed_precision
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as a launcher on a GPU machine would set it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -150,7 +151,7 @@ def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
 def test_the_trainers_follow_the_process_precision_on_a_gpu_only(monkeypatch):
     import torch
 
-    from methods.base import trainer_precision
+    from harness.core.precision import trainer_precision
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

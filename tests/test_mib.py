@@ -1,4 +1,4 @@
-"""Hand-checked maths of the multi-view information bottleneck (methods/mib.py)."""
+"""Hand-checked maths of the multi-view information bottleneck (harness/trainers/mib.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaModel
 
-from methods.mib import (
+from harness.trainers.mib import (
     JSDCritic,
     MultiViewInformationBottleneck,
     StochasticEncoder,

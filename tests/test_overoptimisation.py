@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from harness.core.types import PPOCheckpoint, PPORun
 from harness.evals.overoptimisation import (
     best_of_n_points,
     describe_fits,
@@ -23,7 +24,6 @@ from harness.evals.overoptimisation import (
     powers_of_two,
     summarise,
 )
-from methods.base import PPOCheckpoint, PPORun
 
 
 def test_the_bon_fit_recovers_exact_coefficients_and_its_peak():
@@ -137,8 +137,7 @@ class FakeContext:
         from datasets import Dataset
 
         from harness.config import EvalConfig
-
-        from methods.ppo import PPOConfig
+        from harness.trainers.config import PPOConfig
 
         self.tmp_path, self.seed, self.stages, self.ppo_configs = tmp_path, 0, [], []
         self.config = SimpleNamespace(eval=EvalConfig(overoptimisation_max_n=4, drift_instructions=2),

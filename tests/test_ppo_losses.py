@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from methods.ppo_losses import (
+from harness.trainers.ppo_losses import (
     clipped_policy_loss,
     clipped_value_loss,
     entropy_from_logits,

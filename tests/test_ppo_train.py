@@ -10,16 +10,11 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from methods.base import PPORun
-from methods.ppo import (
-    PPO,
-    PPOConfig,
-    RewardModelScorer,
-    _response_logprobs,
-    _response_mask,
-    load_ppo_run,
-    train_ppo,
-)
+from harness.core.types import PPORun
+from harness.trainers.config import PPOConfig
+from harness.trainers.ppo import _response_logprobs, _response_mask, load_ppo_run, train_ppo
+from harness.trainers.scoring import RewardModelScorer
+from methods.ppo import PPO
 
 SPECIALS = ["<pad>", "<eos>", "<unk>", "<user>", "<assistant>"]
 WORDS = ["yes", "no", "maybe", "the", "cat", "dog", "is", "a", "say", "word", "please", "now"]

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.core.rm_accuracy import drift
 from harness.evals.overoptimisation import best_of_n_points, fits_of
 from harness.evals.overoptimisation import summarise as summarise_curves
-from harness.evals.rm_accuracy import drift
 from harness.evals.winrate import judge_against_reference, write_annotations, write_outputs
 from harness.pipeline import aggregate
+from harness.provenance import collect_provenance, git_commit
 from harness.report import write_reports
 from harness.report.content import best_methods, build_report_data, headline_cell
 from harness.report.markdown import code_span, fenced
 from harness.report.plots import mean_by_step
-from harness.report.provenance import collect_provenance, git_commit
 from methods.best_of_n import best_of_n_kl
 
 SCRIPT = "<script>alert(1)</script>"
@@ -443,7 +443,7 @@ def test_markdown_renders_every_run_string_as_text(tmp_path):
 
 
 def test_secrets_are_redacted_by_key_name_and_value_shape_only():
-    from harness.report.provenance import redact
+    from harness.provenance import redact
 
     config = {"generation": {"max_new_tokens": 32}, "ppo": {"max_new_tokens": 12, "kl_coef": 0.1},
               "tokenizer": {"key_size": 3, "monkey": "banana"},

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-
-from methods.reward import RewardConfig, preference_pairs, train_reward_model
 from test_ppo_train import models_dir  # noqa: F401  (a pytest fixture: tiny LLaMA + word-level chat tokenizer)
+
+from harness.trainers.config import RewardConfig
+from harness.trainers.reward import preference_pairs, train_reward_model
 
 PAIRS = Dataset.from_dict({
     "instruction": ["say yes", "say no", "the cat is", "a dog is"] * 4,

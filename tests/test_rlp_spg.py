@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.suites.base import Preference
-from methods.base import PPORun
+from harness.core.schema import build
+from harness.core.types import PPORun, Preference
 from methods.rlp_spg import RLPSPG, SPGConfig
 
 # Four instructions, five samples each; the canonical answer is the last word.
@@ -55,7 +55,7 @@ class FakeContext:
     """Returns fixed paths, samples and scores, and records the order of the stage calls."""
 
     def __init__(self, spg: SPGConfig, seed: int = 0):
-        self.config = SimpleNamespace(spg=spg)
+        self.config = SimpleNamespace(options={"spg": spg})
         self.seed = seed
         self.suite = SimpleNamespace(
             canonical_answer=lambda instruction, output: output.split()[-1],
@@ -170,7 +170,7 @@ def test_no_confident_instruction_falls_back_to_the_original_reward_model():
 )
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ValueError, match=message):
-        SPGConfig(**overrides)
+        build(SPGConfig, overrides, "spg")
 
 
 def test_config_accepts_yaml_lists_and_documents_every_field():

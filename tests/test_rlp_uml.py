@@ -12,18 +12,16 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from methods.base import PPORun
-from methods.rlp_uml import (
-    RLPUML,
+from harness.core.chat import conversation_text
+from harness.core.schema import build
+from harness.core.types import PPORun
+from harness.trainers.multiview import (
     MultiViewAuxiliaryLoss,
-    UMLConfig,
-    ViewPair,
-    build_view_pairs,
     epoch_batches,
-    format_view,
     pool_hidden_states,
     pooled_representation,
 )
+from methods.rlp_uml import RLPUML, UMLConfig, ViewPair, build_view_pairs
 
 PAIRS = [
     ViewPair("add 2 and 2", "4", "the answer is 4"),
@@ -135,8 +133,8 @@ def test_config_defaults_follow_the_paper():
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=f"uml.{field} "):
-        UMLConfig(**{field: value})
+    with pytest.raises(ValueError, match=f"uml.{field}"):
+        build(UMLConfig, {field: value}, "uml")
 
 
 # --- pooling --------------------------------------------------------------------------------------------------
@@ -156,7 +154,7 @@ def test_pool_hidden_states_by_hand():
 def test_last_token_pooling_reads_the_last_real_token_of_a_padded_batch(tokenizer, padding_side, monkeypatch):
     model = tiny_reward_model(tokenizer).eval()
     monkeypatch.setattr(tokenizer, "padding_side", padding_side)
-    texts = [format_view(tokenizer, p.instruction, p.output_2) for p in PAIRS[:3]]
+    texts = [conversation_text(tokenizer, p.instruction, p.output_2) for p in PAIRS[:3]]
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     assert len(set(lengths)) > 1  # the batch really is padded
     with torch.no_grad():
@@ -232,7 +230,7 @@ class FakeContext:
     """Records the stages RLP-UML asks for; the SFT 'checkpoint' is only a model config."""
 
     def __init__(self, root: Path):
-        self.config = SimpleNamespace(uml=small_config())
+        self.config = SimpleNamespace(options={"uml": small_config()})
         self.seed = 0
         self.calls: list[tuple] = []
         self.sft_path = root / "sft"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from harness.evals.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
-from harness.suites.base import Preference
+from harness.core.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
+from harness.core.types import Preference
 
 FIRST, SECOND, TIE = Preference.FIRST, Preference.SECOND, Preference.TIE
 

@@ -152,7 +152,7 @@ def test_library_messages_reach_the_console_only_with_verbose(tmp_path, capfd, v
 def test_each_tracker_gets_the_stage_named_like_its_dir(monkeypatch, tmp_path):
     import os
 
-    import methods.tracking as tracking
+    import harness.trainers.tracking as tracking
 
     building = tmp_path / ".tmp-ppo-0123456789abcdef-1a2b3c4d"  # the cache's temporary dir of ppo-0123456789abcdef
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)  # restored after the test

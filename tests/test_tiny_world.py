@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 from harness.suites.tiny import BaseModelConfig, TinySuite, TinyWorldConfig, pretrain, world
 from harness.suites.tiny.annotators import GoldJudge, NoisyAnnotator
 from harness.suites.tiny.tokenizer import EOS, train_tokenizer
@@ -396,8 +396,9 @@ def default_base_model() -> Path:
 @pytest.mark.slow
 def test_default_base_model_knows_the_facts_but_not_the_chat_format(default_base_model):
     """Scores the default base model in its corpus's question format and on the chat-format knowledge task."""
-    from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
 
     suite = TinySuite()
     path = default_base_model
@@ -448,9 +449,10 @@ def test_a_reward_model_trained_on_noisy_labels_ranks_right_above_wrong(default_
     stayed at 0.46 on such pairs.)"""
     from datasets import Dataset
 
-    from harness.evals.rm_accuracy import pairwise_accuracy
-    from methods.ppo import RewardModelScorer
-    from methods.reward import RewardConfig, train_reward_model
+    from harness.core.rm_accuracy import pairwise_accuracy
+    from harness.trainers.config import RewardConfig
+    from harness.trainers.reward import train_reward_model
+    from harness.trainers.scoring import RewardModelScorer
 
     instructions, firsts, seconds = _generated_pairs("preference", seed=1)
     labels = NoisyAnnotator(world_seed=0).annotate(instructions, firsts, seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from harness.config import ConfigError
+from harness.core.errors import ConfigError
 from harness.suites.validate import validate_splits
 
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
+from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.tiny import world as tiny_world
 from harness.suites.tiny.annotators import NoisyAnnotator
 from harness.suites.verifiable import VerifiableConfig, VerifiableSuite, constraints, smollm2, world
-from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.verifiable.annotators import GoldJudge
 from harness.suites.verifiable.constraints import Constraint, count_sentences, count_words, is_met
 
@@ -277,14 +277,15 @@ def test_annotators_validate_their_inputs():
 
 @pytest.mark.parametrize("preset", ["smollm2", "smollm2-gpu"])
 def test_presets_load_and_build_the_suite_config(preset):
-    from harness.config import build, load_preset  # imported here: it pulls in every method (and TRL)
+    from harness.config import load_preset
+    from harness.core.schema import build  # imported here: it pulls in every method (and TRL
     from harness.registry import PRESET_DIR
 
     config = load_preset(PRESET_DIR / f"{preset}.yaml")
     options = {k: v for k, v in config.suite.items() if k != "name"}
     suite_config = build(VerifiableConfig, options, "suite")
     assert config.suite["name"] == "verifiable" and config.preset == preset
-    assert config.spg.equivalence == "embedding" and config.eval.knowledge_fewshot == 5
+    assert config.options["spg"].equivalence == "embedding" and config.eval.knowledge_fewshot == 5
     assert suite_config.mmlu_fewshot >= config.eval.knowledge_fewshot
     assert (PRESET_DIR / f"{preset}.yaml").read_text().startswith("# python -m harness.run --preset")
 

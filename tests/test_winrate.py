@@ -15,6 +15,7 @@ from alpaca_eval.metrics import get_winrate, pairwise_to_winrate
 from alpaca_eval.utils import load_or_convert_to_dataframe
 from sklearn.linear_model import LogisticRegression
 
+from harness.core.types import Preference
 from harness.evals.winrate import (
     LC_VARIANT,
     _fit_logistic,
@@ -25,7 +26,6 @@ from harness.evals.winrate import (
     write_annotations,
     write_outputs,
 )
-from harness.suites.base import Preference
 
 N = 24
 INSTRUCTIONS = [f"instruction {i}" for i in range(N)]

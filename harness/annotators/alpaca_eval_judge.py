@@ -20,7 +20,7 @@ import yaml
 from alpaca_eval import constants as alpaca_eval_constants
 from alpaca_eval.annotators import PairwiseAnnotator
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 
 
 class JudgeNotReadyError(ValueError):

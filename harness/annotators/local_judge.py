@@ -26,7 +26,7 @@ from alpaca_eval import constants as alpaca_eval_constants
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from harness.annotators.alpaca_eval_judge import JudgeNotReadyError
-from harness.suites.base import Preference
+from harness.core.types import Preference
 
 _PLACEHOLDERS = ("instruction", "output_1", "output_2")
 _DTYPES = ("float32", "bfloat16", "float16")

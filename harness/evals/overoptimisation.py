@@ -26,9 +26,9 @@ import numpy as np
 
 from harness.cache import fingerprint
 from harness.context import RunContext
+from harness.core.types import TrainedPolicy
 from harness.evals.evaluate import eval_data, judged_win_rate, proxy_reward_and_kl, win_rate
 from harness.suites.base import Annotator
-from methods.base import TrainedPolicy
 from methods.best_of_n import best_of_n_kl, pick_best, score_samples
 
 # Each form as its two regressors: R(d) = alpha * x1(d) + beta * x2(d).

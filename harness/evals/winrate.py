@@ -29,7 +29,8 @@ import numpy as np
 from alpaca_eval.metrics import pairwise_to_winrate
 
 from harness.cache import write_atomic
-from harness.suites.base import Annotator, Preference
+from harness.core.types import Preference
+from harness.suites.base import Annotator
 
 LC_VARIANT = "offline-length-glm"
 DEFAULT_LC_L2 = 0.1  # ridge on the length slope: a N(0, 3.2^2) prior in log-odds per unit of tanh-length

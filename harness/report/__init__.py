@@ -15,11 +15,11 @@ from pathlib import Path
 
 from harness.cache import write_atomic
 from harness.leaderboard import load_results
+from harness.provenance import collect_provenance
 from harness.report.content import build_report_data
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.plots import make_plots
-from harness.report.provenance import collect_provenance
 from harness.report.sections import build_sections
 
 __all__ = ["write_reports"]

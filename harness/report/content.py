@@ -17,10 +17,10 @@ from typing import Callable
 
 import yaml
 
+from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
 from harness.report.sections import Section
-from harness.suites.base import Preference
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 
@@ -194,7 +194,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         run_dir: the run dir (sample outputs are read from the win-rate stage dirs it records).
         results: the parsed ``results.json``.
         plots: figure title -> PNG path, as written by :func:`harness.report.plots.make_plots`.
-        provenance: from :func:`harness.report.provenance.collect_provenance`.
+        provenance: from :func:`harness.provenance.collect_provenance`.
         samples_per_set: instructions shown per evaluation set.
         sections: analysis sections (:func:`harness.report.sections.build_sections`), shown after the figures.
     """

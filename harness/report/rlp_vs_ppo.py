@@ -115,7 +115,7 @@ def _verdict(result: dict, method: str, baseline: str) -> str:
 
 
 def pooled_agreement(records: list[dict]) -> dict:
-    """SPG pair-accuracy records (:func:`methods.clustering.pair_accuracy`) pooled over seeds, with a binomial
+    """SPG pair-accuracy records (:func:`harness.trainers.clustering.pair_accuracy`) pooled over seeds, with a binomial
     standard error: agreeing pairs / decisive judgements (ties left out)."""
     agree = sum(r["n_agree"] for r in records)
     decisive = sum(r["n"] - r["n_ties"] for r in records)

@@ -11,7 +11,7 @@ import hashlib
 import random
 from typing import Callable, Sequence
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 
 GoldPreference = Callable[[str, str, str], float]
 

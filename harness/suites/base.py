@@ -25,14 +25,6 @@ from typing import Protocol, Sequence
 from datasets import Dataset
 
 
-class Preference:
-    """alpaca_eval's preference encoding, named: which of two outputs an annotator preferred."""
-
-    FIRST = 1.0
-    SECOND = 2.0
-    TIE = 1.5
-
-
 class Annotator(Protocol):
     """Compares two outputs for the same instruction."""
 

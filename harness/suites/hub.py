@@ -17,7 +17,7 @@ Models. :func:`resolve_model` turns ``model.base`` (a local checkpoint dir or a 
 dir with a chat template and a pad token, which every stage of the harness needs (base LMs such as LLaMA-7B ship
 neither; they get AlpacaFarm's prompt format, the one the paper trained with).
 
-Failures are one line (:class:`harness.config.ConfigError`, which the command line turns into exit status 2) naming
+Failures are one line (:class:`harness.core.errors.ConfigError`, which the command line turns into exit status 2) naming
 the dataset or model that needs the hub, and saying so when ``HF_HUB_OFFLINE`` is set: with it set a missing file
 fails at once instead of after the hub client's retries.
 """
@@ -49,7 +49,7 @@ from huggingface_hub import hf_hub_download, is_offline_mode, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoTokenizer
 
-from harness.config import ConfigError
+from harness.core.errors import ConfigError
 
 # AlpacaFarm's prompt for an instruction without input (examples/prompts/v0_inputs_noinputs.json in
 # tatsu-lab/alpaca_farm), as a chat template: the response follows "### Response:" directly and ends with eos, as in

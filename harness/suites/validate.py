@@ -12,7 +12,7 @@ from typing import Sequence
 
 from datasets import Dataset
 
-from harness.config import ConfigError
+from harness.core.errors import ConfigError
 
 TRAINING_SCHEMAS = {
     "sft": ("instruction", "output"),

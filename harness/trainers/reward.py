@@ -7,7 +7,6 @@ synthetic pairs to the data; UML adds ``lambda * L_M`` through an :class:`Auxili
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -17,25 +16,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 
+from harness.core.chat import assistant_turn, user_turn
+from harness.core.types import Preference
 from harness.distributed import per_process_batch
-from methods.sft import conversation, label_progress, save_final, trainer_defaults
-from harness.suites.base import Preference
-
-
-@dataclass
-class RewardConfig:
-    """Reward-model training. AlpacaFarm: lr 3e-6, 1 epoch, batch 16."""
-
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 3e-6)."})
-    epochs: float = field(default=2.0, metadata={"help": "Passes over the preference data (AlpacaFarm: 1)."})
-    batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: "
-                                                  "16)."})
-    max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
-
-    def __post_init__(self) -> None:
-        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+from harness.trainers.config import RewardConfig
+from harness.trainers.sft import label_progress, save_final, trainer_defaults
 
 
 class AuxiliaryLoss(Protocol):
@@ -64,9 +49,8 @@ def preference_pairs(data: Dataset) -> Dataset:
     def to_chosen_rejected(row: dict) -> dict:
         first_wins = row["preference"] == Preference.FIRST
         chosen, rejected = (row["output_1"], row["output_2"]) if first_wins else (row["output_2"], row["output_1"])
-        return {"prompt": conversation(row["instruction"]),
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}]}
+        return {"prompt": user_turn(row["instruction"]), "chosen": assistant_turn(chosen),
+                "rejected": assistant_turn(rejected)}
 
     return decided.map(to_chosen_rejected, remove_columns=decided.column_names)
 

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Protocol, Sequence
 import numpy as np
 from datasets import Dataset, Features, Value
 
-from harness.suites.base import Preference
+from harness.core.types import Preference
 
 
 class PairQuery(NamedTuple):

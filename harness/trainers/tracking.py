@@ -4,9 +4,9 @@ The TRL trainers (SFT, reward) and our PPO share these settings, so ``--report-t
 run trains under one folder, ``<run dir>/tracking/<stage>``, to watch live with
 ``tensorboard --logdir <run dir>/tracking``. A reused stage trains nothing and so logs nothing.
 
-The tracker is a process-wide setting, like the mixed precision (:mod:`methods.base`): a run sets it for its
-length (:func:`reporting_to`), and the trainers read it when they are built. It is not part of any stage's key: watching a run does not
-change what it computes.
+The tracker is a process-wide setting, like the mixed precision (:mod:`harness.core.precision`): a run sets it for
+its length (:func:`reporting_to`), and the trainers read it when they are built. It is not part of any stage's key:
+watching a run does not change what it computes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""The options of the shared stages' trainers: SFT, the reward model and PPO (the ``sft``, ``reward`` and ``ppo``
+sections of a preset).
+
+Plain dataclasses without torch, so a preset loads (and a bad value is refused) before any library is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning. AlpacaFarm: lr 2e-5, 3 epochs, batch 128, cosine schedule, warmup 0.03."""
+
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 2e-5)."})
+    epochs: float = field(default=3.0, metadata={"help": "Passes over the sft split (AlpacaFarm: 3)."})
+    batch_size: int = field(default=32, metadata={"help": "Demonstrations per optimiser step, over all processes "
+                                                  "(AlpacaFarm: 128)."})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps with linear warm-up (AlpacaFarm: "
+                                                        "0.03)."})
+    max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class RewardConfig:
+    """Reward-model training. AlpacaFarm: lr 3e-6, 1 epoch, batch 16."""
+
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AlpacaFarm: 3e-6)."})
+    epochs: float = field(default=2.0, metadata={"help": "Passes over the preference data (AlpacaFarm: 1)."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: "
+                                                  "16)."})
+    max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyper-parameters.
+
+    Defaults are a starting point for small models on the CPU; each preset sets what it measured (the ``tiny``
+    preset records its calibration: kl_coef, learning rate and rollouts were set on SFT, PPO and best-of-n curves).
+    Each help text gives AlpacaFarm's value, which the ``alpacafarm`` preset uses.
+    """
+
+    # Rollout: how responses are sampled and scored.
+    rollout_batch_size: int = field(
+        default=32, metadata={"help": "Prompts sampled per PPO step, per process. AlpacaFarm: 512."}
+    )
+    max_new_tokens: int = field(
+        default=32, metadata={"help": "Longest response in tokens; longer ones are truncated. AlpacaFarm: 300."}
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the rollouts (and of the PPO ratio). AlpacaFarm: 1.0."}
+    )
+    truncation_penalty: float = field(
+        default=-1.0,
+        metadata={"help": "Score given instead of the reward model's to a response that did not end with eos, so "
+                          "the policy learns to finish. AlpacaFarm: -1."},
+    )
+    # Optimisation.
+    num_steps: int = field(
+        default=20, metadata={"help": "Number of PPO steps (rollout batches). AlpacaFarm's best: 20-80."}
+    )
+    minibatch_size: int = field(
+        default=16,
+        metadata={"help": "Responses per optimiser step; must divide rollout_batch_size. AlpacaFarm: 256 (step "
+                          "batch)."},
+    )
+    ppo_epochs: int = field(
+        default=2, metadata={"help": "Passes over each rollout batch, in shuffled minibatches. AlpacaFarm: 2."}
+    )
+    learning_rate: float = field(
+        default=3e-4,
+        metadata={"help": "AdamW learning rate of the policy and of the value model. AlpacaFarm: 1e-5 (for "
+                          "LLaMA-7B; tiny models need a larger one)."},
+    )
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata={"help": "Gradient-norm clip, per model. AlpacaFarm: 1.0 (the HF Trainer default)."},
+    )
+    clip_range: float = field(
+        default=0.2, metadata={"help": "PPO ratio clip epsilon of the policy loss. AlpacaFarm: 0.2."}
+    )
+    value_clip_range: float = field(
+        default=0.2, metadata={"help": "How far a value may move from its rollout-time estimate. AlpacaFarm: 0.2."}
+    )
+    vf_coef: float = field(
+        default=0.1, metadata={"help": "Weight of the value loss added to the policy loss. AlpacaFarm: 0.1."}
+    )
+    # KL penalty.
+    kl_coef: float = field(
+        default=0.02,
+        metadata={"help": "Weight of the per-token KL penalty to the initial policy. AlpacaFarm: 0.0067 with "
+                          "simulated preferences, 0.02 with human ones."},
+    )
+    # Advantages.
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor of GAE. AlpacaFarm: 1.0."})
+    lam: float = field(default=1.0, metadata={"help": "Lambda of GAE. AlpacaFarm: 1.0."})
+    whiten_rewards: bool = field(
+        default=True,
+        metadata={"help": "Scale the shaped per-token rewards to unit variance (mean kept) before GAE. "
+                          "AlpacaFarm: true."},
+    )
+    # Checkpoints.
+    save_every: int = field(
+        default=5,
+        metadata={"help": "PPO steps between saved policy checkpoints (for the reward-model drift metric); the "
+                          "final policy is always saved. AlpacaFarm's best checkpoints fall between steps 20 and 80."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("rollout_batch_size", "max_new_tokens", "num_steps", "minibatch_size", "ppo_epochs",
+                     "save_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"PPOConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("temperature", "learning_rate", "max_grad_norm", "clip_range", "value_clip_range"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("vf_coef", "kl_coef"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.rollout_batch_size % self.minibatch_size:
+            raise ValueError(
+                f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
+                f"({self.rollout_batch_size})"
+            )
