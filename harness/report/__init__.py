@@ -20,9 +20,17 @@ from harness.report.content import build_report_data
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.plots import make_plots
-from harness.report.sections import build_sections
+from harness.report.overoptimisation import overoptimisation_section
+from harness.report.rlp_vs_ppo import rlp_vs_ppo_section
+from harness.report.sections import Section
 
 __all__ = ["write_reports"]
+
+
+def build_sections(run_dir: Path, results: dict) -> list[Section]:
+    """Every analysis section the run has data for, in report order; figures go to ``run_dir/plots``."""
+    sections = [overoptimisation_section(run_dir, results), rlp_vs_ppo_section(run_dir, results)]
+    return [section for section in sections if section is not None]
 
 
 def write_reports(run_dir: Path, samples_per_set: int = 3) -> tuple[Path, Path]:

@@ -196,7 +196,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         plots: figure title -> PNG path, as written by :func:`harness.report.plots.make_plots`.
         provenance: from :func:`harness.provenance.collect_provenance`.
         samples_per_set: instructions shown per evaluation set.
-        sections: analysis sections (:func:`harness.report.sections.build_sections`), shown after the figures.
+        sections: analysis sections (:func:`harness.report.build_sections`), shown after the figures.
     """
     methods = results["methods"]
     headline = {name: [headline_cell(metric, entry["metrics"]) for metric in HEADLINE_METRICS]

@@ -3,7 +3,7 @@
 A :class:`Section` is a title and a list of blocks: paragraphs of our own text, tables and figures. The builders
 (:mod:`harness.report.overoptimisation`, :mod:`harness.report.rlp_vs_ppo`) read a run's results and return a
 section, or None when the run has nothing for it; ``markdown.py`` and the HTML template render any section, so a
-new analysis adds a builder here, not layout code.
+new analysis adds a builder (listed in :func:`harness.report.build_sections`), not layout code.
 
 Strings from the run (method and set names) only ever appear in table cells, which the renderers escape like every
 other run string; paragraphs are text these builders write.
@@ -12,7 +12,6 @@ other run string; paragraphs are text these builders write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -48,15 +47,6 @@ class Section:
 
     title: str
     blocks: tuple[Paragraph | Table | Figure, ...]
-
-
-def build_sections(run_dir: Path, results: dict) -> list[Section]:
-    """Every analysis section the run has data for, in report order; figures go to ``run_dir/plots``."""
-    from harness.report.overoptimisation import overoptimisation_section
-    from harness.report.rlp_vs_ppo import rlp_vs_ppo_section
-
-    sections = [overoptimisation_section(run_dir, results), rlp_vs_ppo_section(run_dir, results)]
-    return [section for section in sections if section is not None]
 
 
 def plus_minus(value: float | None, error: float | None, digits: int = 3) -> str:
