@@ -4,7 +4,8 @@ The paper's premise (Lang et al., NAACL 2024) is that a reward model trained on 
 less accurate on the outputs of the policy PPO optimises against it. The drift metric makes that measurable:
 the RM's accuracy on pairs of samples of the policy PPO starts from (step 0) minus its accuracy on pairs of samples
 of the final PPO checkpoint, both labelled by the gold annotator. These helpers are the pure arithmetic of that
-metric; scoring and labelling happen elsewhere.
+metric; scoring and labelling happen elsewhere. They sit in the core because two layers use them: the reward stage
+(:mod:`harness.context`) measures its held-out accuracy, and the evaluations measure drift.
 """
 
 from __future__ import annotations
