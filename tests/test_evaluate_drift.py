@@ -79,3 +79,35 @@ def test_drift_runs_from_step_0_and_both_reward_models_score_the_final_pairs(tmp
     gain = result["refined_minus_original"]
     assert gain["difference"] == pytest.approx(2 / 3) and gain["standard_error"] == pytest.approx(1 / 3)
     assert gain["n"] == 3 and not math.isnan(result["original"]["standard_error"])
+
+
+def test_the_knowledge_stage_is_keyed_by_the_task_files_not_by_where_the_checkout_keeps_them(tmp_path):
+    import shutil
+
+    from harness.cache import StageCache
+    from harness.evals.evaluate import knowledge_accuracy
+
+    def stage_inputs(task_dir: Path) -> dict:
+        recorded = {}
+
+        def stage(name, inputs, build):
+            recorded.update(inputs)
+            (tmp_path / "metrics.json").write_text('{"acc": 0.5}')
+            return tmp_path
+
+        ctx = SimpleNamespace(stage=stage, device="cpu",
+                              config=SimpleNamespace(eval=SimpleNamespace(knowledge_fewshot=0)),
+                              suite=SimpleNamespace(knowledge_task=lambda: (task_dir, "task"), knowledge_chat=True))
+        knowledge_accuracy(ctx, policy)
+        return StageCache(tmp_path / "cache").content_inputs(recorded)
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "model.safetensors").write_text("weights")
+    here, there = tmp_path / "a" / "task", tmp_path / "b" / "task"
+    here.mkdir(parents=True)
+    (here / "task.yaml").write_text("task: task\n")
+    shutil.copytree(here, there)
+    assert stage_inputs(here) == stage_inputs(there)
+    (there / "task.yaml").write_text("task: other\n")
+    assert stage_inputs(here) != stage_inputs(there)

@@ -147,7 +147,8 @@ def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
                               num_fewshot=ctx.config.eval.knowledge_fewshot, chat=ctx.suite.knowledge_chat)
     stage = ctx.stage(
         "knowledge",
-        {"policy": Path(policy), "task": dataclasses.asdict(cfg)},
+        # the task dir as a Path: keyed by what its files hold, not by where this checkout keeps them
+        {"policy": Path(policy), "task": {**dataclasses.asdict(cfg), "include_path": Path(include_path)}},
         lambda out: (out / "metrics.json").write_text(
             json.dumps(evaluate_knowledge(policy, cfg, device=ctx.device), indent=1)),
     )
