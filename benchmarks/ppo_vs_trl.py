@@ -56,12 +56,12 @@ from benchmarks.common import (
     mean_and_standard_error,
     paired_ratios,
     require_models,
-    require_positive,
     run_and_report,
     spread,
     timed,
 )
 from harness.core.precision import set_mixed_precision
+from harness.core.schema import require_positive, require_that
 
 TRL_VERSION = "1.12.0"
 
@@ -114,9 +114,8 @@ class PPOBenchConfig:
         set_mixed_precision(self.mixed_precision)
         require_positive(self, "steps", "rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens",
                          "repeats", "eval_prompts", "eval_samples", "torch_threads")
-        if self.rollout_batch_size % self.minibatch_size:
-            raise ValueError(f"PPOBenchConfig.minibatch_size ({self.minibatch_size}) must divide "
-                             f"rollout_batch_size ({self.rollout_batch_size})")
+        require_that(self.rollout_batch_size % self.minibatch_size == 0, self, "minibatch_size",
+                     f"a divisor of rollout_batch_size ({self.rollout_batch_size})")
 
 
 class Inputs(NamedTuple):

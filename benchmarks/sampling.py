@@ -35,14 +35,15 @@ from benchmarks.common import (
     machine,
     paired_ratios,
     parse_config,
+    require_finished_run,
     require_model_dir,
-    require_positive,
     set_offline,
     spread,
     stage_seconds,
     timed,
 )
 from harness.core.precision import set_mixed_precision
+from harness.core.schema import require_positive
 
 
 @dataclass
@@ -74,14 +75,10 @@ class SamplingBenchConfig:
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
-        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads")
-        if self.max_new_tokens is not None:
-            require_positive(self, "max_new_tokens")
+        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads", "max_new_tokens")
         require_model_dir(self, "policy")
         set_mixed_precision(self.mixed_precision)
-        if self.run is not None and not (Path(self.run) / "results.json").is_file():
-            raise ValueError(f"SamplingBenchConfig.run: {self.run} has no results.json; give the dir of a finished "
-                             "harness.run")
+        require_finished_run(self)
 
 
 def generation_share(stages: list[dict]) -> dict:
