@@ -36,6 +36,14 @@ def test_every_preset_loads_to_the_config_it_had_before_it_was_shortened(name):
     assert config == PRESET_CONFIGS[name]
 
 
+def test_the_gpu_preset_derives_from_the_cpu_one():
+    text = PRESETS["smollm2-gpu"].read_text()
+    assert "\nbase: smollm2\n" in text and "sft_size: 2000" in text
+    gpu, cpu = load_preset(PRESETS["smollm2-gpu"]), load_preset(PRESETS["smollm2"])
+    assert gpu.options["spg"].equivalence == cpu.options["spg"].equivalence == "embedding"  # stated in smollm2 only
+    assert (gpu.runtime.torch_threads, cpu.runtime.torch_threads) == (None, 1)  # set back to the default
+
+
 def test_overrides_reach_the_typed_config():
     config = load_preset(PRESETS["tiny"], ["ppo.kl_coef=0.25", "eval.greedy=true", "suite.flip_rate=0.1"])
     assert config.ppo.kl_coef == 0.25 and config.eval.greedy is True
