@@ -23,7 +23,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Literal, Sequence, TypeVar
 
 from harness.core.schema import require_that
 from harness.leaderboard import load_results  # noqa: F401  (re-exported: the benchmarks read runs with it)
@@ -125,8 +125,8 @@ def spread(values: Sequence[float]) -> str:
 def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str) -> C:
     """Builds ``cls`` (a dataclass) from the command line: one ``--field-name`` per field, its help text as help.
 
-    Supported field types: int, float, str, Path, bool (``--x/--no-x``), ``tuple[str, ...]`` (one or more values)
-    and any of these ``| None``. A ValueError from the dataclass's validation ends the program with exit status 2
+    Supported field types: int, float, str, Path, bool (``--x/--no-x``), ``tuple[str, ...]`` (one or more values),
+    a ``Literal`` of strings (its choices) and any of these ``| None``. A ValueError from the dataclass's validation ends the program with exit status 2
     and its message, the field named as its flag (``--rate: got -1.0; allowed: a number > 0``).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -138,6 +138,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, descriptio
         options = {"dest": f.name, "default": default, "help": f"{f.metadata['help']} (default: {default})"}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif typing.get_origin(kind) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(kind), **options)
         elif typing.get_origin(kind) is tuple:
             parser.add_argument(flag, nargs="+", type=typing.get_args(kind)[0], **options)
         else:
@@ -236,6 +238,7 @@ def require_finished_run(config: object, name: str = "run") -> None:
                  "the dir of a finished harness.run (with a results.json) or null")
 
 
+MixedPrecision = Literal["no", "bf16", "fp16"]  # the benchmarks' choice of precision (the CPU runs float32)
 MIXED_PRECISION_HELP = ("'no' (float32), 'bf16' or 'fp16': our PPO's accelerate mixed precision, TRL's "
                         "bf16/fp16 flag and the sampler's weights (GPU only; the CPU runs float32).")
 

@@ -49,6 +49,7 @@ from typing import Callable, NamedTuple
 from benchmarks.common import (
     DEFAULT_CACHE,
     MIXED_PRECISION_HELP,
+    MixedPrecision,
     bench_models,
     describe_machine,
     interleaved,
@@ -61,7 +62,7 @@ from benchmarks.common import (
     timed,
 )
 from harness.core.precision import set_mixed_precision
-from harness.core.schema import require_positive, require_that
+from harness.core.schema import require_choice, require_positive, require_that
 
 TRL_VERSION = "1.12.0"
 
@@ -106,11 +107,12 @@ class PPOBenchConfig:
         default=None, metadata={"help": "Reward-model checkpoint (None: the tiny preset's); it also initialises "
                                         "both value models."},
     )
-    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
         require_models(self)
+        require_choice(self, "mixed_precision")
         set_mixed_precision(self.mixed_precision)
         require_positive(self, "steps", "rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens",
                          "repeats", "eval_prompts", "eval_samples", "torch_threads")

@@ -27,6 +27,7 @@ from typing import Callable
 from benchmarks.common import (
     DEFAULT_CACHE,
     MIXED_PRECISION_HELP,
+    MixedPrecision,
     bench_models,
     describe_machine,
     interleaved,
@@ -43,7 +44,7 @@ from benchmarks.common import (
     timed,
 )
 from harness.core.precision import set_mixed_precision
-from harness.core.schema import require_positive
+from harness.core.schema import require_choice, require_positive
 
 
 @dataclass
@@ -71,12 +72,13 @@ class SamplingBenchConfig:
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Longest sample in tokens (None: the tiny preset's generation setting)."}
     )
-    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
         require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads", "max_new_tokens")
         require_model_dir(self, "policy")
+        require_choice(self, "mixed_precision")
         set_mixed_precision(self.mixed_precision)
         require_finished_run(self)
 

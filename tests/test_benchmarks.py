@@ -6,6 +6,7 @@ import cProfile
 import pstats
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
@@ -147,6 +148,7 @@ class _Demo:
     quick: bool = field(default=False, metadata={"help": "Be quick."})
     names: tuple[str, ...] = field(default=("a",), metadata={"help": "Names."})
     where: Path | None = field(default=None, metadata={"help": "A path."})
+    mode: Literal["fast", "slow"] = field(default="fast", metadata={"help": "A choice."})
 
     def __post_init__(self) -> None:
         require_positive(self, "steps", "rate")
@@ -154,8 +156,9 @@ class _Demo:
 
 def test_parse_config_builds_the_dataclass_from_flags():
     assert parse_config(_Demo, [], "demo", "") == _Demo()
-    parsed = parse_config(_Demo, ["--steps", "7", "--quick", "--names", "x", "y", "--where", "out"], "demo", "")
-    assert parsed == _Demo(steps=7, quick=True, names=("x", "y"), where=Path("out"))
+    parsed = parse_config(_Demo, ["--steps", "7", "--quick", "--names", "x", "y", "--where", "out", "--mode", "slow"],
+                          "demo", "")
+    assert parsed == _Demo(steps=7, quick=True, names=("x", "y"), where=Path("out"), mode="slow")
 
 
 def test_parse_config_rejects_bad_values_with_the_field_name(capsys):
@@ -163,11 +166,16 @@ def test_parse_config_rejects_bad_values_with_the_field_name(capsys):
         parse_config(_Demo, ["--rate", "-1"], "demo", "")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.endswith("error: --rate: got -1.0; allowed: a number > 0\n")
+    with pytest.raises(SystemExit):
+        parse_config(_Demo, ["--mode", "quick"], "demo", "")
+    assert "argument --mode: invalid choice: 'quick' (choose from 'fast', 'slow')" in capsys.readouterr().err
 
 
 def test_benchmark_configs_reject_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"^n: got 0; allowed: a number > 0$"):
         SamplingBenchConfig(n=0)
+    with pytest.raises(ValueError, match=r"^mixed_precision: got 'auto'; allowed: 'no', 'bf16', 'fp16'$"):
+        SamplingBenchConfig(mixed_precision="auto")
     with pytest.raises(ValueError, match=r"^run: got .*; allowed: the dir of a finished harness.run \(with a "
                                          r"results.json\) or null$"):
         SamplingBenchConfig(run=tmp_path)
