@@ -6,10 +6,11 @@ text on each field: the run-wide ones below, the shared stages' trainers in :mod
 found through the registry, and the suite's own options (``suite``: its ``name`` picks the dataclass, through the
 registry's ``SUITES``). A preset states only what differs from the defaults.
 
-A preset may derive from another: a top-level ``base: <preset name>`` merges that registered preset under this one,
-section by section and field by field (a list or any other value replaces the base's; ``null`` sets a field back to
-its default where the default is null); the base may have a base of its own. ``smollm2-gpu`` derives from
-``smollm2`` this way. An unknown name, or a chain that comes back to a preset it started from, is refused in one line.
+A preset may derive from another: a top-level ``base: <preset name>``, beside the preset's own ``preset`` name,
+merges that registered preset under this one, section by section and field by field (a list or any other value
+replaces the base's; ``null`` sets a field back to its default where the default is null); the base may have a base
+of its own. ``smollm2-gpu`` derives from ``smollm2`` this way. An unknown name, a chain that comes back to a preset
+it started from, or a derived preset without its own name is refused in one line.
 
 Loading is strict (:func:`harness.core.schema.build`): an unknown key, a value of the wrong type, or a value a
 section's own validation rejects raises :class:`ConfigError` with one line of one form, ``<file or --set>:
@@ -288,6 +289,9 @@ def _read_preset(path: Path, derived: tuple[Path, ...]) -> dict:
     if BASE_KEY not in data:
         return data
     base = data.pop(BASE_KEY)
+    if "preset" not in data:  # else it would run, and update leaderboards, under its base's name
+        raise ConfigError(f"{path}: preset: missing; allowed: a name of its own (a preset with a {BASE_KEY} names "
+                          "itself)")
     if base not in PRESETS:
         raise ConfigError(f"{path}: {BASE_KEY}: got {base!r}; allowed: {', '.join(map(repr, PRESETS))}")
     chain = (*derived, path)

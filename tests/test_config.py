@@ -222,6 +222,14 @@ def test_a_preset_with_a_base_is_that_preset_with_its_own_values_laid_over(tmp_p
     assert {**mine, "preset": "tiny", "ppo": tiny["ppo"], "spg": tiny["spg"], "eval": tiny["eval"]} == tiny
 
 
+def test_a_preset_with_a_base_names_itself(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: tiny\nppo: {num_steps: 3}\n")
+    with pytest.raises(ConfigError) as err:
+        load_preset(path)
+    assert str(err.value) == f"{path}: preset: missing; allowed: a name of its own (a preset with a base names itself)"
+
+
 def test_an_unknown_base_is_one_line_with_the_presets(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("base: tinyy\npreset: mine\n")
