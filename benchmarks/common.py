@@ -23,8 +23,9 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Literal, Sequence, TypeVar
 
+from harness.core.schema import require_that
 from harness.leaderboard import load_results  # noqa: F401  (re-exported: the benchmarks read runs with it)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "rlp-harness"
@@ -124,9 +125,9 @@ def spread(values: Sequence[float]) -> str:
 def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str) -> C:
     """Builds ``cls`` (a dataclass) from the command line: one ``--field-name`` per field, its help text as help.
 
-    Supported field types: int, float, str, Path, bool (``--x/--no-x``), ``tuple[str, ...]`` (one or more values)
-    and any of these ``| None``. A ValueError from the dataclass's validation ends the program with exit status 2
-    and its message.
+    Supported field types: int, float, str, Path, bool (``--x/--no-x``), ``tuple[str, ...]`` (one or more values),
+    a ``Literal`` of strings (its choices) and any of these ``| None``. A ValueError from the dataclass's validation ends the program with exit status 2
+    and its message, the field named as its flag (``--rate: got -1.0; allowed: a number > 0``).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     hints = typing.get_type_hints(cls)
@@ -137,6 +138,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, descriptio
         options = {"dest": f.name, "default": default, "help": f"{f.metadata['help']} (default: {default})"}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif typing.get_origin(kind) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(kind), **options)
         elif typing.get_origin(kind) is tuple:
             parser.add_argument(flag, nargs="+", type=typing.get_args(kind)[0], **options)
         else:
@@ -146,7 +149,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, descriptio
     try:
         return cls(**values)
     except ValueError as err:
-        parser.error(str(err))
+        field, sep, rest = str(err).partition(":")
+        parser.error(f"--{field.replace('_', '-')}:{rest}" if sep and field in values else str(err))
 
 
 def _without_none(kind: object) -> object:
@@ -156,14 +160,6 @@ def _without_none(kind: object) -> object:
         if len(rest) == 1:
             return rest[0]
     return kind
-
-
-def require_positive(config: object, *names: str) -> None:
-    """Raises ValueError naming the first of ``names`` that is not a positive number."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{type(config).__name__}.{name}: must be a positive number, got {value!r}")
 
 
 # -- the tiny preset, cached -----------------------------------------------------------------------------------------
@@ -223,18 +219,26 @@ def bench_models(cache_dir: Path, policy: Path | None = None, reward_model: Path
 def require_model_dir(config: object, name: str) -> None:
     """Checks that a benchmark config's field ``name`` is None or a model dir (one with a config.json)."""
     path = getattr(config, name)
-    if path is not None and not (Path(path) / "config.json").is_file():
-        raise ValueError(f"{type(config).__name__}.{name}: {path} is not a model dir (no config.json)")
+    require_that(path is None or (Path(path) / "config.json").is_file(), config, name,
+                 "a model dir (one with a config.json) or null")
 
 
 def require_models(config: object) -> None:
     """Checks a benchmark config's ``policy`` and ``reward_model`` fields: both or neither, each a model dir."""
-    if (config.policy is None) != (config.reward_model is None):
-        raise ValueError(f"{type(config).__name__}.policy and .reward_model: give both or neither")
+    require_that((config.policy is None) == (config.reward_model is None), config, "reward_model",
+                 f"a model dir when policy is given, null when it is not (policy ({str(config.policy)!r}))")
     require_model_dir(config, "policy")
     require_model_dir(config, "reward_model")
 
 
+def require_finished_run(config: object, name: str = "run") -> None:
+    """Checks that a benchmark config's field ``name`` is None or a finished harness.run dir."""
+    run = getattr(config, name)
+    require_that(run is None or (Path(run) / "results.json").is_file(), config, name,
+                 "the dir of a finished harness.run (with a results.json) or null")
+
+
+MixedPrecision = Literal["no", "bf16", "fp16"]  # the benchmarks' choice of precision (the CPU runs float32)
 MIXED_PRECISION_HELP = ("'no' (float32), 'bf16' or 'fp16': our PPO's accelerate mixed precision, TRL's "
                         "bf16/fp16 flag and the sampler's weights (GPU only; the CPU runs float32).")
 

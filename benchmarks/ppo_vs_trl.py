@@ -49,6 +49,7 @@ from typing import Callable, NamedTuple
 from benchmarks.common import (
     DEFAULT_CACHE,
     MIXED_PRECISION_HELP,
+    MixedPrecision,
     bench_models,
     describe_machine,
     interleaved,
@@ -56,12 +57,12 @@ from benchmarks.common import (
     mean_and_standard_error,
     paired_ratios,
     require_models,
-    require_positive,
     run_and_report,
     spread,
     timed,
 )
 from harness.core.precision import set_mixed_precision
+from harness.core.schema import require_choice, require_positive, require_that
 
 TRL_VERSION = "1.12.0"
 
@@ -106,17 +107,17 @@ class PPOBenchConfig:
         default=None, metadata={"help": "Reward-model checkpoint (None: the tiny preset's); it also initialises "
                                         "both value models."},
     )
-    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
         require_models(self)
+        require_choice(self, "mixed_precision")
         set_mixed_precision(self.mixed_precision)
         require_positive(self, "steps", "rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens",
                          "repeats", "eval_prompts", "eval_samples", "torch_threads")
-        if self.rollout_batch_size % self.minibatch_size:
-            raise ValueError(f"PPOBenchConfig.minibatch_size ({self.minibatch_size}) must divide "
-                             f"rollout_batch_size ({self.rollout_batch_size})")
+        require_that(self.rollout_batch_size % self.minibatch_size == 0, self, "minibatch_size",
+                     f"a divisor of rollout_batch_size ({self.rollout_batch_size})")
 
 
 class Inputs(NamedTuple):

@@ -31,12 +31,13 @@ from benchmarks.common import (
     load_results,
     machine,
     parse_config,
-    require_positive,
+    require_finished_run,
     set_offline,
     shared_model_cache,
     stage_seconds,
     timed,
 )
+from harness.core.schema import require_positive
 
 
 @dataclass
@@ -67,9 +68,7 @@ class ProfileBenchConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, "top")
-        if self.run is not None and not (Path(self.run) / "results.json").is_file():
-            raise ValueError(f"ProfileBenchConfig.run: {self.run} has no results.json; give the dir of a finished "
-                             "harness.run")
+        require_finished_run(self)
 
 
 class Kind(NamedTuple):

@@ -27,6 +27,7 @@ from typing import Callable
 from benchmarks.common import (
     DEFAULT_CACHE,
     MIXED_PRECISION_HELP,
+    MixedPrecision,
     bench_models,
     describe_machine,
     interleaved,
@@ -35,14 +36,15 @@ from benchmarks.common import (
     machine,
     paired_ratios,
     parse_config,
+    require_finished_run,
     require_model_dir,
-    require_positive,
     set_offline,
     spread,
     stage_seconds,
     timed,
 )
 from harness.core.precision import set_mixed_precision
+from harness.core.schema import require_choice, require_positive
 
 
 @dataclass
@@ -70,18 +72,15 @@ class SamplingBenchConfig:
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Longest sample in tokens (None: the tiny preset's generation setting)."}
     )
-    mixed_precision: str = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
-        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads")
-        if self.max_new_tokens is not None:
-            require_positive(self, "max_new_tokens")
+        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads", "max_new_tokens")
         require_model_dir(self, "policy")
+        require_choice(self, "mixed_precision")
         set_mixed_precision(self.mixed_precision)
-        if self.run is not None and not (Path(self.run) / "results.json").is_file():
-            raise ValueError(f"SamplingBenchConfig.run: {self.run} has no results.json; give the dir of a finished "
-                             "harness.run")
+        require_finished_run(self)
 
 
 def generation_share(stages: list[dict]) -> dict:

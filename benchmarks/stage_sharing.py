@@ -32,12 +32,12 @@ from benchmarks.common import (
     machine,
     paired_ratios,
     REDUCED_BUDGET,
-    require_positive,
     run_and_report,
     shared_model_cache,
     spread,
     timed,
 )
+from harness.core.schema import require_positive, require_that
 
 METHODS = ("sft", "ppo", "rlp_uml", "rlp_spg")
 # The run.log line of a stage being built (the libraries' messages share the log).
@@ -60,9 +60,8 @@ class StageSharingBenchConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, "repeats")
-        for override in self.overrides:
-            if "=" not in override:
-                raise ValueError(f"StageSharingBenchConfig.overrides: expected section.field=value, got {override!r}")
+        require_that(all("=" in override for override in self.overrides), self, "overrides",
+                     "section.field=value items")
 
 
 def trained_stages(run_dir: Path) -> int:

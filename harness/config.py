@@ -2,10 +2,19 @@
 
 A preset file (``harness/presets/<name>.yaml``) has one mapping per section. Every section is a dataclass with help
 text on each field: the run-wide ones below, the shared stages' trainers in :mod:`harness.trainers.config` (``sft``,
-``reward``, ``ppo``), and each method's own next to its method (``methods/rlp_spg.py`` holds the ``spg`` section),
-found through the registry. Loading is strict (:func:`harness.core.schema.build`): an unknown key, a value of the
-wrong type, or a value a section's own validation rejects raises :class:`ConfigError` with one line naming the file,
-the dotted field and what is allowed.
+``reward``, ``ppo``), each method's own next to its method (``methods/rlp_spg.py`` holds the ``spg`` section),
+found through the registry, and the suite's own options (``suite``: its ``name`` picks the dataclass, through the
+registry's ``SUITES``). A preset states only what differs from the defaults.
+
+A preset may derive from another: a top-level ``base: <preset name>``, beside the preset's own ``preset`` name,
+merges that registered preset under this one, section by section and field by field (a list or any other value
+replaces the base's; ``null`` sets a field back to its default where the default is null); the base may have a base
+of its own. ``smollm2-gpu`` derives from ``smollm2`` this way. An unknown name, a chain that comes back to a preset
+it started from, or a derived preset without its own name is refused in one line.
+
+Loading is strict (:func:`harness.core.schema.build`): an unknown key, a value of the wrong type, or a value a
+section's own validation rejects raises :class:`ConfigError` with one line of one form, ``<file or --set>:
+section.field: what is wrong; allowed: ...``.
 YAML is read with a subclass of ``yaml.SafeLoader`` only; nothing in a config is evaluated as code.
 """
 
@@ -13,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 import types
 import typing
@@ -24,8 +32,8 @@ from typing import Any, Iterator, Literal
 import yaml
 
 from harness.core.errors import ConfigError
-from harness.core.schema import build, dotted, require_positive
-from harness.registry import check_preset_name, make_suite, method_config_classes, suite_config_class
+from harness.core.schema import build, dotted, invalid, require_at_least, require_positive, require_that
+from harness.registry import PRESETS, SUITES, check_preset_name, method_config_classes, suite_config_class
 from harness.trainers.config import PPOConfig, RewardConfig, SFTConfig
 
 
@@ -92,8 +100,7 @@ class RuntimeConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.torch_threads is not None:
-            require_positive(self, "torch_threads")
+        require_positive(self, "torch_threads")
 
 
 @dataclass
@@ -122,9 +129,7 @@ class PolicySamplesConfig:
     )
 
     def __post_init__(self) -> None:
-        require_positive(self, "n", "temperature")
-        if self.max_instructions is not None:
-            require_positive(self, "max_instructions")
+        require_positive(self, "n", "temperature", "max_instructions")
 
 
 @dataclass
@@ -177,18 +182,20 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps")
-        if self.overoptimisation_ppo_kl_coef is not None and self.overoptimisation_ppo_kl_coef < 0:
-            raise ConfigError(f"eval.overoptimisation_ppo_kl_coef: must be >= 0 or null, "
-                              f"got {self.overoptimisation_ppo_kl_coef}")
-        if self.overoptimisation_max_n & (self.overoptimisation_max_n - 1):
-            raise ConfigError(f"eval.overoptimisation_max_n: must be a power of 2, got {self.overoptimisation_max_n}")
-        if self.temperature < 0:
-            raise ConfigError(f"eval.temperature: must be >= 0, got {self.temperature}")
-        if self.knowledge_fewshot < 0:
-            raise ConfigError(f"eval.knowledge_fewshot: must be >= 0, got {self.knowledge_fewshot}")
-        if self.max_examples is not None:
-            require_positive(self, "max_examples")
+        require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps",
+                         "max_examples")
+        require_at_least(self, 0, "overoptimisation_ppo_kl_coef", "temperature", "knowledge_fewshot")
+        require_that(not self.overoptimisation_max_n & (self.overoptimisation_max_n - 1), self,
+                     "overoptimisation_max_n", "a power of 2")
+
+
+@dataclass
+class SuiteSection:
+    """The ``suite`` section: the suite's registered name and its options, typed by that suite's own dataclass
+    (``SUITES`` in :mod:`harness.registry`), built and checked once when the preset loads."""
+
+    name: str
+    options: Any
 
 
 @dataclass
@@ -198,7 +205,7 @@ class RunConfig:
     section name, so a new method adds its section without a field here."""
 
     preset: str
-    suite: dict = field(metadata={"help": "{'name': <suite>, ...options of that suite's config}."})
+    suite: SuiteSection = field(metadata={"help": "{'name': <suite>, ...options of that suite's config}."})
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -210,9 +217,11 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The config as plain data, each method's section at the top level as in the preset file."""
+        """The config as plain data laid out as a preset file: the suite's name beside its options, each method's
+        section at the top level. Every field is there, defaults included."""
         data = dataclasses.asdict(self)
         options = data.pop("options")
+        data["suite"] = {"name": data["suite"]["name"], **data["suite"]["options"]}
         return {**data, **options}
 
 
@@ -221,24 +230,89 @@ def _shared_sections() -> list[str]:
 
 
 def _build_run_config(data: dict) -> RunConfig:
-    """RunConfig from a preset mapping: the shared sections by type, each method's section by its dataclass."""
+    """RunConfig from a preset mapping: the shared sections by type, the suite's options by the dataclass its name
+    picks, each method's section by its dataclass."""
     method_sections = method_config_classes()
     shared = {key: value for key, value in data.items() if key not in method_sections}
     unknown = sorted(set(shared) - set(_shared_sections()), key=str)
     if unknown:
         allowed = ", ".join([*_shared_sections(), *method_sections])
         raise ConfigError(f"{unknown[0]}: unknown field; allowed: {allowed}")
+    if "suite" in shared:
+        shared["suite"] = _build_suite(shared["suite"])
     options = {section: build(cls, data.get(section, {}), section) for section, cls in method_sections.items()}
     return build(RunConfig, {**shared, "options": options}, "")
 
 
+def _build_suite(data: Any) -> SuiteSection:
+    """The suite section from its mapping: ``name`` picks the options dataclass the rest is built into."""
+    if not isinstance(data, dict):
+        raise invalid("suite", data, "a mapping: the suite's name and its options")
+    options = dict(data)
+    if "name" not in options:
+        raise ConfigError(f"suite.name: missing; allowed: {', '.join(map(repr, SUITES))}")
+    name = options.pop("name")
+    return SuiteSection(name, build(suite_config_class(name), options, "suite"))
+
+
+# The top-level key of a preset that names the preset it derives from.
+BASE_KEY = "base"
+
+
 def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
-    """Reads a preset YAML, applies ``section.field=value`` overrides and builds the typed config.
+    """Reads a preset YAML (merged over the preset its ``base`` names), applies ``section.field=value`` overrides
+    and builds the typed config.
 
     Raises:
         ConfigError: one line naming the file (or the override), the field and what is allowed.
     """
     path = Path(path)
+    data = _read_preset(path, ())
+    keys = {}
+    for override in overrides:
+        keys[_apply_override(data, override)] = override
+    check_override_fields(data, keys)
+    try:
+        config = _build_run_config(data)
+        check_preset_name(config.preset)
+    except ValueError as err:  # ConfigError, and the suite registry's unknown name
+        raise ConfigError(f"{_source(str(err), keys) or path}: {err}") from None
+    return config
+
+
+def _read_preset(path: Path, derived: tuple[Path, ...]) -> dict:
+    """A preset file as a mapping, with the preset its ``base`` key names merged under it (recursively).
+
+    ``derived`` holds the files that derive from this one, to refuse a cycle.
+    """
+    data = _read_preset_file(path)
+    if BASE_KEY not in data:
+        return data
+    base = data.pop(BASE_KEY)
+    if "preset" not in data:  # else it would run, and update leaderboards, under its base's name
+        raise ConfigError(f"{path}: preset: missing; allowed: a name of its own (a preset with a {BASE_KEY} names "
+                          "itself)")
+    if base not in PRESETS:
+        raise ConfigError(f"{path}: {BASE_KEY}: got {base!r}; allowed: {', '.join(map(repr, PRESETS))}")
+    chain = (*derived, path)
+    if PRESETS[base].resolve() in {p.resolve() for p in chain}:
+        names = " -> ".join(p.stem for p in (*chain, PRESETS[base]))
+        raise ConfigError(f"{path}: {BASE_KEY}: got {base!r}, a cycle ({names}); allowed: a preset that does not "
+                          "derive from this one")
+    return _merged(_read_preset(PRESETS[base], chain), data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base``: mappings merge key by key, any other value (a list too) replaces the base's."""
+    merged = dict(base)
+    for key, value in over.items():
+        both_mappings = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_mappings else value
+    return merged
+
+
+def _read_preset_file(path: Path) -> dict:
+    """One preset file's mapping, as written (its ``base`` not yet resolved)."""
     try:
         data = _read_yaml(path.read_text())
     except OSError as err:
@@ -255,26 +329,24 @@ def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError(f"{path}: the file is empty; a preset is a mapping of sections ({sections})")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a preset must be a mapping of sections ({sections}), got {type(data).__name__}")
-    keys = {}
-    for override in overrides:
-        keys[_apply_override(data, override)] = override
-    check_override_fields(data, keys)
-    try:
-        config = _build_run_config(data)
-        check_preset_name(config.preset)
-        # Building the suite checks its own options (suites read no data until asked, so this is cheap): a misspelt
-        # suite option is then reported with the file that holds it, before the run dir is touched.
-        make_suite(config.suite)
-    except ValueError as err:  # ConfigError, and the suite registry's unknown name
-        raise ConfigError(f"{_source(str(err), keys) or path}: {err}") from None
-    return config
+    return data
 
 
 def _source(message: str, overrides: dict[str, str]) -> str | None:
-    """``--set KEY=VALUE`` if the field ``message`` is about was set on the command line, else None."""
-    field = message.split(":", 1)[0]
+    """``--set KEY=VALUE`` if the field ``message`` is about was set on the command line, else None.
+
+    The field itself or a field inside it (a section) first; else a sibling the message names with its value, as
+    the validators write another field (``ppo.minibatch_size: ...; allowed: a divisor of rollout_batch_size (30)``
+    blames ``--set ppo.rollout_batch_size=30``).
+    """
+    field, _, rest = message.partition(":")
+    field = field.split("[", 1)[0]  # spg.accuracy_annotators[1] was given as a whole by spg.accuracy_annotators
     for key, override in overrides.items():
-        if key == field or (key.startswith(field + ".") and key.rsplit(".", 1)[-1] in message):
+        if key == field or key.startswith(field + "."):
+            return f"--set {override}"
+    for key, override in overrides.items():
+        section, _, leaf = key.rpartition(".")
+        if section == field.rpartition(".")[0] and re.search(rf"\b{re.escape(leaf)} \(", rest):
             return f"--set {override}"
     return None
 
@@ -346,11 +418,9 @@ def _walk(cls: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field]
 
 def describe_fields(config: RunConfig) -> str:
     """One line per field ``--set`` accepts: dotted name, type, the value in ``config``, and its help."""
-    options = {k: v for k, v in config.suite.items() if k != "name"}
-    values = {**config.to_dict(), "suite": {"name": config.suite["name"], **dataclasses.asdict(
-        build(suite_config_class(config.suite["name"]), options, "suite"))}}
+    values = config.to_dict()
     rows = []
-    for name, tp, f in config_fields(config.suite["name"]):
+    for name, tp, f in config_fields(config.suite.name):
         value: Any = values
         for part in name.split("."):
             value = value[part]

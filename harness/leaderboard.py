@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core.schema import build, require_between, require_that
 from harness.provenance import collect_provenance
 from harness.registry import METHODS, check_preset_name
 from harness.results_json import missing_as_nan
@@ -115,14 +116,8 @@ class ToleranceRule:
                                                               "stored seeds cannot make the check unable to fail"})
 
     def __post_init__(self) -> None:
-        for name in ("floor", "relative", "k_se", "cap"):
-            value = getattr(self, name)
-            if name == "cap" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"tolerance.{name}: must be a finite non-negative number, got {value!r}")
-        if self.cap is not None and self.cap < self.floor:
-            raise ValueError(f"tolerance.cap: {self.cap} is below the floor {self.floor}")
+        require_between(self, 0, math.inf, "floor", "relative", "k_se", "cap", closed="[)")
+        require_that(self.cap is None or self.cap >= self.floor, self, "cap", f"null or at least floor ({self.floor})")
 
 
 # The rules in force, per metric kind. Win rates are in points (0-100), accuracies in [0, 1], wall times in seconds.
@@ -377,7 +372,8 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
         raise LeaderboardError(f"{csv_path}: column 'seeds' says {sorted(set(table['seeds']))}, the JSON's command "
                                f"{command['seeds']}")
     try:
-        tolerances = {kind: ToleranceRule(**rule) for kind, rule in record["tolerances"].items()}
+        tolerances = {kind: build(ToleranceRule, rule, f"tolerances.{kind}")
+                      for kind, rule in record["tolerances"].items()}
         per_seed = {name: {column: [_stored_number(v) for v in record["per_seed"][name][column]]
                            for column in METRIC_COLUMNS} for name in table["method"]}
         higher_is_better = {column: record["higher_is_better"][column] for column in METRIC_COLUMNS}

@@ -16,9 +16,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.core.schema import build
+from harness.core.schema import invalid
 
 if TYPE_CHECKING:
+    from harness.config import SuiteSection
     from methods.base import Method
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -37,10 +38,9 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def check_preset_name(name: object) -> None:
-    """Raises ValueError (one line, naming the field) unless ``name`` is a valid preset name."""
+    """Raises ConfigError (one line, naming the field) unless ``name`` is a valid preset name."""
     if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
-        raise ValueError(f"preset: {name!r} is not a preset name; use letters, digits, '-' and '_' (a name, "
-                         "not a path)")
+        raise invalid("preset", name, "a name of letters, digits, '-' and '_' (not a path)")
 
 
 PRESETS: dict[str, Path] = {
@@ -74,10 +74,10 @@ def suite_config_class(name: object) -> type:
     """The options dataclass of the suite called ``name``.
 
     Raises:
-        ValueError: no suite has that name (one line naming the field and the choices).
+        ConfigError: no suite has that name (one line naming the field and the choices).
     """
     if name not in SUITES:
-        raise ValueError(f"suite.name: {name!r} is not a known suite; choose one of {', '.join(SUITES)}")
+        raise invalid("suite.name", name, ", ".join(map(repr, SUITES)))
     return load(SUITES[name][1])
 
 
@@ -91,12 +91,9 @@ def method_config_classes() -> dict[str, type]:
     return classes
 
 
-def make_suite(options: dict) -> Any:
-    """The suite named by ``options['name']``, configured with the rest of ``options``."""
-    options = dict(options)
-    name = options.pop("name", None)
-    config_class = suite_config_class(name)
-    return load(SUITES[name][0])(build(config_class, options, "suite"))
+def make_suite(section: SuiteSection) -> Any:
+    """The suite a run config's ``suite`` section names, given the options built (and checked) with the preset."""
+    return load(SUITES[section.name][0])(section.options)
 
 
 def resolve_methods(names: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from harness.core.schema import require_positive
 from harness.core.types import Rerank, TrainedPolicy
 from methods.base import RunContext
 
@@ -29,8 +30,7 @@ class BestOfNConfig:
                                          "keeps its favourite (AlpacaFarm and the paper's Table 2: 16)."})
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n: must be a positive integer, got {self.n!r}")
+        require_positive(self, "n")
 
 
 def best_of_n_kl(n: int) -> float:

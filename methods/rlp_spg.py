@@ -1,14 +1,14 @@
 """RLP-SPG: reward learning on policy with synthetic preference generation (Lang et al., NAACL 2024, Sec. 4.2).
 
 One round: PPO from SFT against the reward model r; n samples per unlabeled instruction from that policy; cluster
-them by meaning; for each confident instruction (largest cluster >= gamma * n) pair r's favourite member of the
-largest cluster (chosen) with an output of another cluster (rejected); retrain the reward model on the preference
-split plus these pairs (unweighted, as in the paper); run PPO again *from SFT* against the refined model.
+them by meaning; for each confident instruction (largest cluster >= confidence_threshold * n; the paper calls the
+threshold gamma) pair r's favourite member of the largest cluster (chosen) with an output of another cluster
+(rejected); retrain the reward model on the preference split plus these pairs (unweighted, as in the paper); run PPO
+again *from SFT* against the refined model.
 
 Supported: exact, embedding or NLI equivalence; the paper's "reward-ranked pairs" ablation (``pair_rule``) and
-its "select-all" ablation (``gamma = 0``). Assumed where the paper is silent: see :func:`synthesize_pairs` (tie
-rules, instructions with a single cluster) and the fields of :class:`SPGConfig`.
-"""
+its "select-all" ablation (``confidence_threshold = 0``). Assumed where the paper is silent: see
+:func:`synthesize_pairs` (tie rules, instructions with a single cluster) and the fields of :class:`SPGConfig`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness.core.schema import require_between, require_positive, require_probability, require_that
 from harness.core.types import TrainedPolicy
 from methods.base import RunContext
 
@@ -26,10 +27,10 @@ class SPGConfig:
     """Settings of RLP-SPG; the defaults follow the paper where it speaks."""
 
     # What makes a pair
-    gamma: float = field(
+    confidence_threshold: float = field(
         default=0.5,
-        metadata={"help": "Confidence threshold: keep an instruction iff |largest cluster| / n >= gamma (paper: "
-                  "0.5; 0 is the select-all ablation)."},
+        metadata={"help": "Keep an instruction iff its confidence |largest cluster| / n is at least this (the "
+                  "paper's gamma: 0.5; 0 is the select-all ablation)."},
     )
     pair_rule: Literal["clusters", "reward_ranked"] = field(
         default="clusters",
@@ -90,16 +91,11 @@ class SPGConfig:
     )
 
     def __post_init__(self):
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"spg.gamma must be in [0, 1], got {self.gamma}")
-        if not -1.0 <= self.embedding_threshold <= 1.0:
-            raise ValueError(f"spg.embedding_threshold must be in [-1, 1], got {self.embedding_threshold}")
-        if self.equivalence == "nli" and not self.nli_model_dir:
-            raise ValueError("spg.nli_model_dir must be set when spg.equivalence is 'nli'")
-        if self.batch_size < 1:
-            raise ValueError(f"spg.batch_size must be >= 1, got {self.batch_size}")
-        if self.cluster_chunk_size < 1:
-            raise ValueError(f"spg.cluster_chunk_size must be >= 1, got {self.cluster_chunk_size}")
+        require_probability(self, "confidence_threshold")
+        require_between(self, -1, 1, "embedding_threshold")
+        require_that(self.equivalence != "nli" or bool(self.nli_model_dir), self, "nli_model_dir",
+                     f"an NLI checkpoint dir, which equivalence ({self.equivalence!r}) needs")
+        require_positive(self, "batch_size", "cluster_chunk_size")
         self.accuracy_annotators = tuple(self.accuracy_annotators)  # YAML gives a list
 
 
@@ -131,7 +127,7 @@ class RLPSPG:
         rng = random.Random(ctx.seed)
         if cfg.pair_rule == "clusters":
             labels = cluster_outputs(self._equivalence(cfg, ctx), instructions, samples, cfg.cluster_chunk_size)
-            pairs, stats = synthesize_pairs(instructions, samples, labels, scores, cfg.gamma, rng)
+            pairs, stats = synthesize_pairs(instructions, samples, labels, scores, cfg.confidence_threshold, rng)
             histogram = Counter(round(c, 4) for c in stats.pop("confidences"))
             stats["confidence_histogram"] = {str(c): histogram[c] for c in sorted(histogram)}
         else:
@@ -139,7 +135,7 @@ class RLPSPG:
         diagnostics = {
             "pair_rule": cfg.pair_rule,
             "equivalence": cfg.equivalence if cfg.pair_rule == "clusters" else None,
-            "gamma": cfg.gamma if cfg.pair_rule == "clusters" else None,
+            "confidence_threshold": cfg.confidence_threshold if cfg.pair_rule == "clusters" else None,
             **stats,
         }
         ctx.log(f"rlp_spg: {len(pairs)} synthetic pairs from {len(instructions)} instructions ({cfg.pair_rule})")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Literal, NamedTuple, Sequence
 
+from harness.core.schema import require_at_least, require_positive
 from harness.core.types import TrainedPolicy
 from methods.base import RunContext
 
@@ -82,14 +83,9 @@ class UMLConfig:
     )
 
     def __post_init__(self):
-        if not self.weight > 0:
-            raise ValueError(f"uml.weight must be > 0, got {self.weight}")
-        if self.skl_weight < 0:
-            raise ValueError(f"uml.skl_weight must be >= 0, got {self.skl_weight}")
-        for name, minimum in (("latent_dim", 1), ("hidden_dim", 1), ("batch_size", 2), ("max_length", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < minimum:
-                raise ValueError(f"uml.{name} must be an integer >= {minimum}, got {value!r}")
+        require_positive(self, "weight", "latent_dim", "hidden_dim", "max_length")
+        require_at_least(self, 0, "skl_weight")
+        require_at_least(self, 2, "batch_size")
 
 
 class ViewPair(NamedTuple):

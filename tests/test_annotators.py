@@ -195,11 +195,16 @@ def test_batched_alpaca_eval_templates_are_rejected():
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"batch_size": 0}, "batch_size"), ({"dtype": "int8"}, "dtype"), ({"verdicts": ("A", "A")}, "verdicts")],
+    [({"batch_size": 0}, "batch_size: got 0; allowed: a number > 0"),
+     ({"dtype": "int8"}, "dtype: got 'int8'; allowed: 'float32', 'bfloat16', 'float16'"),
+     ({"verdicts": ("A", "A")}, "verdicts: got ('A', 'A'); allowed: two different non-empty strings"),
+     ({"model": ""}, "model: got ''; allowed: a checkpoint dir or a cached hub model name"),
+     ({"max_prompt_tokens": 0}, "max_prompt_tokens: got 0; allowed: a number > 0")],
 )
 def test_local_judge_config_validation(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        LocalJudgeConfig(model="some/dir", **overrides)
+    with pytest.raises(ValueError) as err:
+        LocalJudgeConfig(**{"model": "some/dir", **overrides})
+    assert str(err.value) == message
 
 
 def test_local_judge_with_missing_model_is_not_ready(tmp_path):
@@ -221,5 +226,5 @@ def test_make_annotator_resolves_every_kind_of_name(tiny_judge_dir):
     local = make_annotator(f"local:{tiny_judge_dir}", suite)
     assert isinstance(local, LocalLikelihoodJudge) and local.config.model == str(tiny_judge_dir)
     for bad in ("gpt5", "local:"):
-        with pytest.raises(ValueError, match="judge must be 'gold', 'local:<"):
+        with pytest.raises(ValueError, match=rf"^eval.judge: got '{bad}'; allowed: 'gold', 'local:<"):
             make_annotator(bad, suite)

@@ -6,6 +6,7 @@ import cProfile
 import pstats
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
@@ -17,7 +18,6 @@ from benchmarks.common import (
     mean_and_standard_error,
     paired_ratios,
     parse_config,
-    require_positive,
     spread,
     stage_seconds,
 )
@@ -25,6 +25,7 @@ from benchmarks.ppo_vs_trl import PPOBenchConfig, ppo_config
 from benchmarks.profile_run import Kind, stage_table, time_by_kind
 from benchmarks.sampling import SamplingBenchConfig, generation_share
 from benchmarks.stage_sharing import StageSharingBenchConfig, trained_stages
+from harness.core.schema import require_positive
 
 # A run that built sft (10 s), reward (20 s), ppo (40 s), eval_farm (4 s), policy_samples (16 s) and reused sft and
 # reward later (their entries repeat the first build time but cost the run nothing).
@@ -147,6 +148,7 @@ class _Demo:
     quick: bool = field(default=False, metadata={"help": "Be quick."})
     names: tuple[str, ...] = field(default=("a",), metadata={"help": "Names."})
     where: Path | None = field(default=None, metadata={"help": "A path."})
+    mode: Literal["fast", "slow"] = field(default="fast", metadata={"help": "A choice."})
 
     def __post_init__(self) -> None:
         require_positive(self, "steps", "rate")
@@ -154,28 +156,35 @@ class _Demo:
 
 def test_parse_config_builds_the_dataclass_from_flags():
     assert parse_config(_Demo, [], "demo", "") == _Demo()
-    parsed = parse_config(_Demo, ["--steps", "7", "--quick", "--names", "x", "y", "--where", "out"], "demo", "")
-    assert parsed == _Demo(steps=7, quick=True, names=("x", "y"), where=Path("out"))
+    parsed = parse_config(_Demo, ["--steps", "7", "--quick", "--names", "x", "y", "--where", "out", "--mode", "slow"],
+                          "demo", "")
+    assert parsed == _Demo(steps=7, quick=True, names=("x", "y"), where=Path("out"), mode="slow")
 
 
 def test_parse_config_rejects_bad_values_with_the_field_name(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_config(_Demo, ["--rate", "-1"], "demo", "")
     assert exit_info.value.code == 2
-    assert "_Demo.rate: must be a positive number, got -1.0" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("error: --rate: got -1.0; allowed: a number > 0\n")
+    with pytest.raises(SystemExit):
+        parse_config(_Demo, ["--mode", "quick"], "demo", "")
+    assert "argument --mode: invalid choice: 'quick' (choose from 'fast', 'slow')" in capsys.readouterr().err
 
 
 def test_benchmark_configs_reject_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="SamplingBenchConfig.n"):
+    with pytest.raises(ValueError, match=r"^n: got 0; allowed: a number > 0$"):
         SamplingBenchConfig(n=0)
-    with pytest.raises(ValueError, match="SamplingBenchConfig.run: .* has no results.json"):
+    with pytest.raises(ValueError, match=r"^mixed_precision: got 'auto'; allowed: 'no', 'bf16', 'fp16'$"):
+        SamplingBenchConfig(mixed_precision="auto")
+    with pytest.raises(ValueError, match=r"^run: got .*; allowed: the dir of a finished harness.run \(with a "
+                                         r"results.json\) or null$"):
         SamplingBenchConfig(run=tmp_path)
-    with pytest.raises(ValueError, match="expected section.field=value"):
+    with pytest.raises(ValueError, match=r"^overrides: got \('ppo.num_steps',\); allowed: section.field=value items$"):
         StageSharingBenchConfig(overrides=("ppo.num_steps",))
 
 
 def test_ppo_benchmark_runs_our_ppo_with_its_sizes():
-    with pytest.raises(ValueError, match=r"minibatch_size \(12\) must divide rollout_batch_size \(32\)"):
+    with pytest.raises(ValueError, match=r"^minibatch_size: got 12; allowed: a divisor of rollout_batch_size \(32\)$"):
         PPOBenchConfig(minibatch_size=12)
     cfg = ppo_config(PPOBenchConfig(steps=4, max_new_tokens=16))
     # save_every = steps: ours saves one checkpoint (the last step) besides the final policy, the least it can

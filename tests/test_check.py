@@ -228,7 +228,7 @@ def _per_seed(method: str, metric: str, values: list) -> callable:
      "tiny.csv: ppo farm_win_rate = 42.0, but the mean of its per-seed values in tiny.json is 12.0"),
     (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", ["40", 44.0])), "'40' is not a finite number"),
     (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["win_rate"].update(cap=1.0)),
-     "tolerance.cap: 1.0 is below the floor 5.0"),
+     "tolerances.win_rate.cap: got 1.0; allowed: null or at least floor (5.0)"),
     (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 2"),
     (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
     (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a"),
@@ -263,7 +263,8 @@ def test_a_malformed_run_exits_2_with_one_line(stored, capsys, edit, message):
 def test_a_preset_that_is_a_path_is_refused(stored, capsys):
     run_dir, csv_path = stored
     assert check.main(["--preset", "../../tiny", "--leaderboards", str(csv_path.parent)]) == EXIT_BAD_INPUT
-    assert "preset: '../../tiny' is not a preset name" in capsys.readouterr().err
+    assert ("preset: got '../../tiny'; allowed: a name of letters, digits, '-' and '_' (not a path)"
+            in capsys.readouterr().err)
 
 
 def test_a_bad_run_dir_exits_2(stored, capsys, tmp_path):

@@ -27,8 +27,10 @@ BAD_COMMAND_LINES = [
     (["--methods", "ppo", "--set", "suite.sft_sise=10"], "did you mean suite.sft_size?"),
     (["--methods", "ppo", "--report-to", "mlflow"], "--report-to: 'mlflow' is not a tracker; choose one of none, "
                                                     "tensorboard, trackio, wandb"),
-    (["--methods", "ppo", "--set", "eval.temperature=-1"], "eval.temperature: must be >= 0"),
-    (["--methods", "ppo", "--set", "generation.batch_size=zero"], "generation.batch_size: expected an integer"),
+    (["--methods", "ppo", "--set", "eval.temperature=-1"], "--set eval.temperature=-1: eval.temperature: got -1.0; "
+                                                       "allowed: a number >= 0"),
+    (["--methods", "ppo", "--set", "generation.batch_size=zero"], "generation.batch_size: got 'zero'; "
+                                                                "allowed: an integer"),
 ]
 
 

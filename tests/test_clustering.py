@@ -124,11 +124,11 @@ def ten_samples(largest: int) -> tuple[list[str], list[int]]:
     return outputs, [0] * largest + list(range(1, 10 - largest + 1))
 
 
-def test_gamma_keeps_confident_instructions_only():
+def test_confidence_threshold_keeps_confident_instructions_only():
     groups = [ten_samples(k) for k in (6, 5, 4)]  # confidences 0.6, 0.5, 0.4
     samples, labels = [g[0] for g in groups], [g[1] for g in groups]
     scores = [[float(i) for i in range(10)]] * 3
-    pairs, stats = synthesize_pairs(["q6", "q5", "q4"], samples, labels, scores, gamma=0.5, rng=random.Random(0))
+    pairs, stats = synthesize_pairs(["q6", "q5", "q4"], samples, labels, scores, confidence_threshold=0.5, rng=random.Random(0))
     assert pairs["instruction"] == ["q6", "q5"]  # 6/10 and 5/10 kept (>=), 4/10 dropped
     assert stats == {
         "n_instructions": 3,
@@ -138,7 +138,7 @@ def test_gamma_keeps_confident_instructions_only():
         "pairs_without_other_cluster": 0,
         "confidences": [0.6, 0.5, 0.4],
     }
-    _, select_all = synthesize_pairs(["q6", "q5", "q4"], samples, labels, scores, gamma=0.0, rng=random.Random(0))
+    _, select_all = synthesize_pairs(["q6", "q5", "q4"], samples, labels, scores, confidence_threshold=0.0, rng=random.Random(0))
     assert select_all["n_pairs"] == 3
 
 
@@ -187,7 +187,7 @@ def test_single_cluster_is_accepted_but_yields_no_pair():
 
 
 def test_synthesize_pairs_rejects_bad_input():
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(ValueError, match="confidence_threshold"):
         synthesize_pairs(["q"], [["a"]], [[0]], [[0.0]], 1.5, random.Random(0))
     with pytest.raises(ValueError, match="reward_scores"):
         synthesize_pairs(["q"], [["a", "b"]], [[0, 1]], [[0.0]], 0.5, random.Random(0))

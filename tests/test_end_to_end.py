@@ -28,7 +28,7 @@ from harness.suites.tiny import world
 
 # the reduced budget the profiling benchmark uses, plus: the smoke policy barely agrees with itself, so keep every
 # instruction for SPG to have pairs
-SMOKE = [*REDUCED_BUDGET, "spg.gamma=0.0"]
+SMOKE = [*REDUCED_BUDGET, "spg.confidence_threshold=0.0"]
 
 
 def smoke_command(out: Path, methods: list[str] = ("all",)) -> list[str]:

@@ -129,7 +129,7 @@ def test_metric_names_map_to_direction_kind_and_standard_error():
 
 
 def test_a_tolerance_rule_rejects_negative_values():
-    with pytest.raises(ValueError, match=r"tolerance\.floor: must be a finite non-negative number, got -1"):
+    with pytest.raises(ValueError, match=r"^floor: got -1; allowed: a number in \[0, inf\)$"):
         leaderboard.ToleranceRule(floor=-1)
-    with pytest.raises(ValueError, match=r"tolerance\.k_se: must be a finite non-negative number, got inf"):
+    with pytest.raises(ValueError, match=r"^k_se: got inf; allowed: a number in \[0, inf\)$"):
         leaderboard.ToleranceRule(floor=1, k_se=math.inf)

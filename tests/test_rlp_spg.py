@@ -119,7 +119,7 @@ def test_train_runs_the_stages_in_order_and_refines_the_reward_model_with_the_sy
 
     d = result.diagnostics
     json.dumps(d)  # the pipeline stores it as JSON
-    assert d["equivalence"] == "exact" and d["gamma"] == 0.5
+    assert d["equivalence"] == "exact" and d["confidence_threshold"] == 0.5
     assert (d["n_instructions"], d["n_accepted"], d["n_pairs"], d["pairs_without_other_cluster"]) == (4, 3, 2, 1)
     assert d["acceptance_rate"] == 0.75
     assert d["confidence_histogram"] == {"0.2": 1, "0.6": 2, "1.0": 1}
@@ -147,7 +147,7 @@ def test_reward_ranked_ablation_pairs_highest_with_lowest_score_without_clusteri
 
 
 def test_no_confident_instruction_falls_back_to_the_original_reward_model():
-    ctx = FakeContext(SPGConfig(gamma=1.0))  # only q3 passes, and it has a single cluster: no pair
+    ctx = FakeContext(SPGConfig(confidence_threshold=1.0))  # only q3 passes, and it has a single cluster: no pair
     result = RLPSPG().train(ctx)
     assert ctx.calls[-2:] == [("reward_model", False), ("ppo", "sft", "rm")]
     assert result.diagnostics["n_pairs"] == 0 and result.diagnostics["pair_accuracy"]["gold"]["accuracy"] is None
@@ -157,8 +157,8 @@ def test_no_confident_instruction_falls_back_to_the_original_reward_model():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"gamma": 1.2}, "spg.gamma"),
-        ({"gamma": -0.1}, "spg.gamma"),
+        ({"confidence_threshold": 1.2}, "spg.confidence_threshold"),
+        ({"confidence_threshold": -0.1}, "spg.confidence_threshold"),
         ({"equivalence": "cosine"}, "spg.equivalence"),
         ({"pair_rule": "best_of_n"}, "spg.pair_rule"),
         ({"equivalence": "nli"}, "spg.nli_model_dir"),

@@ -264,7 +264,7 @@ def test_a_preset_name_that_is_a_path_is_refused(tmp_path, capfd, monkeypatch):
     preset = tmp_path / "mine.yaml"
     preset.write_text((REPO / "harness" / "presets" / "tiny.yaml").read_text().replace("preset: tiny", "preset: ../x"))
     assert main(["--methods", "sft", "--preset", str(preset), "--update-leaderboard"]) == 2
-    assert "preset: '../x' is not a preset name; use letters, digits, '-' and '_'" in _one_line(capfd)
+    assert "preset: got '../x'; allowed: a name of letters, digits, '-' and '_' (not a path)" in _one_line(capfd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]
 
 

@@ -278,13 +278,11 @@ def test_annotators_validate_their_inputs():
 @pytest.mark.parametrize("preset", ["smollm2", "smollm2-gpu"])
 def test_presets_load_and_build_the_suite_config(preset):
     from harness.config import load_preset
-    from harness.core.schema import build  # imported here: it pulls in every method (and TRL
     from harness.registry import PRESET_DIR
 
     config = load_preset(PRESET_DIR / f"{preset}.yaml")
-    options = {k: v for k, v in config.suite.items() if k != "name"}
-    suite_config = build(VerifiableConfig, options, "suite")
-    assert config.suite["name"] == "verifiable" and config.preset == preset
+    suite_config = config.suite.options
+    assert config.suite.name == "verifiable" and isinstance(suite_config, VerifiableConfig) and config.preset == preset
     assert config.options["spg"].equivalence == "embedding" and config.eval.knowledge_fewshot == 5
     assert suite_config.mmlu_fewshot >= config.eval.knowledge_fewshot
     assert (PRESET_DIR / f"{preset}.yaml").read_text().startswith("# python -m harness.run --preset")

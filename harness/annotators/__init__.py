@@ -19,6 +19,7 @@ from harness.annotators.alpaca_eval_judge import (
     required_api_keys,
 )
 from harness.annotators.local_judge import LocalJudgeConfig, LocalLikelihoodJudge, local_judge
+from harness.core.schema import invalid
 from harness.suites.base import Annotator, Suite
 
 __all__ = [
@@ -35,11 +36,12 @@ __all__ = [
 LOCAL_PREFIX = "local:"
 
 
-def make_annotator(name: str, suite: Suite) -> Annotator:
+def make_annotator(name: str, suite: Suite, field: str = "eval.judge") -> Annotator:
     """The judge called ``name`` (see the module docstring). Builds it only: call ``check_ready()`` where it exists.
 
     Raises:
-        ValueError: an unknown name; the message lists the allowed ones.
+        ConfigError: an unknown name, in one line naming ``field`` (the config field that gave it) and the allowed
+            names.
     """
     if name == "gold":
         return suite.gold_annotator()
@@ -47,7 +49,5 @@ def make_annotator(name: str, suite: Suite) -> Annotator:
         return local_judge(name[len(LOCAL_PREFIX) :])
     if name in available_configs():
         return AlpacaEvalAnnotator(name)
-    raise ValueError(
-        f"judge must be 'gold', '{LOCAL_PREFIX}<checkpoint dir or cached hub name>', or one of alpaca_eval's "
-        f"annotator configs ({', '.join(available_configs())}); got {name!r}"
-    )
+    raise invalid(field, name, f"'gold', '{LOCAL_PREFIX}<checkpoint dir or cached hub name>', or one of "
+                               f"alpaca_eval's annotator configs ({', '.join(available_configs())})")

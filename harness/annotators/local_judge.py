@@ -19,17 +19,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from alpaca_eval import constants as alpaca_eval_constants
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from harness.annotators.alpaca_eval_judge import JudgeNotReadyError
+from harness.core.schema import require_choice, require_positive, require_that
 from harness.core.types import Preference
 
 _PLACEHOLDERS = ("instruction", "output_1", "output_2")
-_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,15 @@ class LocalJudgeConfig:
         metadata={"help": "Longer prompts lose their beginning (the template's example), never the outputs' end."},
     )
     device: str = field(default="cpu", metadata={"help": "torch device of the judge model."})
-    dtype: str = field(default="float32", metadata={"help": f"Judge model weights dtype, one of {_DTYPES}."})
+    dtype: Literal["float32", "bfloat16", "float16"] = field(default="float32",
+                                                             metadata={"help": "Judge model weights dtype."})
 
     def __post_init__(self):
-        if not self.model:
-            raise ValueError("local judge model must be a checkpoint dir or a cached hub name, got ''")
-        if len(self.verdicts) != 2 or not all(self.verdicts) or self.verdicts[0] == self.verdicts[1]:
-            raise ValueError(f"local judge verdicts must be two different non-empty strings, got {self.verdicts!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"local judge batch_size must be >= 1, got {self.batch_size}")
-        if self.max_prompt_tokens < 1:
-            raise ValueError(f"local judge max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"local judge dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        require_that(bool(self.model), self, "model", "a checkpoint dir or a cached hub model name")
+        require_that(len(self.verdicts) == 2 and all(self.verdicts) and self.verdicts[0] != self.verdicts[1], self,
+                     "verdicts", "two different non-empty strings")
+        require_positive(self, "batch_size", "max_prompt_tokens")
+        require_choice(self, "dtype")
 
 
 def verdict(logprob_first: float, logprob_second: float) -> float:

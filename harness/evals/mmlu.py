@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.core.schema import require_at_least, require_positive, require_that
 from harness.logs import unlabelled_bars_hidden
 
 # The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
@@ -58,14 +59,9 @@ class KnowledgeEvalConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.task:
-            raise ValueError("task must be a non-empty lm-eval task or group name")
-        if self.num_fewshot < 0:
-            raise ValueError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be None or >= 1, got {self.limit}")
+        require_that(bool(self.task), self, "task", "an lm-eval task or group name")
+        require_at_least(self, 0, "num_fewshot")
+        require_positive(self, "batch_size", "limit")
 
 
 def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: str = "cpu") -> dict:

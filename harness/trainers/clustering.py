@@ -2,7 +2,7 @@
 
 RLP-SPG (Lang et al., NAACL 2024, Sec. 4.2) samples n outputs per unlabeled instruction, groups them by meaning
 (Kuhn et al., ICLR 2023, "semantic entropy": greedy clustering under bidirectional entailment), keeps an
-instruction only when its largest cluster is big enough (confidence c(x) = |largest| / n >= gamma, "selective
+instruction only when its largest cluster is big enough (confidence c(x) = |largest| / n >= a threshold, "selective
 generation"), and pairs the reward model's favourite member of the largest cluster (chosen) with an output from
 another cluster (rejected).
 
@@ -348,13 +348,13 @@ def synthesize_pairs(
     samples: Sequence[Sequence[str]],
     labels: Sequence[Sequence[int]],
     reward_scores: Sequence[Sequence[float]],
-    gamma: float,
+    confidence_threshold: float,
     rng: random.Random,
 ) -> tuple[Dataset, dict]:
     """RLP-SPG's synthetic preference pairs D_hat, one per confident instruction.
 
-    An instruction is kept iff its confidence is >= ``gamma`` (gamma = 0 keeps all: the paper's "select-all"
-    ablation). Its chosen output is the member of the largest cluster with the highest reward score (the first
+    An instruction is kept iff its confidence is >= ``confidence_threshold`` (the paper's gamma; 0 keeps all: the
+    paper's "select-all" ablation). Its chosen output is the member of the largest cluster with the highest reward score (the first
     such sample on equal scores); its rejected output is drawn uniformly from all outputs outside that cluster.
     Choices the paper leaves open:
 
@@ -369,7 +369,7 @@ def synthesize_pairs(
         samples: n policy outputs per instruction.
         labels: cluster labels per sample (from :func:`cluster_outputs`).
         reward_scores: the current reward model's score per sample.
-        gamma: confidence threshold in [0, 1].
+        confidence_threshold: the least confidence kept, in [0, 1].
         rng: source of the rejected draws and of the chosen output's position.
 
     Returns:
@@ -378,16 +378,16 @@ def synthesize_pairs(
         pairs_without_other_cluster, confidences (one per instruction, in input order).
 
     Raises:
-        ValueError: if ``gamma`` is outside [0, 1] or the shapes disagree.
+        ValueError: if ``confidence_threshold`` is outside [0, 1] or the shapes disagree.
     """
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    if not 0.0 <= confidence_threshold <= 1.0:
+        raise ValueError(f"confidence_threshold: got {confidence_threshold!r}; allowed: a number in [0, 1]")
     _check_shapes(instructions, samples, labels=labels, reward_scores=reward_scores)
     rows, confidences, n_accepted, single_cluster = [], [], 0, 0
     for instruction, outputs, labs, scores in zip(instructions, samples, labels, reward_scores):
         c = confidence(labs)
         confidences.append(c)
-        if c < gamma:
+        if c < confidence_threshold:
             continue
         n_accepted += 1
         sizes = Counter(labs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.core.schema import require_at_least, require_between, require_positive, require_that
+
 
 @dataclass
 class SFTConfig:
@@ -22,11 +24,8 @@ class SFTConfig:
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
 
     def __post_init__(self) -> None:
-        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        require_positive(self, "learning_rate", "epochs", "batch_size", "max_length")
+        require_between(self, 0, 1, "warmup_ratio", closed="[)")
 
 
 @dataclass
@@ -40,9 +39,7 @@ class RewardConfig:
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
 
     def __post_init__(self) -> None:
-        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        require_positive(self, "learning_rate", "epochs", "batch_size", "max_length")
 
 
 @dataclass
@@ -121,22 +118,10 @@ class PPOConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("rollout_batch_size", "max_new_tokens", "num_steps", "minibatch_size", "ppo_epochs",
-                     "save_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"PPOConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("temperature", "learning_rate", "max_grad_norm", "clip_range", "value_clip_range"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("vf_coef", "kl_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("gamma", "lam"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.rollout_batch_size % self.minibatch_size:
-            raise ValueError(
-                f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
-                f"({self.rollout_batch_size})"
-            )
+        require_positive(self, "rollout_batch_size", "max_new_tokens", "num_steps", "minibatch_size", "ppo_epochs",
+                         "save_every", "temperature", "learning_rate", "max_grad_norm", "clip_range",
+                         "value_clip_range")
+        require_at_least(self, 0, "vf_coef", "kl_coef")
+        require_between(self, 0, 1, "gamma", "lam")
+        require_that(self.rollout_batch_size % self.minibatch_size == 0, self, "minibatch_size",
+                     f"a divisor of rollout_batch_size ({self.rollout_batch_size})")

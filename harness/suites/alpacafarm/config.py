@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness.core.schema import require_positive, require_that
+
 LLMBAR_PREFERRED = "llmbar_preferred"
 
 
@@ -55,23 +57,8 @@ class AlpacaFarmConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.preferences not in ("simulated", "human"):
-            raise ValueError(
-                f"AlpacaFarmConfig.preferences must be 'simulated' or 'human', got {self.preferences!r}"
-            )
-        if not isinstance(self.val_size, int) or self.val_size <= 0:
-            raise ValueError(f"AlpacaFarmConfig.val_size must be a positive integer, got {self.val_size!r}")
-        if self.max_train_items is not None and self.max_train_items <= 0:
-            raise ValueError(
-                f"AlpacaFarmConfig.max_train_items must be None or a positive integer, got {self.max_train_items!r}"
-            )
-        if not self.bar_references:
-            raise ValueError(
-                f"AlpacaFarmConfig.bar_references must be {LLMBAR_PREFERRED!r} or a path to an alpaca_eval outputs "
-                "JSON file, got ''"
-            )
-        if not self.gold_judge or self.gold_judge == "gold":
-            raise ValueError(
-                "AlpacaFarmConfig.gold_judge must name a real judge (an alpaca_eval annotator config or "
-                f"'local:<model dir>'), got {self.gold_judge!r}"
-            )
+        require_positive(self, "val_size", "max_train_items")
+        require_that(bool(self.bar_references), self, "bar_references",
+                     f"{LLMBAR_PREFERRED!r} or a path to an alpaca_eval outputs JSON file")
+        require_that(self.gold_judge not in ("", "gold"), self, "gold_judge",
+                     "a real judge: an alpaca_eval annotator config name or 'local:<model dir>'")

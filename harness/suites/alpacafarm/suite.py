@@ -249,7 +249,7 @@ class AlpacaFarmSuite:
 
     def gold_annotator(self) -> Annotator:
         """The configured alpaca_eval judge (``check_ready()`` tells whether its API key is there)."""
-        return make_annotator(self.config.gold_judge, self)
+        return make_annotator(self.config.gold_judge, self, field="suite.gold_judge")
 
     def canonical_answer(self, instruction: str, output: str) -> str:
         """The output with case and spacing normalised: open-ended answers have no shorter canonical form."""

@@ -9,19 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-
-def _check_probability(config: object, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{type(config).__name__}.{name} must be a probability in [0, 1], got {value!r}")
-
-
-def _check_positive(config: object, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value <= 0:
-            raise ValueError(f"{type(config).__name__}.{name} must be > 0, got {value!r}")
+from harness.core.schema import require_at_least, require_positive, require_probability, require_that
 
 
 @dataclass(frozen=True)
@@ -85,25 +73,18 @@ class BaseModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_positive(
+        require_positive(
             self,
             "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
-            "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents",
+            "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents", "fact_frequency_decay",
         )
-        _check_probability(self, "qa_correct_prob", "qa_pad_prob", "qa_evasive_prob")
-        if self.fact_frequency_decay <= 0:
-            raise ValueError(f"BaseModelConfig.fact_frequency_decay must be > 0, got {self.fact_frequency_decay!r}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"BaseModelConfig.hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
-            )
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ValueError(f"BaseModelConfig.warmup_steps must be in [0, steps), got {self.warmup_steps}")
-        if self.seq_len > self.max_position_embeddings:
-            raise ValueError(
-                f"BaseModelConfig.seq_len ({self.seq_len}) must be <= max_position_embeddings "
-                f"({self.max_position_embeddings})"
-            )
+        require_probability(self, "qa_correct_prob", "qa_pad_prob", "qa_evasive_prob")
+        require_that(self.hidden_size % self.num_heads == 0, self, "hidden_size",
+                     f"a multiple of num_heads ({self.num_heads})")
+        require_at_least(self, 0, "warmup_steps")
+        require_that(self.warmup_steps < self.steps, self, "warmup_steps", f"a number below steps ({self.steps})")
+        require_that(self.seq_len <= self.max_position_embeddings, self, "seq_len",
+                     f"at most max_position_embeddings ({self.max_position_embeddings})")
 
 
 @dataclass(frozen=True)
@@ -174,13 +155,6 @@ class TinyWorldConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size",
-                        "pair_temperature")
-        _check_probability(
-            self,
-            *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))),
-        )
-        if not isinstance(self.base_model, BaseModelConfig):
-            raise ValueError(
-                f"TinyWorldConfig.base_model must be a BaseModelConfig, got {type(self.base_model).__name__}"
-            )
+        require_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size",
+                         "pair_temperature")
+        require_probability(self, *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from harness.core.schema import require_at_least, require_between, require_positive, require_probability, require_that
+
 
 @dataclass(frozen=True)
 class VerifiableConfig:
@@ -93,21 +95,11 @@ class VerifiableConfig:
     mmlu_seed: int = field(default=0, metadata={"help": "Seed of the few-shot examples and the scored subset."})
 
     def __post_init__(self) -> None:
-        for name in ("sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"VerifiableConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for f in fields(self):
-            if f.name.endswith(("_prob", "_rate", "_bias", "_share")) and not 0.0 <= getattr(self, f.name) <= 1.0:
-                raise ValueError(f"VerifiableConfig.{f.name} must be a probability in [0, 1], got "
-                                 f"{getattr(self, f.name)!r}")
-        if not 2 <= self.max_constraints <= 4:
-            raise ValueError(f"VerifiableConfig.max_constraints must be 2, 3 or 4, got {self.max_constraints!r}")
-        if not 0.0 < self.bar_share < 1.0:
-            raise ValueError(f"VerifiableConfig.bar_share must be strictly between 0 and 1, got {self.bar_share!r}")
-        if self.mmlu_fewshot < 0:
-            raise ValueError(f"VerifiableConfig.mmlu_fewshot must be >= 0, got {self.mmlu_fewshot!r}")
-        if self.mmlu_subjects is not None and not self.mmlu_subjects:
-            raise ValueError("VerifiableConfig.mmlu_subjects must be None (all subjects) or name at least one")
-        if self.mmlu_limit_per_subject is not None and self.mmlu_limit_per_subject < 1:
-            raise ValueError(f"VerifiableConfig.mmlu_limit_per_subject must be None or >= 1, got "
-                             f"{self.mmlu_limit_per_subject!r}")
+        require_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size",
+                         "mmlu_limit_per_subject")
+        require_probability(self, *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))))
+        require_between(self, 2, 4, "max_constraints")
+        require_between(self, 0, 1, "bar_share", closed="()")
+        require_at_least(self, 0, "mmlu_fewshot")
+        require_that(self.mmlu_subjects is None or len(self.mmlu_subjects) > 0, self, "mmlu_subjects",
+                     "null (all subjects) or a list naming at least one")
