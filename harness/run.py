@@ -109,8 +109,8 @@ def parse_and_validate(argv: list[str] | None = None):
     if args.preset not in PRESETS and not preset_path.is_file():
         raise SystemExit(_fail(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)} "
                                "or give a preset YAML file"))
-    from harness.config import load_preset
-    from harness.core.errors import ConfigError  # the method configs import torch: only now
+    from harness.config import load_preset  # torch-free, but --help and --version never need it
+    from harness.core.errors import ConfigError
 
     try:
         config = load_preset(preset_path, args.overrides)
