@@ -98,7 +98,7 @@ def tolerance(rule: ToleranceRule, stored: float, per_seed: list[float], eval_se
     """How far ``stored`` may be missed on the worse side (the module docstring gives the rule).
 
     Args:
-        rule: the metric kind's rule.
+        rule: the rule of the metric's unit.
         stored: the stored mean of the compared seeds.
         per_seed: every stored per-seed value (NaN where a seed had none): their spread is the seed noise.
         eval_se: the mean stored evaluation standard error of the compared seeds (NaN: none).
@@ -172,8 +172,8 @@ def check_specs(leaderboard: Leaderboard, results: dict, where: Path) -> None:
     """
     for method, entry in results["methods"].items():
         for metric, stored in leaderboard.specs.items():
-            if metric in entry["metrics"] and MetricSpec.from_json(entry["metrics"][metric]) != stored:
-                recorded = MetricSpec.from_json(entry["metrics"][metric])
+            recorded = MetricSpec.from_json(entry["metrics"][metric]) if metric in entry["metrics"] else stored
+            if recorded != stored:
                 raise CheckInputError(f"{where}: method {method!r} records {metric!r} as {recorded.to_json()}, the "
                                       f"leaderboard as {stored.to_json()}; the two cannot be compared")
 

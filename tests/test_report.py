@@ -274,6 +274,22 @@ def test_headline_marks_the_best_value_by_direction(reports):
     assert '<td class="best">50.0 ± 25.4</td>' in html and "<td>42.0 ± 25.4</td>" in html
 
 
+def test_direction_and_precision_come_from_each_metrics_record_not_its_name(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for entry in results["methods"].values():
+        entry["metrics"]["rm_acc_offline"]["higher_is_better"] = False  # recorded as lower is better
+        entry["metrics"]["kl"]["unit"] = "percent"  # shown at a win rate's precision, whatever its name
+    (run_dir / "results.json").write_text(json.dumps(results))
+    markdown = write_reports(run_dir)[0].read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| method | `farm_win_rate`"))
+    columns = [c.strip().strip("`") for c in header.strip("|").split(" | ")]
+    ppo, spg = (dict(zip(columns, _markdown_row(markdown, m))) for m in ("ppo", "rlp_spg"))
+    assert spg["rm_acc_offline"].startswith("**0.670") and not ppo["rm_acc_offline"].startswith("**")
+    # ppo kl: mean 2.2, interval 12.706 * 0.283 / 1.414 = 2.54, at one decimal
+    assert ppo["kl"] == "2.2 ± 2.5"
+
+
 def test_best_methods_by_hand():
     means = {"a": 0.5, "b": 0.7, "c": math.nan, "d": 0.7}
     assert best_methods(means, True) == {"b", "d"}  # NaN never wins; ties are all marked

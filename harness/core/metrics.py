@@ -12,7 +12,7 @@ an unbounded end of a range are ``null`` there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 # Units a metric can be in. Each picks its regression tolerance (harness.leaderboard.TOLERANCES) and its precision
@@ -53,10 +53,6 @@ class MetricSpec:
         if self.low > self.high:
             raise MetricError(f"low: {self.low} is above high {self.high}")
 
-    def contains(self, value: float) -> bool:
-        """True if ``value`` is a value the metric can take (NaN, a missing value, always is)."""
-        return math.isnan(value) or self.low <= value <= self.high
-
     def to_json(self) -> dict:
         """The spec as a JSON object; an unbounded end is null."""
         return {"higher_is_better": self.higher_is_better, "unit": self.unit,
@@ -93,7 +89,7 @@ class Metric:
     value: float
     spec: MetricSpec
     standard_error: float = math.nan
-    n: int | None = field(default=None)
+    n: int | None = None
 
     def to_json(self) -> dict:
         """A flat JSON object: ``value``, ``standard_error``, ``n`` and the spec's fields (NaN kept for the writer:

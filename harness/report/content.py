@@ -31,8 +31,9 @@ HEADLINE_METRICS = LEADERBOARD_METRICS
 # How to read the headline table; plain text (no markup), so both renderers can show it as is.
 HEADLINE_NOTES = (
     "Each cell is the mean over seeds ± the half-width of its 95% t-interval. † marks ± one seed's standard error "
-    "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for the knowledge task): with a single "
-    "seed there is no interval over seeds.",
+    "over evaluation items instead, where the metric has one (alpaca_eval's for win rates, the length GLM's for "
+    "length-controlled ones, lm-eval's for the knowledge task, the binomial one for reward-model accuracies): with "
+    "a single seed there is no interval over seeds.",
     "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
     "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
     "of the methods there ranks pairs worse than a coin.",
