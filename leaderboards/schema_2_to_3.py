@@ -1,7 +1,7 @@
 """Converts a stored leaderboard from schema 2 to schema 3, in place; the committed leaderboards were converted once
 with it, so their numbers come from their own files, never typed by hand.
 
-    python leaderboards/schema_2_to_3.py leaderboards/tiny.json leaderboards/smollm2-gpu.json
+    PYTHONPATH=. python leaderboards/schema_2_to_3.py leaderboards/tiny.json leaderboards/smollm2-gpu.json
 
 Schema 3 stores each metric's spec (direction, unit, range) as the measuring code defines it, and per seed the
 metric's values with its standard errors over evaluation items. Schema 2 stored the standard errors of win rates and
