@@ -17,16 +17,18 @@ The rule, for every compared method and metric column:
 
 - NaN on both sides is fine (``ok``). NaN on one side is ``missing``, a failure whatever the metric's direction:
   a number that appears or disappears means the pipeline changed.
-- A metric with no direction (standard errors, proxy reward, KL, output length) is reported as ``info`` and never
-  fails on its value.
+- A metric with no direction (proxy reward, KL, output length) and a standard-error column are reported as
+  ``info`` and never fail on their value. A metric's direction, unit and range are its spec, as the reference run
+  recorded it (:class:`harness.core.metrics.MetricSpec`); a run that records another spec for a metric cannot be
+  compared with it (exit 2). Nothing is read from a metric's name.
 - Otherwise::
 
       tolerance = min(cap, max(floor, relative * |stored|, k_se * se)),   se = sqrt(sd^2 + eval_se^2) / sqrt(m)
 
   ``se`` is the standard error of the stored mean of m seeds: ``sd`` the sample standard deviation of all stored
-  per-seed values (seed-to-seed noise; 0 with one stored seed), ``eval_se`` the mean stored standard error of the
-  evaluation over items for those seeds (win rates: the set's ``<set>_standard_error``; ``knowledge_acc``:
-  ``knowledge_stderr``; 0 for other metrics). ``now`` on the worse side of ``stored`` (per the metric's direction)
+  per-seed values (seed-to-seed noise; 0 with one stored seed), ``eval_se`` the mean of the metric's own stored
+  standard errors over evaluation items for those seeds (0 where it has none). ``now`` on the worse side of
+  ``stored`` (per the metric's direction)
   by more than the tolerance is a ``regression``; on the better side by more than the tolerance it is ``improved``
   (passes: consider updating the leaderboard); else ``ok``.
 
@@ -34,12 +36,12 @@ The rules in force (:data:`harness.leaderboard.TOLERANCES`, stored in each leade
 there, so a leaderboard and its tolerances are reviewed together):
 
 =========  =====================================================  ==========  ========  ====  ==========
-kind       metrics (unit)                                         floor       relative  k_se  cap
+unit       metrics today                                          floor       relative  k_se  cap
 =========  =====================================================  ==========  ========  ====  ==========
-win_rate   ``*_win_rate``, ``*_lc_win_rate`` (points, 0-100)      5.0 points  0         3     8.0 points
-accuracy   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift`` (0-1)    0.05        0         3     0.08
-wall_time  ``train_wall_s`` (seconds)                             30 s        1.0       3     none
-other      any other metric given a direction                     0           0.1       3     none
+percent    win rates and length-controlled win rates (0-100)      5.0 points  0         3     8.0 points
+fraction   ``knowledge_acc``, ``rm_acc_*``, ``rm_drift``          0.05        0         3     0.08
+seconds    ``train_wall_s``                                       30 s        1.0       3     none
+other      any other unit, and the standard-error columns         0           0.1       3     none
 =========  =====================================================  ==========  ========  ====  ==========
 
 Why: three standard errors of the stored mean are about two standard errors of the difference between two such
@@ -63,14 +65,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.metrics import MetricSpec
 from harness.leaderboard import (
     METRIC_COLUMNS,
+    OTHER,
+    STANDARD_ERROR_COLUMNS,
     Leaderboard,
     ToleranceRule,
+    finite_mean,
     load_leaderboard,
     load_results,
-    metric_kind,
-    standard_error_column,
 )
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
@@ -94,7 +98,7 @@ def tolerance(rule: ToleranceRule, stored: float, per_seed: list[float], eval_se
     """How far ``stored`` may be missed on the worse side (the module docstring gives the rule).
 
     Args:
-        rule: the metric kind's rule.
+        rule: the rule of the metric's unit.
         stored: the stored mean of the compared seeds.
         per_seed: every stored per-seed value (NaN where a seed had none): their spread is the seed noise.
         eval_se: the mean stored evaluation standard error of the compared seeds (NaN: none).
@@ -124,35 +128,54 @@ def verdict(stored: float, now: float, higher_is_better: bool | None, tol: float
     return "improved" if gain > tol else "ok"
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
-
-
 def compared_seeds(leaderboard: Leaderboard, results: dict) -> int:
     """m: the seeds 0..m-1 both the run and the leaderboard have."""
     return min(int(results["seeds"]), leaderboard.seeds)
 
 
 def compare(leaderboard: Leaderboard, results: dict) -> list[Comparison]:
-    """Every metric of every method both the leaderboard and the run have, on the seeds both have."""
+    """Every metric column of every method both the leaderboard and the run have, on the seeds both have."""
     m = compared_seeds(leaderboard, results)
     rows = []
     for method in leaderboard.table["method"]:
         run_metrics = results["methods"].get(method, {}).get("metrics")
         if run_metrics is None:
             continue  # not run: listed apart, never a failure
-        stored_seeds = leaderboard.per_seed[method]
-        for metric in METRIC_COLUMNS:
-            stored = _mean(stored_seeds[metric][:m])
-            run_metric = run_metrics.get(metric)
-            now = _mean(run_metric["values"][:m]) if run_metric else math.nan
-            se_column = standard_error_column(metric)
-            eval_se = _mean(stored_seeds[se_column][:m]) if se_column else math.nan
-            tol = tolerance(leaderboard.tolerances[metric_kind(metric)], stored, stored_seeds[metric], eval_se, m)
-            rows.append(Comparison(method, metric, stored, now, tol,
-                                   verdict(stored, now, leaderboard.higher_is_better[metric], tol)))
+        for column in METRIC_COLUMNS:
+            rows.append(_compare_column(leaderboard, method, column, run_metrics, m))
     return rows
+
+
+def _compare_column(leaderboard: Leaderboard, method: str, column: str, run_metrics: dict, m: int) -> Comparison:
+    """One column: a metric judged by its spec, or a standard-error column (information, under the OTHER rule)."""
+    metric = STANDARD_ERROR_COLUMNS.get(column, column)
+    run_metric = run_metrics.get(metric)
+    if column in STANDARD_ERROR_COLUMNS:
+        stored_seeds, key = leaderboard.standard_errors[method][metric], "standard_errors"
+        rule, eval_se, higher_is_better = leaderboard.tolerance_rule(OTHER), math.nan, None
+    else:
+        stored_seeds, key = leaderboard.per_seed[method][metric], "values"
+        spec = leaderboard.specs[metric]
+        rule, higher_is_better = leaderboard.tolerance_rule(spec.unit), spec.higher_is_better
+        eval_se = finite_mean(leaderboard.standard_errors[method][metric][:m])
+    stored = finite_mean(stored_seeds[:m])
+    now = finite_mean(run_metric[key][:m]) if run_metric else math.nan
+    tol = tolerance(rule, stored, stored_seeds, eval_se, m)
+    return Comparison(method, column, stored, now, tol, verdict(stored, now, higher_is_better, tol))
+
+
+def check_specs(leaderboard: Leaderboard, results: dict, where: Path) -> None:
+    """The run must record every metric it shares with the leaderboard under the leaderboard's spec.
+
+    Raises:
+        CheckInputError: one line naming the first metric whose direction, unit or range differ.
+    """
+    for method, entry in results["methods"].items():
+        for metric, stored in leaderboard.specs.items():
+            recorded = MetricSpec.from_json(entry["metrics"][metric]) if metric in entry["metrics"] else stored
+            if recorded != stored:
+                raise CheckInputError(f"{where}: method {method!r} records {metric!r} as {recorded.to_json()}, the "
+                                      f"leaderboard as {stored.to_json()}; the two cannot be compared")
 
 
 def format_comparisons(rows: list[Comparison]) -> str:
@@ -209,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.run is not None and results["preset"] != preset:
             raise CheckInputError(f"{args.run / 'results.json'}: the run is for preset {results['preset']!r}, "
                                   f"not {preset!r}")
+        check_specs(leaderboard, results, (args.run or Path("runs") / f"check-{preset}") / "results.json")
     except ValueError as err:  # LeaderboardError, CheckInputError, a bad results.json
         print(f"harness.check: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,7 +11,7 @@ import math
 import textwrap
 
 from harness.evals.mmlu import knowledge_label
-from harness.report.content import format_value, headline_cell, recorded_direction
+from harness.report.content import format_value, headline_cell, recorded_direction, recorded_unit
 from harness.stats import method_difference
 
 WIDTH = 120
@@ -34,7 +34,7 @@ def format_table(results: dict, width: int = WIDTH) -> str:
     """
     methods = results["methods"]
     seeds = results.get("seeds", 1)
-    grid = {name: [_cell(column, entry["metrics"]) for column in COLUMNS] for name, entry in methods.items()}
+    grid = {name: [_cell(entry["metrics"].get(column)) for column in COLUMNS] for name, entry in methods.items()}
     names = [knowledge_label(results) if column == "knowledge_acc" else column for column in COLUMNS]
     headers = [name + ARROWS[recorded_direction(methods, column)] for name, column in zip(names, COLUMNS)]
     widths = [max([len(h), *(len(cells[i]) for cells in grid.values())]) for i, h in enumerate(headers)]
@@ -67,6 +67,7 @@ def format_table(results: dict, width: int = WIDTH) -> str:
 def rlp_vs_ppo_lines(results: dict) -> list[str]:
     """One line per RLP variant of the run: its farm win rate minus PPO's, with the interval or standard error."""
     variants = [name for name in results["methods"] if name.startswith("rlp_")]
+    unit = recorded_unit(results["methods"], HEADLINE)
     lines = []
     for name in variants:
         difference = method_difference(results, name, BASELINE, HEADLINE)
@@ -74,17 +75,17 @@ def rlp_vs_ppo_lines(results: dict) -> list[str]:
         if difference is None:
             lines.append(f"{label} not available ({BASELINE} is not in this run; add it to --methods)")
             continue
-        error = "" if math.isnan(difference.error) else f" ± {format_value(HEADLINE, difference.error)}"
-        lines.append(f"{label} {_signed(difference.estimate)}{error} points ({difference.describe()})")
+        error = "" if math.isnan(difference.error) else f" ± {format_value(unit, difference.error)}"
+        lines.append(f"{label} {_signed(unit, difference.estimate)}{error} points ({difference.describe()})")
     return lines
 
 
-def _signed(value: float) -> str:
-    text = format_value(HEADLINE, value)
+def _signed(unit: str | None, value: float) -> str:
+    text = format_value(unit, value)
     return text if text.startswith("-") else "+" + text
 
 
-def _cell(metric: str, metrics: dict) -> str:
+def _cell(summary: dict | None) -> str:
     """``mean ± interval``, ``mean ± se†`` with one seed, the mean alone, or ``-`` where there is no value."""
-    cell = headline_cell(metric, metrics)
+    cell = headline_cell(summary)
     return cell.text + ("†" if cell.standard_error else "")

@@ -5,8 +5,11 @@ A stored leaderboard is one reference run of a preset, in two files under ``lead
 - ``<preset>.csv``: one row per method, the :data:`LEADERBOARD_COLUMNS` in that order (means over seeds). This is
   the reviewed number: the check compares against these values.
 - ``<preset>.json``: what the CSV cannot hold: the command that produced it (preset, methods, seeds), provenance
-  (config, git commit, package versions, hardware, stage times), every metric's per-seed values and direction,
+  (config, git commit, package versions, hardware, stage times), every metric's spec as the run recorded it
+  (direction, unit, range: :class:`~harness.core.metrics.MetricSpec`), its per-seed values and standard errors,
   and the tolerance rules (:data:`TOLERANCES`) the check applies to it.
+
+Nothing here reads meaning into a metric's name: how to read a metric comes with it, from where it was measured.
 
 Updating replaces both files with the given run (a leaderboard is one run, never a mix of runs). Both are written
 to temporary files first and then moved into place with ``os.replace``, so an update that fails half-way leaves
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core.metrics import MetricError, MetricSpec
 from harness.core.schema import build, require_between, require_that
 from harness.provenance import collect_provenance
 from harness.registry import METHODS, check_preset_name
@@ -40,65 +44,23 @@ LEADERBOARD_COLUMNS = [
 ]
 METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
 
-# Direction of every metric, matched on the name's suffix, so tables can mark the best value and the regression
-# check knows which way is worse. None: no better direction (a standard error, or a quantity to read, not rank).
-HIGHER_IS_BETTER = {
-    "win_rate": True, "lc_win_rate": True, "standard_error": None, "knowledge_acc": True,
-    "knowledge_stderr": None, "rm_acc_offline": True, "rm_acc_step0": True, "rm_acc_onpolicy": True, "rm_drift": False,
-    "proxy_reward": None, "kl": None, "avg_length": None, "train_wall_s": False,
-}
+# The columns that show a metric's standard error over evaluation items (the mean over seeds of its per-seed
+# standard errors) rather than a metric: column -> the metric whose standard error it is.
+STANDARD_ERROR_COLUMNS = {"farm_standard_error": "farm_win_rate", "bar_standard_error": "bar_win_rate",
+                          "knowledge_stderr": "knowledge_acc"}
+# The metrics a leaderboard stores, in column order.
+LEADERBOARD_METRICS = [c for c in METRIC_COLUMNS if c not in STANDARD_ERROR_COLUMNS]
 
-SCHEMA_VERSION = 2  # 2: tolerance rules are floor, relative, k_se and cap (1 had k_std and no cap)
+# 3: each metric's spec and per-seed standard errors, tolerance rules by unit; 2: directions only, rules by metric
+# kind; 1: k_std and no cap.
+SCHEMA_VERSION = 3
 
 TOLERANCE_RULE = ("tolerance = min(cap, max(floor, relative * |stored|, k_se * se)); se = sqrt(sd^2 + eval_se^2) / "
                   "sqrt(m): sd the sample std of the stored per-seed values (0 with one seed), eval_se the mean "
-                  "stored evaluation standard error of the compared seeds (win rates, the knowledge task; else 0), "
-                  "m the number of seeds compared")
+                  "stored standard error of the metric over evaluation items for the compared seeds (0 where it has "
+                  "none), m the number of seeds compared; the rule is the one of the metric's unit, else 'other'")
 
-# What a stored value may be, per metric (matched like HIGHER_IS_BETTER): anything outside is a damaged leaderboard.
-VALUE_RANGES = {
-    "win_rate": (0.0, 100.0), "standard_error": (0.0, 100.0), "knowledge_acc": (0.0, 1.0),
-    "knowledge_stderr": (0.0, 1.0),
-    "rm_acc_offline": (0.0, 1.0), "rm_acc_step0": (0.0, 1.0), "rm_acc_onpolicy": (0.0, 1.0), "rm_drift": (-1.0, 1.0),
-    "avg_length": (0.0, math.inf), "train_wall_s": (0.0, math.inf),
-}
-
-
-def direction(metric: str) -> bool | None:
-    """True if higher is better, False if lower is, None if the metric has no better direction."""
-    return _by_suffix(HIGHER_IS_BETTER, metric, None)
-
-
-def value_range(metric: str) -> tuple[float, float]:
-    """The values a stored ``metric`` can take; unbounded metrics still have to be finite."""
-    return _by_suffix(VALUE_RANGES, metric, (-math.inf, math.inf))
-
-
-def _by_suffix(table: dict, metric: str, default):
-    for suffix, value in table.items():
-        if metric == suffix or metric.endswith("_" + suffix):
-            return value
-    return default
-
-
-def metric_kind(metric: str) -> str:
-    """The unit family a metric belongs to, which picks its tolerance rule (see :data:`TOLERANCES`)."""
-    if metric.endswith("win_rate"):
-        return "win_rate"
-    if metric.endswith("_acc") or metric.startswith("rm_acc") or metric == "rm_drift":
-        return "accuracy"
-    if metric.endswith("wall_s"):
-        return "wall_time"
-    return "other"
-
-
-def standard_error_column(metric: str) -> str | None:
-    """The column holding the judge's or lm-eval's standard error for ``metric``, if it has one."""
-    if metric.endswith("win_rate"):
-        return metric.split("_")[0] + "_standard_error"  # farm_lc_win_rate -> farm_standard_error
-    if metric == "knowledge_acc":
-        return "knowledge_stderr"
-    return None
+OTHER = "other"  # the tolerance rule of a unit without its own
 
 
 @dataclass(frozen=True)
@@ -120,14 +82,14 @@ class ToleranceRule:
         require_that(self.cap is None or self.cap >= self.floor, self, "cap", f"null or at least floor ({self.floor})")
 
 
-# The rules in force, per metric kind. Win rates are in points (0-100), accuracies in [0, 1], wall times in seconds.
-# The caps keep the check able to fail however noisy the stored seeds are: a method losing 10 win-rate points (or
-# 0.1 of an accuracy) is always a regression.
+# The rules in force, per metric unit (MetricSpec.unit): win rates are in percent (points, 0-100), accuracies
+# fractions (0-1), wall times seconds; every other unit takes OTHER's. The caps keep the check able to fail however
+# noisy the stored seeds are: a method losing 10 win-rate points (or 0.1 of an accuracy) is always a regression.
 TOLERANCES: dict[str, ToleranceRule] = {
-    "win_rate": ToleranceRule(floor=5.0, k_se=3.0, cap=8.0),
-    "accuracy": ToleranceRule(floor=0.05, k_se=3.0, cap=0.08),
-    "wall_time": ToleranceRule(floor=30.0, relative=1.0, k_se=3.0),
-    "other": ToleranceRule(floor=0.0, relative=0.1, k_se=3.0),
+    "percent": ToleranceRule(floor=5.0, k_se=3.0, cap=8.0),
+    "fraction": ToleranceRule(floor=0.05, k_se=3.0, cap=0.08),
+    "seconds": ToleranceRule(floor=30.0, relative=1.0, k_se=3.0),
+    OTHER: ToleranceRule(floor=0.0, relative=0.1, k_se=3.0),
 }
 
 
@@ -145,8 +107,9 @@ class Leaderboard:
         methods: the methods of the command that produced it, in order.
         seeds: the number of seeds of that command.
         per_seed: method -> metric -> per-seed values (NaN where a seed had none).
-        higher_is_better: metric -> direction, as stored.
-        tolerances: metric kind -> rule, as stored.
+        standard_errors: method -> metric -> per-seed standard errors over evaluation items (NaN: none).
+        specs: metric -> its spec (direction, unit, range), as the reference run recorded it.
+        tolerances: unit -> rule, as stored (:data:`OTHER` for the units without their own).
         provenance: config, git commit, versions, hardware, stage times of the reference run.
     """
 
@@ -155,9 +118,14 @@ class Leaderboard:
     methods: list[str]
     seeds: int
     per_seed: dict[str, dict[str, list[float]]]
-    higher_is_better: dict[str, bool | None]
+    standard_errors: dict[str, dict[str, list[float]]]
+    specs: dict[str, MetricSpec]
     tolerances: dict[str, ToleranceRule]
     provenance: dict
+
+    def tolerance_rule(self, unit: str) -> ToleranceRule:
+        """The stored rule for metrics in ``unit``."""
+        return self.tolerances.get(unit, self.tolerances[OTHER])
 
 
 def load_results(run_dir: Path) -> dict:
@@ -165,7 +133,8 @@ def load_results(run_dir: Path) -> dict:
 
     Raises:
         ValueError: one line naming the file and the problem (missing, not JSON, a key given twice, missing keys,
-            a metric that is not ``{"mean": number or null, "values": [...]}``, an infinite value).
+            a metric that is not ``{"mean": number or null, "values": [...], "standard_errors": [...]}`` with its
+            spec (``higher_is_better``, ``unit``, ``low``, ``high``), an infinite value).
     """
     path = Path(run_dir) / "results.json"
     if not path.is_file():
@@ -198,13 +167,24 @@ def _metric_problem(record: object) -> str | None:
             record[key] = _number_or_nan(record[key])
             if record[key] is None:
                 return f"'{key}' must be a finite number or null"
-    values = record.get("values", [])
-    if not isinstance(values, list):
-        return "'values' must be a list"
-    record["values"] = [_number_or_nan(v) for v in values]
-    if any(v is None for v in record["values"]):
-        return "'values' must hold finite numbers or null"
+    for key in ("values", "standard_errors"):
+        values = record.get(key, [])
+        if not isinstance(values, list):
+            return f"'{key}' must be a list"
+        record[key] = [_number_or_nan(v) for v in values]
+        if any(v is None for v in record[key]):
+            return f"'{key}' must hold finite numbers or null"
+    try:
+        MetricSpec.from_json(record)
+    except MetricError as err:
+        return f"{err} (results.json written before metrics carried their spec? rerun to rewrite it)"
     return None
+
+
+def finite_mean(values: list[float]) -> float:
+    """The mean of the values that are not NaN; NaN if none is."""
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _number_or_nan(value: object) -> float | None:
@@ -240,13 +220,20 @@ def loads_strict(text: str, allow_nan: bool = False) -> object:
 
 
 def leaderboard_table(results: dict) -> pd.DataFrame:
-    """One row per method with the leaderboard columns (means over seeds; NaN where a method has no value)."""
+    """One row per method with the leaderboard columns (means over seeds; NaN where a method has no value).
+
+    A standard-error column holds the mean over seeds of its metric's per-seed standard errors.
+    """
     rows = []
     for name, entry in results["methods"].items():
         row = {"method": name, "preset": results["preset"], "seeds": results["seeds"]}
         for column in METRIC_COLUMNS:
-            metric = entry["metrics"].get(column)
-            row[column] = metric["mean"] if metric else math.nan
+            summary = entry["metrics"].get(STANDARD_ERROR_COLUMNS.get(column, column))
+            if summary is None:
+                row[column] = math.nan
+            else:
+                row[column] = finite_mean(summary["standard_errors"]) if column in STANDARD_ERROR_COLUMNS \
+                    else summary["mean"]
         rows.append(row)
     return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
 
@@ -262,20 +249,22 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
         The paths of the CSV and the JSON written.
 
     Raises:
-        ValueError: the run dir has no readable ``results.json``.
+        ValueError: the run dir has no readable ``results.json``, or no method of it records one of
+            :data:`LEADERBOARD_METRICS`, or two methods record a metric with different specs.
     """
     results = load_results(run_dir)
     preset = results["preset"]
     check_preset_name(preset)  # it names the files written: never a path
     methods = list(results["methods"])
+    specs = recorded_specs(results, Path(run_dir) / "results.json")
     record = {
         "schema": SCHEMA_VERSION,
         "preset": preset,
         "command": {"preset": preset, "methods": methods, "seeds": results["seeds"]},
-        "higher_is_better": {column: direction(column) for column in METRIC_COLUMNS},
+        "metrics": {metric: specs[metric].to_json() for metric in LEADERBOARD_METRICS},
         "tolerance_rule": TOLERANCE_RULE,
-        "tolerances": {kind: dataclasses.asdict(rule) for kind, rule in TOLERANCES.items()},
-        "per_seed": {name: {column: _per_seed_values(entry, column, results["seeds"]) for column in METRIC_COLUMNS}
+        "tolerances": {unit: dataclasses.asdict(rule) for unit, rule in TOLERANCES.items()},
+        "per_seed": {name: {metric: _per_seed_values(entry, metric, results["seeds"]) for metric in LEADERBOARD_METRICS}
                      for name, entry in results["methods"].items()},
         "provenance": collect_provenance(run_dir, results),
     }
@@ -289,9 +278,30 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
     return csv_path, json_path
 
 
-def _per_seed_values(entry: dict, column: str, seeds: int) -> list[float]:
-    metric = entry["metrics"].get(column)
-    return [float(v) for v in metric["values"]] if metric is not None else [math.nan] * seeds
+def recorded_specs(results: dict, path: Path) -> dict[str, MetricSpec]:
+    """The spec of every leaderboard metric as the run's methods recorded it (they must agree).
+
+    Raises:
+        ValueError: one line naming ``path``: a metric no method recorded, or recorded with two specs.
+    """
+    specs = {}
+    for metric in LEADERBOARD_METRICS:
+        recorded = {MetricSpec.from_json(entry["metrics"][metric]) for entry in results["methods"].values()
+                    if metric in entry["metrics"]}
+        if len(recorded) != 1:
+            problem = "no method records it" if not recorded else "its methods record different specs"
+            raise ValueError(f"{path}: metric {metric!r}: {problem}; a leaderboard holds "
+                             f"{', '.join(LEADERBOARD_METRICS)}")
+        (specs[metric],) = recorded
+    return specs
+
+
+def _per_seed_values(entry: dict, metric: str, seeds: int) -> dict[str, list[float]]:
+    summary = entry["metrics"].get(metric)
+    if summary is None:
+        return {"values": [math.nan] * seeds, "standard_errors": [math.nan] * seeds}
+    return {"values": [float(v) for v in summary["values"]],
+            "standard_errors": [float(v) for v in summary["standard_errors"]]}
 
 
 def _nan_to_null(obj: object) -> object:
@@ -332,9 +342,9 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     """Reads and validates the stored leaderboard of ``preset``.
 
     Everything is checked before any comparison, so a damaged or hand-edited leaderboard cannot make the check pass:
-    strict JSON (no key twice, no Infinity or NaN), finite numbers within each metric's range, the code's direction
-    for every metric, finite tolerance rules, and a CSV and a JSON that agree (methods, seeds, and every mean with
-    its per-seed values).
+    strict JSON (no key twice, no Infinity or NaN), a spec for every metric, finite numbers within each metric's
+    range (standard errors between 0 and the range's width), finite tolerance rules, and a CSV and a JSON that agree
+    (methods, seeds, and every mean with its per-seed values).
 
     Raises:
         LeaderboardError: one line naming the file and the problem.
@@ -371,25 +381,39 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     if set(table["seeds"]) != {command["seeds"]}:
         raise LeaderboardError(f"{csv_path}: column 'seeds' says {sorted(set(table['seeds']))}, the JSON's command "
                                f"{command['seeds']}")
+    specs = _read_specs(record, json_path)
     try:
-        tolerances = {kind: build(ToleranceRule, rule, f"tolerances.{kind}")
-                      for kind, rule in record["tolerances"].items()}
-        per_seed = {name: {column: [_stored_number(v) for v in record["per_seed"][name][column]]
-                           for column in METRIC_COLUMNS} for name in table["method"]}
-        higher_is_better = {column: record["higher_is_better"][column] for column in METRIC_COLUMNS}
+        tolerances = {unit: build(ToleranceRule, rule, f"tolerances.{unit}")
+                      for unit, rule in record["tolerances"].items()}
+        per_seed, standard_errors = (
+            {name: {metric: [_stored_number(v) for v in record["per_seed"][name][metric][key]]
+                    for metric in LEADERBOARD_METRICS} for name in table["method"]}
+            for key in ("values", "standard_errors"))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise LeaderboardError(f"{json_path}: malformed or incomplete ({type(err).__name__}: {err})") from None
-    missing_kinds = {metric_kind(c) for c in METRIC_COLUMNS} - set(tolerances)
-    if missing_kinds:
-        raise LeaderboardError(f"{json_path}: no tolerance rule for metric kind {sorted(missing_kinds)[0]!r}")
-    for column, stored in higher_is_better.items():
-        if stored is not direction(column):  # true, false or null, exactly as the code defines the metric
-            raise LeaderboardError(f"{json_path}: higher_is_better.{column} is {stored!r}; the metric's direction is "
-                                   f"{json.dumps(direction(column))}")
+    if OTHER not in tolerances:
+        raise LeaderboardError(f"{json_path}: no tolerance rule {OTHER!r}, the rule of the units without their own")
     for _, row in table.iterrows():
-        _check_row(row, per_seed[row["method"]], command["seeds"], csv_path, json_path)
-    return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, higher_is_better,
+        method = row["method"]
+        _check_row(row, per_seed[method], standard_errors[method], specs, command["seeds"], csv_path, json_path)
+    return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, standard_errors, specs,
                        tolerances, record.get("provenance", {}))
+
+
+def _read_specs(record: dict, json_path: Path) -> dict[str, MetricSpec]:
+    """The stored spec of every leaderboard metric."""
+    stored = record.get("metrics")
+    if not isinstance(stored, dict):
+        raise LeaderboardError(f"{json_path}: 'metrics' must map each metric to its spec")
+    specs = {}
+    for metric in LEADERBOARD_METRICS:
+        if metric not in stored:
+            raise LeaderboardError(f"{json_path}: metrics.{metric}: missing; every metric needs its spec")
+        try:
+            specs[metric] = MetricSpec.from_json(stored[metric])
+        except MetricError as err:
+            raise LeaderboardError(f"{json_path}: metrics.{metric}.{err}") from None
+    return specs
 
 
 def _stored_number(value: object) -> float:
@@ -400,24 +424,28 @@ def _stored_number(value: object) -> float:
     return number
 
 
-def _check_row(row: pd.Series, per_seed: dict[str, list[float]], seeds: int, csv_path: Path, json_path: Path) -> None:
+def _check_row(row: pd.Series, values: dict[str, list[float]], standard_errors: dict[str, list[float]],
+               specs: dict[str, MetricSpec], seeds: int, csv_path: Path, json_path: Path) -> None:
     """One method's stored values: within range, and the CSV's means those of the JSON's per-seed values."""
     method = row["method"]
     for column in METRIC_COLUMNS:
-        values = per_seed[column]
-        if len(values) != seeds:
-            raise LeaderboardError(f"{json_path}: per_seed.{method}.{column} has {len(values)} values for "
+        metric = STANDARD_ERROR_COLUMNS.get(column, column)
+        spec = specs[metric]
+        if column in STANDARD_ERROR_COLUMNS:
+            stored, where, low, high = standard_errors[metric], "standard_errors", 0.0, spec.high - spec.low
+        else:
+            stored, where, low, high = values[metric], "values", spec.low, spec.high
+        if len(stored) != seeds:
+            raise LeaderboardError(f"{json_path}: per_seed.{method}.{metric}.{where} has {len(stored)} values for "
                                    f"{seeds} seeds")
-        low, high = value_range(column)
-        for where, value in ((csv_path, row[column]), *((json_path, v) for v in values)):
+        for path, value in ((csv_path, row[column]), *((json_path, v) for v in stored)):
             if not math.isnan(value) and not low <= value <= high:
-                raise LeaderboardError(f"{where}: {method} {column} = {value!r} is outside [{low}, {high}]")
-        finite = [v for v in values if not math.isnan(v)]
-        mean = sum(finite) / len(finite) if finite else math.nan
+                raise LeaderboardError(f"{path}: {method} {column} = {value!r} is outside [{low}, {high}]")
+        mean = finite_mean(stored)
         if not (math.isnan(mean) and math.isnan(row[column]) or math.isclose(mean, row[column], rel_tol=1e-6,
                                                                                abs_tol=1e-9)):
             raise LeaderboardError(f"{csv_path}: {method} {column} = {row[column]!r}, but the mean of its per-seed "
-                                   f"values in {json_path.name} is {mean!r}")
+                                   f"{where} in {json_path.name} is {mean!r}")
 
 
 def _read_table(path: Path) -> pd.DataFrame:

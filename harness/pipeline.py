@@ -26,11 +26,12 @@ from harness.cache import StageCache
 from harness.config import RunConfig
 from harness.context import RunContext
 from harness.core.errors import ConfigError
+from harness.core.metrics import Metric, MetricSpec
 from harness.core.precision import set_mixed_precision
 from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
-from harness.leaderboard import direction, leaderboard_table
+from harness.leaderboard import leaderboard_table
 from harness.outputs import export_outputs
 from harness.registry import make_method, make_suite
 from harness.report import write_reports
@@ -38,6 +39,12 @@ from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
 from harness.suites.validate import validate_splits
 from harness.trainers.tracking import reporting_to
+
+
+# What a method costs: the time its training stages took (lower is better), and its whole time in this run, which
+# depends on what other methods built first, so it ranks nothing.
+TRAINING_TIME = MetricSpec(higher_is_better=False, unit="seconds", low=0.0)
+WALL_TIME = MetricSpec(higher_is_better=None, unit="seconds", low=0.0)
 
 
 @dataclass
@@ -123,8 +130,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 first_stage = len(ctx.stage_times)
                 trained = make_method(name).train(ctx)
                 record = evaluate_policy(ctx, trained, judge, config.eval.judge)
-                record["train_wall_s"] = training_wall_time(ctx.stage_times[first_stage:])
-                record["wall_s"] = round(time.perf_counter() - t0, 1)
+                record["train_wall_s"] = Metric(training_wall_time(ctx.stage_times[first_stage:]), TRAINING_TIME)
+                record["wall_s"] = Metric(round(time.perf_counter() - t0, 1), WALL_TIME)
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
             if config.eval.overoptimisation and "best_of_n" in methods:
@@ -231,23 +238,33 @@ def training_wall_time(stages: list[dict]) -> float:
 
 
 def aggregate(preset: str, seeds: int, per_seed: dict[str, list[dict]]) -> dict:
-    """Mean and 95% t-interval over seeds of every numeric metric; per-seed values are kept alongside."""
+    """Mean and 95% t-interval over seeds of every metric (:class:`Metric`) of the per-seed records.
+
+    Each metric's summary carries its spec (direction, unit, range) and its per-seed values and standard errors;
+    the per-seed records keep every metric as its JSON object (:meth:`Metric.to_json`).
+
+    Raises:
+        ValueError: a metric's spec differs between seeds (the evaluation code changed mid-run).
+    """
     methods = {}
     for name, records in per_seed.items():
-        metrics = {}
-        for key in records[0]:
-            values = [r[key] for r in records]
-            if key in ("seed", "details") or not all(isinstance(v, (int, float)) for v in values):
-                continue
-            metrics[key] = summarise(values) | {"higher_is_better": direction(key)}
-        methods[name] = {"metrics": metrics, "per_seed": records}
+        metrics = {key: summarise(key, [r[key] for r in records])
+                   for key, value in records[0].items() if isinstance(value, Metric)}
+        methods[name] = {"metrics": metrics, "per_seed": [
+            {key: value.to_json() if isinstance(value, Metric) else value for key, value in r.items()}
+            for r in records]}
     return {"preset": preset, "seeds": seeds, "methods": methods}
 
 
-def summarise(values: list[float]) -> dict:
-    """Mean, 95% half-interval (Student t over seeds; NaN for one seed), n and the values."""
+def summarise(name: str, measured: list[Metric]) -> dict:
+    """Mean, 95% half-interval (Student t over seeds; NaN for one seed), n (seeds with a value), the per-seed values
+    and standard errors, and the metric's spec."""
+    specs = {m.spec for m in measured}
+    if len(specs) != 1:
+        raise ValueError(f"metric {name!r}: its seeds record different specs {sorted(map(repr, specs))}")
+    values = [m.value for m in measured]
     finite = [v for v in values if not math.isnan(v)]
     n = len(finite)
     mean = sum(finite) / n if n else float("nan")
-    return {"mean": mean, "ci95": t_half_width(finite), "n": n, "values": values}
-
+    return {"mean": mean, "ci95": t_half_width(finite), "n": n, "values": values,
+            "standard_errors": [m.standard_error for m in measured], **measured[0].spec.to_json()}

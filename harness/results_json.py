@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+from harness.core.metrics import Metric
+
 
 def strict(obj: object) -> object:
     """``obj`` with every non-finite float (NaN, inf) replaced by None, recursively."""
@@ -31,24 +33,33 @@ def dumps(results: dict) -> str:
 
 
 def missing_as_nan(results: dict) -> dict:
-    """Turns ``null`` back into NaN where the harness computes with the number: every metric's mean, interval and
-    values, and the per-seed records' metric values. Other ``null`` values (a missing name) are left as they are."""
+    """Turns ``null`` back into NaN where the harness computes with the number: every metric summary's mean,
+    interval, values and standard errors, and each per-seed metric's value and standard error. Other ``null``
+    values (a missing name, an unbounded end of a metric's range) are left as they are."""
     nan = float("nan")
+
+    def numbers(record: dict, scalars: tuple[str, ...], lists: tuple[str, ...] = ()) -> None:
+        for key in scalars:
+            if key in record and record[key] is None:
+                record[key] = nan
+        for key in lists:
+            if isinstance(record.get(key), list):
+                record[key] = [nan if v is None else v for v in record[key]]
+
     for entry in results.get("methods", {}).values():
-        for metric in entry.get("metrics", {}).values():
-            for key in ("mean", "ci95"):
-                if key in metric and metric[key] is None:
-                    metric[key] = nan
-            if isinstance(metric.get("values"), list):
-                metric["values"] = [nan if v is None else v for v in metric["values"]]
+        for summary in entry.get("metrics", {}).values():
+            if isinstance(summary, dict):
+                numbers(summary, ("mean", "ci95"), ("values", "standard_errors"))
         for record in entry.get("per_seed", []):
-            for key, value in record.items():
-                if value is None and key not in ("seed", "details"):
-                    record[key] = nan
+            for key, metric in record.items():
+                if key not in ("seed", "details") and isinstance(metric, dict):
+                    numbers(metric, ("value", "standard_error"))
     return results
 
 
 def _default(obj: object) -> object:
+    if isinstance(obj, Metric):  # flat, as results.json stores a metric
+        return obj.to_json()
     if isinstance(obj, Path):
         return str(obj)
     if dataclasses.is_dataclass(obj):

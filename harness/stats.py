@@ -85,22 +85,19 @@ def paired_difference(treatment: dict[int, float], control: dict[int, float],
 def method_difference(results: dict, treatment: str, control: str, metric: str) -> Difference | None:
     """``treatment - control`` of ``metric`` in a run's ``results.json``, paired by seed (see :func:`paired_difference`).
 
-    The standard errors for one seed come from the metric's standard-error column (``farm_win_rate`` ->
-    ``farm_standard_error``). None if either method or the metric is missing.
+    The standard errors for one seed are the metric's own per-seed standard errors over evaluation items. None if
+    either method or the metric is missing.
     """
-    from harness.leaderboard import standard_error_column
-
     methods = results.get("methods", {})
     if treatment not in methods or control not in methods:
         return None
-    se_column = standard_error_column(metric)
 
-    def by_seed(method: str, column: str | None) -> dict[int, float]:
-        records = methods[method].get("per_seed", [])
-        return {r["seed"]: stored_number(r.get(column)) for r in records if column is not None}
+    def by_seed(method: str, key: str) -> dict[int, float]:
+        summary = methods[method].get("metrics", {}).get(metric)
+        return {} if summary is None else {seed: stored_number(v) for seed, v in enumerate(summary.get(key, []))}
 
-    return paired_difference(by_seed(treatment, metric), by_seed(control, metric),
-                             by_seed(treatment, se_column), by_seed(control, se_column))
+    return paired_difference(by_seed(treatment, "values"), by_seed(control, "values"),
+                             by_seed(treatment, "standard_errors"), by_seed(control, "standard_errors"))
 
 
 def stored_number(value: object) -> float:

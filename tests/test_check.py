@@ -35,9 +35,9 @@ def _set_stored(csv_path: Path, method: str, metric: str, value: float | str) ->
         return
     json_path = csv_path.with_suffix(".json")
     record = json.loads(json_path.read_text())
-    seeds = record["per_seed"][method]
-    seeds[metric] = [None if math.isnan(value) else value if math.isnan(old) else v + value - old
-                     for v in seeds[metric]]
+    seeds = record["per_seed"][method][metric]
+    seeds["values"] = [None if math.isnan(value) else value if math.isnan(old) else v + value - old
+                       for v in seeds["values"]]
     json_path.write_text(json.dumps(record))
 
 
@@ -99,6 +99,40 @@ def test_a_perturbed_stored_value_fails_only_on_the_worse_side(stored, capsys, m
     assert line.split()[-1] in verdicts
 
 
+@pytest.mark.parametrize("higher_is_better, expected", [(False, EXIT_OK), (True, EXIT_REGRESSION)])
+def test_a_metric_is_judged_by_the_direction_its_record_carries(tmp_path, capsys, higher_is_better, expected):
+    # rm_drift recorded both ways: the run's drift of 0.05 against a stored 0.11 is better when lower is better, and
+    # 0.06 worse (tolerance 0.05) when the record says higher is better. Its name decides nothing.
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for entry in results["methods"].values():
+        entry["metrics"]["rm_drift"]["higher_is_better"] = higher_is_better
+    (run_dir / "results.json").write_text(json.dumps(results))
+    csv_path, _ = update_leaderboard(run_dir, tmp_path / "leaderboards")
+    _set_stored(csv_path, "rlp_spg", "rm_drift", 0.05 + 0.06)
+    assert _check(run_dir, csv_path) == expected
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rlp_spg    rm_drift "))
+    assert line.split()[-1] == ("improved" if expected == EXIT_OK else "REGRESSION")
+
+
+def test_the_tolerance_rule_and_standard_error_come_from_the_record(stored, capsys):
+    run_dir, csv_path = stored
+    out = _check_output(run_dir, csv_path, capsys)
+    # rlp_spg farm_win_rate: its unit (percent) takes the 8-point cap over 3 * se = 9.06 (test_tolerance_by_hand,
+    # where se counts its own standard errors 3.2, 3.2).
+    line = next(line for line in out if line.startswith("rlp_spg    farm_win_rate "))
+    assert line.split()[2:] == ["50", "50", "8", "ok"]
+    # kl has no direction and another unit: the 'other' rule, 0.1 * 1.1 = 0.11 against 3 * sd(1.0, 1.2) / sqrt(2)
+    line = next(line for line in out if line.startswith("rlp_spg    kl "))
+    assert line.split()[-2:] == ["0.3", "info"]
+
+
+def _check_output(run_dir: Path, csv_path: Path, capsys) -> list[str]:
+    capsys.readouterr()
+    _check(run_dir, csv_path)
+    return capsys.readouterr().out.splitlines()
+
+
 def test_a_value_missing_on_one_side_fails(stored, capsys):
     run_dir, csv_path = stored
     _set_stored(csv_path, "ppo", "rm_acc_onpolicy", float("nan"))
@@ -153,12 +187,13 @@ def _stored_run(board_dir: Path, run_dir: Path, seeds: int | None = None, method
     methods_out = {}
     for method in methods or record["command"]["methods"]:
         metrics = {}
-        for column, values in record["per_seed"][method].items():
-            values = [math.nan if v is None else v for v in values[:seeds]]
-            if column == "farm_win_rate":
+        for metric, stored in record["per_seed"][method].items():
+            values = [math.nan if v is None else v for v in stored["values"][:seeds]]
+            if metric == "farm_win_rate":
                 values = [v - (farm_drop or {}).get(method, 0.0) for v in values]
             finite = [v for v in values if not math.isnan(v)]
-            metrics[column] = {"mean": sum(finite) / len(finite) if finite else math.nan, "values": values}
+            metrics[metric] = {"mean": sum(finite) / len(finite) if finite else math.nan, "values": values,
+                               "standard_errors": stored["standard_errors"][:seeds], **record["metrics"][metric]}
         methods_out[method] = {"metrics": metrics}
     run_dir.mkdir(parents=True)
     (run_dir / "results.json").write_text(json.dumps({"preset": "tiny", "seeds": seeds, "methods": methods_out}))
@@ -201,7 +236,7 @@ def _replace_in_json(csv_path: Path, old: str, new: str) -> None:
 
 
 def _per_seed(method: str, metric: str, values: list) -> callable:
-    return lambda record: record["per_seed"][method].update({metric: values})
+    return lambda record: record["per_seed"][method][metric].update(values=values)
 
 
 # Each of these once let the check pass a PPO farm win rate of 0, count nonsense as "improved", or crash with exit 1.
@@ -212,24 +247,31 @@ def _per_seed(method: str, metric: str, values: list) -> callable:
      "column 'farm_standard_error', method 'ppo': '1e309' is not a finite number"),
     (lambda csv: _replace_in_json(csv, '"floor": 5.0', '"floor": Infinity'),
      "tiny.json: not valid JSON (Infinity is not a JSON number)"),
-    (lambda csv: _edit_json(csv, lambda r: r["higher_is_better"].update(farm_win_rate=False)),
-     "tiny.json: higher_is_better.farm_win_rate is False; the metric's direction is true"),
-    (lambda csv: _edit_json(csv, lambda r: r["higher_is_better"].update(rm_drift="no")),
-     "tiny.json: higher_is_better.rm_drift is 'no'; the metric's direction is false"),
+    (lambda csv: _edit_json(csv, lambda r: r["metrics"]["farm_win_rate"].update(higher_is_better=False)),
+     "results.json: method 'ppo' records 'farm_win_rate' as {'higher_is_better': True, 'unit': 'percent', 'low': "
+     "0.0, 'high': 100.0}, the leaderboard as {'higher_is_better': False,"),
+    (lambda csv: _edit_json(csv, lambda r: r["metrics"]["rm_drift"].update(higher_is_better="no")),
+     "tiny.json: metrics.rm_drift.higher_is_better: must be true, false or null, got 'no'"),
+    (lambda csv: _edit_json(csv, lambda r: r["metrics"]["kl"].update(unit="furlongs")),
+     "tiny.json: metrics.kl.unit: 'furlongs' is not a unit; allowed: percent, fraction"),
+    (lambda csv: _edit_json(csv, lambda r: r["metrics"].pop("kl")), "tiny.json: metrics.kl: missing"),
     (lambda csv: _replace_in_json(csv, '"tolerances": {', '"tolerances": {}, "tolerances": {'),
      "tiny.json: not valid JSON (key 'tolerances' is given twice in one object)"),
     (lambda csv: _set_stored(csv, "ppo", "farm_win_rate", -50.0), "ppo farm_win_rate = -50.0 is outside [0.0, 100.0]"),
     (lambda csv: _set_stored(csv, "ppo", "farm_win_rate", "-inf"), "'-inf' is not a finite number"),
     (lambda csv: _set_stored(csv, "ppo", "seeds", "3"), "tiny.csv: column 'seeds' says [2.0, 3.0], the JSON's command 2"),
-    (lambda csv: _replace_in_json(csv, "[\n    40.0", "[Infinity"), "not valid JSON (Infinity is not a JSON number)"),
+    (lambda csv: _replace_in_json(csv, "[\n     40.0", "[Infinity"), "not valid JSON (Infinity is not a JSON number)"),
     (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", [40.0])),
-     "tiny.json: per_seed.ppo.farm_win_rate has 1 values for 2 seeds"),
+     "tiny.json: per_seed.ppo.farm_win_rate.values has 1 values for 2 seeds"),
+    (lambda csv: _edit_json(csv, lambda r: r["per_seed"]["ppo"]["farm_win_rate"].update(standard_errors=[3.0, -1])),
+     "tiny.json: ppo farm_standard_error = -1.0 is outside [0.0, 100.0]"),
     (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", [10.0, 14.0])),
      "tiny.csv: ppo farm_win_rate = 42.0, but the mean of its per-seed values in tiny.json is 12.0"),
+    (lambda csv: _edit_json(csv, lambda r: r["tolerances"].pop("other")), "tiny.json: no tolerance rule 'other'"),
     (lambda csv: _edit_json(csv, _per_seed("ppo", "farm_win_rate", ["40", 44.0])), "'40' is not a finite number"),
-    (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["win_rate"].update(cap=1.0)),
-     "tolerances.win_rate.cap: got 1.0; allowed: null or at least floor (5.0)"),
-    (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 2"),
+    (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["percent"].update(cap=1.0)),
+     "tolerances.percent.cap: got 1.0; allowed: null or at least floor (5.0)"),
+    (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 3"),
     (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
     (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a"),
     (lambda csv: csv.write_text(""), "tiny.csv: the file is empty"),
@@ -249,6 +291,7 @@ def test_a_malformed_leaderboard_exits_2_with_one_line(stored, capsys, damage, m
     (lambda m: m["kl"].update(values=[math.inf, 0.0]), "not valid JSON (Infinity is not a JSON number)"),
     (lambda m: m["kl"].update(values=["2", 0.0]), "metric 'kl': 'values' must hold finite numbers or null"),
     (lambda m: m["kl"].update(mean="2.2"), "metric 'kl': 'mean' must be a finite number or null"),
+    (lambda m: m["kl"].pop("unit"), "metric 'kl': unit: missing (results.json written before metrics carried"),
 ])
 def test_a_malformed_run_exits_2_with_one_line(stored, capsys, edit, message):
     run_dir, csv_path = stored

@@ -7,19 +7,26 @@ import math
 import pytest
 
 from harness.console_table import COLUMNS, format_table
+from harness.core.metrics import Metric
 from harness.evals.mmlu import knowledge_label
-from harness.leaderboard import direction
 from harness.stats import method_difference, paired_difference, t_half_width
+from test_report import SPECS, STANDARD_ERRORS
 
 T_975_2DF = 4.302652730  # Student t quantile 0.975 with 2 degrees of freedom (three seeds)
 
 
 def _results(per_seed: dict[str, dict[str, list[float]]]) -> dict:
-    """A results.json with the given per-seed values: means and intervals computed as the pipeline does."""
+    """A results.json with the given per-seed values (metrics and their standard errors, named as in
+    test_report's fixture): means and intervals computed as the pipeline does."""
     from harness.pipeline import aggregate
 
-    records = {m: [{"seed": s, **{k: v[s] for k, v in values.items()}} for s in range(len(next(iter(
-        values.values()))))] for m, values in per_seed.items()}
+    def metrics(values: dict[str, list[float]], seed: int) -> dict[str, Metric]:
+        errors = {name: values[column][seed] for name, column in STANDARD_ERRORS.items() if column in values}
+        return {name: Metric(v[seed], SPECS[name], errors.get(name, math.nan))
+                for name, v in values.items() if name in SPECS}
+
+    records = {m: [{"seed": s, **metrics(values, s)} for s in range(len(next(iter(values.values()))))]
+               for m, values in per_seed.items()}
     return aggregate("tiny", len(next(iter(records.values()))), records)
 
 
@@ -106,4 +113,4 @@ def test_directions_match_the_leaderboard():
     for name in names[1:]:
         label, _, arrow = name.partition(" ")
         column = COLUMNS[shown.index(label)]
-        assert arrow == {True: "↑", False: "↓", None: ""}[direction(column)], name
+        assert arrow == {True: "↑", False: "↓", None: ""}[SPECS[column].higher_is_better], name

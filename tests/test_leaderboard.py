@@ -10,16 +10,15 @@ import pandas as pd
 import pytest
 
 from harness import leaderboard
+from harness.core.rm_accuracy import DRIFT
 from harness.leaderboard import (
     LEADERBOARD_COLUMNS,
     TOLERANCES,
     LeaderboardError,
-    direction,
     load_leaderboard,
-    metric_kind,
-    standard_error_column,
     update_leaderboard,
 )
+from harness.pipeline import TRAINING_TIME
 from test_report import make_run_dir
 
 def test_known_methods_are_the_registrys_and_cost_no_import_of_torch():
@@ -46,11 +45,16 @@ def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
     assert table.loc[0, "farm_win_rate"] == 42.0 and table.loc[1, "rm_drift"] == pytest.approx(0.05)
     record = json.loads(json_path.read_text())
     assert record["command"] == {"preset": "tiny", "methods": ["ppo", "rlp_spg"], "seeds": 2}
-    assert record["per_seed"]["ppo"]["farm_win_rate"] == [40.0, 44.0]
-    assert record["higher_is_better"]["rm_drift"] is False and record["higher_is_better"]["kl"] is None
-    assert record["schema"] == 2
-    assert record["tolerances"]["win_rate"] == {"floor": 5.0, "relative": 0.0, "k_se": 3.0, "cap": 8.0}
-    assert record["tolerances"]["wall_time"]["cap"] is None  # no cap, stored as null
+    assert record["per_seed"]["ppo"]["farm_win_rate"] == {"values": [40.0, 44.0], "standard_errors": [3.0, 3.4]}
+    # each metric's spec as the run recorded it; an unbounded end of a range is null
+    assert record["metrics"]["rm_drift"] == {"higher_is_better": False, "unit": "fraction", "low": -1.0, "high": 1.0}
+    assert record["metrics"]["kl"] == {"higher_is_better": None, "unit": "nats", "low": None, "high": None}
+    assert record["schema"] == 3
+    assert record["tolerances"]["percent"] == {"floor": 5.0, "relative": 0.0, "k_se": 3.0, "cap": 8.0}
+    assert record["tolerances"]["seconds"]["cap"] is None  # no cap, stored as null
+    # the CSV's standard-error columns are the means of the metric's per-seed standard errors
+    assert table.loc[0, "farm_standard_error"] == pytest.approx(3.2)
+    assert "farm_standard_error" not in record["metrics"]
     assert "tolerance = min(cap, max(floor" in record["tolerance_rule"]
     assert record["provenance"]["config"]["preset"] == "tiny" and "packages" in record["provenance"]
 
@@ -66,7 +70,8 @@ def test_load_round_trips_and_nan_is_stored_as_null(tmp_path):
     assert board.methods == ["ppo", "rlp_spg"] and board.seeds == 2
     assert math.isnan(board.table.loc[0, "rm_drift"]) and all(math.isnan(v) for v in board.per_seed["ppo"]["rm_drift"])
     assert board.per_seed["rlp_spg"]["farm_win_rate"] == [48.0, 52.0]
-    assert board.tolerances == TOLERANCES and board.higher_is_better["train_wall_s"] is False
+    assert board.tolerances == TOLERANCES and board.specs["train_wall_s"] == TRAINING_TIME
+    assert board.specs["rm_drift"] == DRIFT and board.standard_errors["ppo"]["farm_win_rate"] == [3.0, 3.4]
 
 
 def _rewrite_csv(path: Path, edit) -> None:
@@ -118,14 +123,29 @@ def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_pat
     assert load_leaderboard("tiny", csv_path.parent).table.loc[0, "farm_win_rate"] == 42.0
 
 
-def test_metric_names_map_to_direction_kind_and_standard_error():
-    assert [direction(m) for m in ("farm_lc_win_rate", "bar_standard_error", "rm_drift", "kl")] == [
-        True, None, False, None]
-    assert [metric_kind(m) for m in ("bar_lc_win_rate", "knowledge_acc", "rm_acc_onpolicy", "rm_drift",
-                                     "train_wall_s", "proxy_reward")] == [
-        "win_rate", "accuracy", "accuracy", "accuracy", "wall_time", "other"]
-    assert standard_error_column("farm_lc_win_rate") == "farm_standard_error"
-    assert standard_error_column("knowledge_acc") == "knowledge_stderr" and standard_error_column("rm_drift") is None
+def test_a_metric_is_stored_with_the_spec_its_run_recorded_whatever_its_name(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for entry in results["methods"].values():  # a wall time recorded as better higher, at most 100 s: the record decides
+        entry["metrics"]["train_wall_s"].update(higher_is_better=True, low=0.0, high=100.0)
+    (run_dir / "results.json").write_text(json.dumps(results))
+    update_leaderboard(run_dir, tmp_path / "lb")
+    board = load_leaderboard("tiny", tmp_path / "lb")
+    assert board.specs["train_wall_s"].higher_is_better is True and board.specs["train_wall_s"].high == 100.0
+    for entry in results["methods"].values():
+        entry["metrics"]["train_wall_s"]["higher_is_better"] = False
+    results["methods"]["ppo"]["metrics"]["train_wall_s"]["higher_is_better"] = True
+    (run_dir / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="metric 'train_wall_s': its methods record different specs"):
+        update_leaderboard(run_dir, tmp_path / "lb")
+
+
+def test_a_leaderboard_of_the_previous_schema_is_refused_in_one_line(stored):
+    _, _, json_path = stored
+    record = json.loads(json_path.read_text())
+    json_path.write_text(json.dumps({**record, "schema": 2}))
+    with pytest.raises(LeaderboardError, match=r"tiny\.json: schema 2, this harness reads schema 3; rebuild it"):
+        load_leaderboard("tiny", json_path.parent)
 
 
 def test_a_tolerance_rule_rejects_negative_values():

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.core.rm_accuracy import drift
+from harness.core.metrics import Metric
+from harness.core.rm_accuracy import ACCURACY, DRIFT, drift
+from harness.evals.evaluate import KL, PROXY_REWARD
+from harness.evals.mmlu import KNOWLEDGE_ACCURACY
 from harness.evals.overoptimisation import best_of_n_points, fits_of
 from harness.evals.overoptimisation import summarise as summarise_curves
-from harness.evals.winrate import judge_against_reference, write_annotations, write_outputs
-from harness.pipeline import aggregate
+from harness.evals.winrate import OUTPUT_LENGTH, WIN_RATE, judge_against_reference, write_annotations, write_outputs
+from harness.pipeline import TRAINING_TIME, aggregate
 from harness.provenance import collect_provenance, git_commit
 from harness.report import write_reports
 from harness.report.content import best_methods, build_report_data, headline_cell
@@ -53,6 +56,23 @@ FIXTURE_VALUES = {
         "proxy_reward": [1.2, 1.4], "kl": [1.0, 1.2], "avg_length": [55.0, 59.0], "train_wall_s": [60.0, 64.0],
     },
 }
+# Each fixture metric's spec, as the code that measures it defines it, and the fixture values that are its per-seed
+# standard errors (the length-controlled win rates take their set's, for brevity).
+SPECS = {"farm_win_rate": WIN_RATE, "farm_lc_win_rate": WIN_RATE, "bar_win_rate": WIN_RATE, "bar_lc_win_rate": WIN_RATE,
+         "knowledge_acc": KNOWLEDGE_ACCURACY, "rm_acc_offline": ACCURACY, "rm_acc_step0": ACCURACY,
+         "rm_acc_onpolicy": ACCURACY, "rm_drift": DRIFT, "proxy_reward": PROXY_REWARD, "kl": KL,
+         "avg_length": OUTPUT_LENGTH, "train_wall_s": TRAINING_TIME}
+STANDARD_ERRORS = {"farm_win_rate": "farm_standard_error", "farm_lc_win_rate": "farm_standard_error",
+                   "bar_win_rate": "bar_standard_error", "bar_lc_win_rate": "bar_standard_error",
+                   "knowledge_acc": "knowledge_stderr"}
+
+
+def fixture_metrics(values: dict[str, list[float]], seed: int) -> dict[str, Metric]:
+    """One seed's metrics of a method: ``values`` by metric, with their standard errors (:data:`STANDARD_ERRORS`)."""
+    return {name: Metric(values[name][seed], spec, values[STANDARD_ERRORS[name]][seed] if name in STANDARD_ERRORS
+                         else math.nan) for name, spec in SPECS.items()}
+
+
 # The judge's verdict on each instruction, reference first: model wins, reference wins, tie, model wins for ppo;
 # rlp_spg also wins the second, in every seed and set.
 VERDICTS = {"ppo": [2, 1, 1.5, 2], "rlp_spg": [2, 2, 1.5, 2]}
@@ -142,7 +162,7 @@ def make_run_dir(root: Path, seeds: int = 2, knowledge_task: str = "tiny_knowled
                      for step, acc in ((0, 0.7), (10, 0.65), (20, values["rm_acc_onpolicy"][seed]))]
             history = [{"step": step, "proxy_reward": 0.1 * step + seed, "kl": 0.1 * step, "policy_loss": -0.1,
                         "value_loss": 0.5, "response_length": 20 + step} for step in range(1, 21)]
-            per_seed.append({"seed": seed, **{k: v[seed] for k, v in values.items()},
+            per_seed.append({"seed": seed, **fixture_metrics(values, seed),
                              "details": {"eval_sets": eval_sets,
                                          "knowledge": {"acc": values["knowledge_acc"][seed], "acc_stderr": 0.02,
                                                        "task": knowledge_task, "num_fewshot": 0},
@@ -254,6 +274,22 @@ def test_headline_marks_the_best_value_by_direction(reports):
     assert '<td class="best">50.0 ± 25.4</td>' in html and "<td>42.0 ± 25.4</td>" in html
 
 
+def test_direction_and_precision_come_from_each_metrics_record_not_its_name(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    for entry in results["methods"].values():
+        entry["metrics"]["rm_acc_offline"]["higher_is_better"] = False  # recorded as lower is better
+        entry["metrics"]["kl"]["unit"] = "percent"  # shown at a win rate's precision, whatever its name
+    (run_dir / "results.json").write_text(json.dumps(results))
+    markdown = write_reports(run_dir)[0].read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| method | `farm_win_rate`"))
+    columns = [c.strip().strip("`") for c in header.strip("|").split(" | ")]
+    ppo, spg = (dict(zip(columns, _markdown_row(markdown, m))) for m in ("ppo", "rlp_spg"))
+    assert spg["rm_acc_offline"].startswith("**0.670") and not ppo["rm_acc_offline"].startswith("**")
+    # ppo kl: mean 2.2, interval 12.706 * 0.283 / 1.414 = 2.54, at one decimal
+    assert ppo["kl"] == "2.2 ± 2.5"
+
+
 def test_best_methods_by_hand():
     means = {"a": 0.5, "b": 0.7, "c": math.nan, "d": 0.7}
     assert best_methods(means, True) == {"b", "d"}  # NaN never wins; ties are all marked
@@ -267,9 +303,9 @@ def test_one_seed_win_rate_shows_the_standard_error_and_says_so(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     metrics = results["methods"]["ppo"]["metrics"]
     # One seed: no interval (ci95 NaN), so farm's win rate 40.0 shows ± its seed-0 standard error 3.0.
-    cell = headline_cell("farm_win_rate", metrics)
+    cell = headline_cell(metrics["farm_win_rate"])
     assert (cell.text, cell.standard_error) == ("40.0 ± 3.0", True)
-    assert headline_cell("rm_drift", metrics).text == "0.100"  # no standard error to show
+    assert headline_cell(metrics["rm_drift"]).text == "0.100"  # no standard error to show
     markdown = write_reports(run_dir)[0].read_text()
     assert "40.0 ± 3.0 †" in markdown and "† marks ± one seed's standard error" in markdown
 

@@ -13,9 +13,14 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from harness.core.metrics import Metric, MetricSpec
 from harness.core.types import Preference
 
 _VALID_PREFERENCES = (Preference.FIRST, Preference.SECOND, Preference.TIE)
+
+# A reward model's pairwise accuracy, and its drift: the fall of that accuracy, so lower is better.
+ACCURACY = MetricSpec(higher_is_better=True, unit="fraction", low=0.0, high=1.0)
+DRIFT = MetricSpec(higher_is_better=False, unit="fraction", low=-1.0, high=1.0)
 
 
 def pairwise_accuracy(
@@ -54,8 +59,15 @@ def pairwise_accuracy(
         "n": n,
         "n_annotator_ties": n_annotator_ties,
         "n_rm_ties": n_rm_ties,
-        "higher_is_better": True,
+        "higher_is_better": ACCURACY.higher_is_better,
     }
+
+
+def accuracy_metric(accuracy: Mapping | None) -> Metric:
+    """A :func:`pairwise_accuracy` record as a metric with its standard error and pairs scored; NaN without one."""
+    if accuracy is None:
+        return Metric(math.nan, ACCURACY)
+    return Metric(accuracy["accuracy"], ACCURACY, accuracy["standard_error"], accuracy["n"])
 
 
 def pair_credits(
@@ -159,6 +171,20 @@ def drift(onpolicy_curve: Sequence[Mapping]) -> dict:
         "final_step": final["step"],
         "final_onpolicy_accuracy": final["accuracy"],
         "final_standard_error": final["standard_error"],
-        "higher_is_better": False,
+        "higher_is_better": DRIFT.higher_is_better,
         "curve": curve,
+    }
+
+
+def drift_metrics(summary: Mapping | None) -> dict[str, Metric]:
+    """:func:`drift`'s summary as three metrics: the accuracy at step 0 and at the final checkpoint, each with its
+    pairs, and the drift between them; all NaN without a summary (a policy PPO did not train)."""
+    if summary is None:
+        return {"step0": Metric(math.nan, ACCURACY), "final": Metric(math.nan, ACCURACY),
+                "drift": Metric(math.nan, DRIFT)}
+    start, final = summary["curve"][0], summary["curve"][-1]
+    return {
+        "step0": Metric(summary["step0_accuracy"], ACCURACY, summary["step0_standard_error"], start.get("n")),
+        "final": Metric(summary["final_onpolicy_accuracy"], ACCURACY, summary["final_standard_error"], final.get("n")),
+        "drift": Metric(summary["rm_drift"], DRIFT, summary["standard_error"]),
     }

@@ -15,18 +15,39 @@ from datasets import Dataset
 
 from harness.cache import fingerprint
 from harness.context import RunContext, reward_model_metrics
-from harness.core.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
+from harness.core.metrics import Metric, MetricSpec
+from harness.core.rm_accuracy import (
+    accuracy_metric,
+    drift,
+    drift_metrics,
+    pair_credits,
+    paired_accuracy_difference,
+    pairwise_accuracy,
+)
 from harness.core.types import PPOCheckpoint, TrainedPolicy
-from harness.evals.winrate import judge_against_reference, win_rate_metrics, write_annotations, write_outputs
+from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_metric
+from harness.evals.winrate import (
+    judge_against_reference,
+    win_rate_metrics,
+    win_rate_records,
+    write_annotations,
+    write_outputs,
+)
 from harness.suites.base import Annotator
 from methods.best_of_n import best_of_n_kl, rerank
+
+# The reward model's score and the KL to the SFT policy: quantities to read beside the win rate, not to rank by.
+PROXY_REWARD = MetricSpec(higher_is_better=None, unit="reward")
+KL = MetricSpec(higher_is_better=None, unit="nats")
 
 
 def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> dict:
     """All metrics of one trained policy for one seed.
 
-    Returns a flat record keyed like the leaderboard columns (``farm_win_rate``, ``knowledge_acc``, ``rm_drift``, ...)
-    plus ``details`` (per-set annotations paths, drift curve, knowledge task name).
+    Returns:
+        A flat record of :class:`~harness.core.metrics.Metric` keyed like the leaderboard columns
+        (``farm_win_rate``, ``knowledge_acc``, ``rm_drift``, ...), each with its direction, unit, standard error and
+        n, plus ``details`` (per-set annotations paths, drift curve, knowledge task name).
     """
     cfg = ctx.config.eval
     record: dict = {}
@@ -34,39 +55,43 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
     for set_name in ctx.suite.eval_sets:
         metrics, stage = win_rate(ctx, trained, set_name, judge, judge_name)
         details["eval_sets"][set_name] = {"stage": str(stage), **metrics}
-        record.update({f"{set_name}_{key}": metrics[key]
-                       for key in ("win_rate", "standard_error", "lc_win_rate", "avg_length")})
-    record["avg_length"] = record.pop(f"{ctx.suite.eval_sets[0]}_avg_length")
-    for set_name in ctx.suite.eval_sets[1:]:
-        record.pop(f"{set_name}_avg_length")
+        rates = win_rate_records(metrics)
+        record[f"{set_name}_win_rate"], record[f"{set_name}_lc_win_rate"] = rates["win_rate"], rates["lc_win_rate"]
+        if set_name == ctx.suite.eval_sets[0]:  # the output length of the first set stands for the policy's
+            record["avg_length"] = rates["avg_length"]
 
-    record["proxy_reward"], record["kl"] = proxy_reward_and_kl(ctx, trained)
+    proxy_reward, kl = proxy_reward_and_kl(ctx, trained)
+    record["proxy_reward"], record["kl"] = Metric(proxy_reward, PROXY_REWARD), Metric(kl, KL)
     if trained.ppo is not None:
         details["ppo_history"] = list(trained.ppo.history)
 
+    knowledge = None
     if cfg.knowledge and ctx.suite.knowledge_task() is not None:
-        knowledge = knowledge_accuracy(ctx, trained.policy)
-        record["knowledge_acc"], record["knowledge_stderr"] = knowledge["acc"], knowledge["acc_stderr"]
-        details["knowledge"] = knowledge
-    else:
-        record["knowledge_acc"] = record["knowledge_stderr"] = nan
+        knowledge = details["knowledge"] = knowledge_accuracy(ctx, trained.policy)
+    record["knowledge_acc"] = knowledge_metric(knowledge)
 
-    record["rm_acc_offline"] = record["rm_acc_step0"] = record["rm_acc_onpolicy"] = record["rm_drift"] = nan
-    if trained.reward_model is not None:
-        record["rm_acc_offline"] = reward_model_metrics(trained.reward_model)["val"]["accuracy"]
+    record["rm_acc_offline"] = held_out_accuracy(trained)
+    summary = None
     if cfg.drift and trained.ppo is not None:
         curve, final_pairs = drift_curve(ctx, trained, judge, judge_name)
-        summary = drift(curve)
-        record["rm_acc_step0"] = summary["step0_accuracy"]
-        record["rm_acc_onpolicy"] = summary["final_onpolicy_accuracy"]
-        record["rm_drift"] = summary["rm_drift"]
-        details["drift"] = summary
+        summary = details["drift"] = drift(curve)
         original = ctx.reward_model()
         if Path(original) != Path(trained.reward_model):  # RLP: the policy was trained against a refined RM
             details["reward_models_on_policy"] = compare_reward_models(ctx, original, trained.reward_model,
                                                                        final_pairs)
+    on_policy = drift_metrics(summary)
+    record["rm_acc_step0"], record["rm_acc_onpolicy"] = on_policy["step0"], on_policy["final"]
+    record["rm_drift"] = on_policy["drift"]
     record["details"] = details
     return record
+
+
+def held_out_accuracy(trained: TrainedPolicy) -> Metric:
+    """The accuracy of the policy's reward model on the held-out val pairs, as its reward stage measured it; NaN
+    for a policy without a reward model."""
+    if trained.reward_model is None:
+        return accuracy_metric(None)
+    return accuracy_metric(reward_model_metrics(trained.reward_model)["val"])
 
 
 def win_rate(ctx: RunContext, trained: TrainedPolicy, set_name: str, judge: Annotator,
@@ -140,8 +165,6 @@ def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float,
 
 def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
     """The suite's knowledge task (MMLU in real presets) through lm-eval, cached per policy."""
-    from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge
-
     include_path, task = ctx.suite.knowledge_task()
     cfg = KnowledgeEvalConfig(task=task, include_path=str(include_path),
                               num_fewshot=ctx.config.eval.knowledge_fewshot, chat=ctx.suite.knowledge_chat)

