@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.cache import RunLock, RunLockedError, StageCache, write_atomic
-from harness.run import main
 from test_end_to_end import smoke_command, stable
+
+from harness.cache import RunLock, RunLockedError, StageCache
+from harness.core.publish import write_atomic
+from harness.run import main
 
 REPO = Path(__file__).parent.parent
 

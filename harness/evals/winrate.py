@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from alpaca_eval.metrics import pairwise_to_winrate
 
-from harness.cache import write_atomic
+from harness.core.publish import write_atomic
 from harness.core.types import Preference
 from harness.suites.base import Annotator
 
