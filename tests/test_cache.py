@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_end_to_end import smoke_command, stable
 
 from harness.cache import RunLock, RunLockedError, StageCache
 from harness.core.publish import write_atomic
@@ -111,7 +110,7 @@ def _wait_for_lock_holder(lock: Path, process: subprocess.Popen, timeout: float 
         time.sleep(0.05)
 
 
-def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path):
+def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path, smoke_command, stable):
     """Two real runs in one --out: the second stops at once with one line naming the holder and writes nothing; the
     first finishes with the results of the same run done alone (wall-clock fields aside)."""
     out = tmp_path / "shared" / "run"

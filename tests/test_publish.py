@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from harness.core.publish import publish_dir, write_all_atomic
@@ -39,21 +41,19 @@ def test_replace_swaps_an_existing_dir(tmp_path):
     assert _entries(tmp_path) == ["task"] and _entries(target) == ["new"]
 
 
-def test_a_dir_another_process_published_first_is_kept(tmp_path):
+@pytest.mark.parametrize("theirs_is_fine", [True, False])
+def test_a_dir_another_process_published_first_is_kept_or_an_error(tmp_path, theirs_is_fine):
+    """With ``published_by_another`` their copy is kept and ours deleted; without it, the rename's error is raised
+    (and ours deleted all the same)."""
     target = tmp_path / "model"
-    with publish_dir(target, published_by_another=target.is_dir) as staging:
-        (staging / "ours").write_text("ours")
-        target.mkdir()
-        (target / "theirs").write_text("theirs")
-    assert _entries(tmp_path) == ["model"] and _entries(target) == ["theirs"]
-
-
-def test_without_that_check_an_occupied_target_is_an_error(tmp_path):
-    target = tmp_path / "model"
-    with pytest.raises(OSError), publish_dir(target) as staging:
-        (staging / "ours").write_text("ours")
-        target.mkdir()
-        (target / "theirs").write_text("theirs")
+    check = target.is_dir if theirs_is_fine else None
+    with contextlib.ExitStack() as stack:
+        if not theirs_is_fine:
+            stack.enter_context(pytest.raises(OSError))
+        with publish_dir(target, published_by_another=check) as staging:
+            (staging / "ours").write_text("ours")
+            target.mkdir()
+            (target / "theirs").write_text("theirs")
     assert _entries(tmp_path) == ["model"] and _entries(target) == ["theirs"]
 
 
