@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 from filelock import FileLock, Timeout
 
+from harness.core.publish import publish_dir, write_atomic
+
 MANIFEST = "stage.json"
 OWNED_MARKER = ".harness-owned"  # in every temporary dir the cache makes: what it may delete
 LOCKS = ".locks"
@@ -239,16 +241,12 @@ class StageCache:
         tmp = self._new_temporary(name, key)
         self.log(f"stage {name:<16} training {final.name}")
         start = time.perf_counter()
-        try:
+        with publish_dir(final, staging=tmp):
             build(tmp)
             wall_s = time.perf_counter() - start
             meta = {"name": name, "key": key, "inputs": content, "wall_s": round(wall_s, 3),
                     "files": file_manifest(tmp)}
             (tmp / MANIFEST).write_text(json.dumps(meta, indent=1, default=str))
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.log(f"stage {name:<16} done     {final.name} in {wall_s:.1f}s")
         return StageResult(final, False, wall_s)
 
@@ -290,20 +288,6 @@ class StageCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             finally:
                 lock.release()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` so that readers see the old file or the new one, never half of one.
-
-    A failed write (disk full, interrupt) leaves the old file and no temporary behind.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class RunLockedError(RuntimeError):

@@ -21,7 +21,7 @@ from harness.config import RunConfig
 from harness.core.rm_accuracy import pairwise_accuracy
 from harness.core.types import PPORun
 from harness.generation import Generator
-from harness.suites.annotators import stable_seed
+from harness.suites.annotators import labelled_pairs, stable_seed
 from harness.suites.base import Suite
 from harness.trainers.config import PPOConfig
 from harness.trainers.ppo import load_ppo_run, train_ppo
@@ -155,10 +155,7 @@ class RunContext:
                               sample_seed=stable_seed("pairs", split, self.seed))
         annotator = self.suite.training_annotator() if split == "preference" else self.suite.gold_annotator()
         firsts, seconds = [s[0] for s in samples], [s[1] for s in samples]
-        self._labelled[split] = Dataset.from_dict({
-            "instruction": instructions, "output_1": firsts, "output_2": seconds,
-            "preference": [float(p) for p in annotator.annotate(instructions, firsts, seconds)],
-        })
+        self._labelled[split] = Dataset.from_list(labelled_pairs(annotator, instructions, firsts, seconds))
         return self._labelled[split]
 
     def ppo(self, init: Path, reward_model: Path, config: PPOConfig | None = None) -> PPORun:

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness.core.chat import prompt_text
 from harness.core.errors import ConfigError
 from harness.core.precision import mixed_precision
 
@@ -33,10 +34,7 @@ class Generator(Protocol):
 
 def chat_prompts(tokenizer, instructions: list[str]) -> list[str]:
     """Each instruction as a one-turn chat, rendered with the model's own template and a generation prompt."""
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": x}], add_generation_prompt=True, tokenize=False)
-        for x in instructions
-    ]
+    return [prompt_text(tokenizer, x) for x in instructions]
 
 
 class HFGenerator:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from harness.core.metrics import MetricError, MetricSpec
+from harness.core.publish import write_all_atomic
 from harness.core.schema import build, require_between, require_that
 from harness.provenance import collect_provenance
 from harness.registry import METHODS, check_preset_name
@@ -271,7 +270,7 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
     leaderboards_dir = Path(leaderboards_dir)
     leaderboards_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = leaderboards_dir / f"{preset}.csv", leaderboards_dir / f"{preset}.json"
-    _publish({
+    write_all_atomic({
         csv_path: leaderboard_table(results).to_csv(index=False, float_format="%.10g"),  # 0.12, not 0.12000000000000001
         json_path: json.dumps(_nan_to_null(record), indent=1, allow_nan=False) + "\n",
     })
@@ -313,24 +312,6 @@ def _nan_to_null(obj: object) -> object:
     if isinstance(obj, list):
         return [_nan_to_null(v) for v in obj]
     return obj
-
-
-def _publish(contents: dict[Path, str]) -> None:
-    """Writes every file to a temporary beside it, then moves them all into place.
-
-    Nothing is replaced until every temporary is complete, so a failure while writing (disk full, interrupt)
-    leaves all the old files as they were.
-    """
-    temporaries: dict[Path, Path] = {}
-    try:
-        for path, text in contents.items():
-            temporaries[path] = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            temporaries[path].write_text(text)
-        for path, tmp in temporaries.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temporaries.values():
-            tmp.unlink(missing_ok=True)
 
 
 def known_methods() -> frozenset[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.cache import write_atomic
+from harness.core.publish import write_atomic
 
 FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 

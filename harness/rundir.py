@@ -31,6 +31,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from harness.core.publish import move_into_place, write_atomic
+
 RUN_MARKER = ".harness-run"
 COMMIT = "COMMIT"
 _STAGING_PREFIX = ".publish-"
@@ -166,8 +168,7 @@ def staging(out: Path) -> Iterator[Path]:
     try:
         yield tmp
         entries = sorted(p.name for p in tmp.iterdir() if p.name != RUN_MARKER)
-        (tmp / f".{COMMIT}.tmp").write_text(json.dumps(entries))
-        os.replace(tmp / f".{COMMIT}.tmp", tmp / COMMIT)
+        write_atomic(tmp / COMMIT, json.dumps(entries))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -180,9 +181,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         source, target = tmp / name, out / name
         if not source.exists() and not source.is_symlink():
             continue  # moved before an interruption
-        if target.is_dir() and not target.is_symlink():
-            os.rename(target, tmp / f".replaced-{name}")  # a dir cannot be replaced in one rename
-        os.replace(source, target)
+        move_into_place(source, target, trash=tmp)
     shutil.rmtree(tmp)
 
 

@@ -31,40 +31,10 @@ PRESET = PRESET_DIR / "alpacafarm.yaml"
 ACCELERATE_CONFIGS = Path(__file__).parent.parent / "configs" / "accelerate"
 PAIR_COLUMNS = ["instruction", "output_1", "output_2", "preference"]
 EVAL_COLUMNS = ["instruction", "output", "generator"]
-N_SIMULATED, N_HUMAN, N_FARM, N_VICUNA, N_BAR = 12, 10, 10, 3, 5
-
-
-def write_hub_mirror(root: Path) -> Path:
-    """Writes a few records of every file the suite reads, in the hub's schema, at ``<root>/<repo>/<path>``.
-
-    Every third AlpacaFarm instruction has an ``input``, as some of the real ones do; the first ``N_VICUNA`` farm
-    records come from the Vicuna set; preference and LLMBar labels alternate 1, 2, 1, ...
-    """
-
-    def write(source: str, records: list[dict]) -> None:
-        path = mirror_path(SOURCES[source].file, root)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(records, indent=1))  # the hub files are JSON lists of records
-
-    def pairs(kind: str, count: int) -> list[dict]:
-        return [{"instruction": f"{kind} question {i}?", "input": "", "output_1": f"{kind} answer A{i}",
-                 "output_2": f"{kind} answer B{i}", "preference": 1 + i % 2} for i in range(count)]
-
-    write("sft", [{"instruction": f"Write sentence {i}.", "input": "about cats" if i % 3 == 0 else "",
-                   "output": f"Sentence {i}."} for i in range(6)])
-    write("unlabeled", [{"instruction": f"Explain topic {i}.", "input": "in one line" if i % 3 == 0 else "",
-                         "output": f"Topic {i} explained."} for i in range(8)])
-    write("simulated", pairs("simulated", N_SIMULATED))
-    write("human", pairs("human", N_HUMAN))
-    write("farm", [{"dataset": "vicuna" if i < N_VICUNA else "helpful_base", "instruction": f"Eval question {i}?",
-                    "output": f"Davinci answer {i}.", "generator": "text_davinci_003"} for i in range(N_FARM)])
-    write("bar", [{"input": f"Bar instruction {i}", "output_1": f"bar first {i}", "output_2": f"bar second {i}",
-                   "label": 1 + i % 2} for i in range(N_BAR)])
-    return root
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory) -> Path:
+def mirror(tmp_path_factory, write_hub_mirror) -> Path:
     return write_hub_mirror(tmp_path_factory.mktemp("hub_mirror"))
 
 
@@ -97,7 +67,7 @@ def _one_fast_line(call, seconds: float = 5.0) -> str:
 # Splits
 
 
-def test_splits_have_the_schemas_of_the_suite_protocol(suite):
+def test_splits_have_the_schemas_of_the_suite_protocol(suite, write_hub_mirror):
     splits = suite.splits()
     assert set(splits) == {"sft", "preference", "unlabeled", "val", *suite.eval_sets}
     assert splits["sft"].column_names == ["instruction", "output"]
@@ -107,7 +77,8 @@ def test_splits_have_the_schemas_of_the_suite_protocol(suite):
         assert splits[name].column_names == EVAL_COLUMNS, name
     # 12 simulated pairs = 8 to train on + 4 held out; every other split keeps all its records.
     assert {name: len(data) for name, data in splits.items()} == {
-        "sft": 6, "unlabeled": 8, "preference": 8, "val": 4, "farm": N_FARM, "bar": N_BAR, "vicuna": N_VICUNA,
+        "sft": 6, "unlabeled": 8, "preference": 8, "val": 4,
+        **{name: write_hub_mirror.sizes[name] for name in ("farm", "bar", "vicuna")},
     }
     assert set(splits["preference"]["preference"]) | set(splits["val"]["preference"]) == {
         Preference.FIRST, Preference.SECOND
@@ -122,32 +93,34 @@ def test_an_input_is_appended_to_its_instruction_as_alpaca_eval_did(suite):
     assert merge_input("Do it.", None) == "Do it."
 
 
-def test_val_is_a_seeded_hold_out_disjoint_from_the_training_pairs(mirror, suite):
+def test_val_is_a_seeded_hold_out_disjoint_from_the_training_pairs(mirror, suite, write_hub_mirror):
     splits = suite.splits()
     train, val = set(splits["preference"]["instruction"]), set(splits["val"]["instruction"])
-    assert not train & val and len(train | val) == N_SIMULATED
+    assert not train & val and len(train | val) == write_hub_mirror.sizes["simulated"]
     again = AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=4)).splits()["val"]
     assert again["instruction"] == splits["val"]["instruction"]
     other = AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=4, split_seed=1)).splits()["val"]
     assert set(other["instruction"]) != val
 
 
-def test_preferences_switch_to_the_human_labels(mirror):
+def test_preferences_switch_to_the_human_labels(mirror, write_hub_mirror):
     splits = AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), preferences="human", val_size=2)).splits()
-    assert len(splits["preference"]) + len(splits["val"]) == N_HUMAN
+    assert len(splits["preference"]) + len(splits["val"]) == write_hub_mirror.sizes["human"]
     assert all(x.startswith("human question") for x in splits["preference"]["instruction"])
 
 
-def test_max_train_items_cuts_the_training_splits_only(mirror):
+def test_max_train_items_cuts_the_training_splits_only(mirror, write_hub_mirror):
     splits = AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=4, max_train_items=3)).splits()
-    assert [len(splits[n]) for n in ("sft", "preference", "unlabeled", "val", "farm")] == [3, 3, 3, 4, N_FARM]
+    assert [len(splits[n]) for n in ("sft", "preference", "unlabeled", "val", "farm")] == [
+        3, 3, 3, 4, write_hub_mirror.sizes["farm"]]
 
 
-def test_vicuna_is_the_vicuna_subset_of_the_farm_set(suite):
+def test_vicuna_is_the_vicuna_subset_of_the_farm_set(suite, write_hub_mirror):
     splits = suite.splits()
     farm = {row["instruction"]: row for row in splits["farm"]}
     vicuna = list(splits["vicuna"])
-    assert [row["instruction"] for row in vicuna] == [f"Eval question {i}?" for i in range(N_VICUNA)]
+    n_vicuna = write_hub_mirror.sizes["vicuna"]
+    assert [row["instruction"] for row in vicuna] == [f"Eval question {i}?" for i in range(n_vicuna)]
     assert all(farm[row["instruction"]] == row for row in vicuna)  # same references as in farm
     assert set(splits["farm"]["generator"]) == {"text_davinci_003"}
 
@@ -159,10 +132,10 @@ def test_bar_references_default_to_the_output_llmbar_prefers(suite):
     assert bar[1]["output"] == "bar second 1"
 
 
-def test_bar_references_can_come_from_an_outputs_file(mirror, tmp_path):
+def test_bar_references_can_come_from_an_outputs_file(mirror, tmp_path, write_hub_mirror):
     references = tmp_path / "references.json"
     records = [{"instruction": f"Bar instruction {i}", "output": f"ref {i}", "generator": "gpt35_turbo_instruct"}
-               for i in reversed(range(N_BAR))]  # any order: matched by instruction
+               for i in reversed(range(write_hub_mirror.sizes["bar"]))]  # any order: matched by instruction
     references.write_text(json.dumps(records))
     bar = AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=4, bar_references=str(references)))
     assert bar.splits()["bar"][2] == {"instruction": "Bar instruction 2", "output": "ref 2",
@@ -180,7 +153,7 @@ def test_a_file_missing_from_the_mirror_names_where_it_belongs(tmp_path):
     assert message.startswith(f"suite.data_dir: {expected} is missing")
 
 
-def test_a_file_with_other_columns_is_named_with_what_it_lacks(tmp_path):
+def test_a_file_with_other_columns_is_named_with_what_it_lacks(tmp_path, write_hub_mirror):
     root = write_hub_mirror(tmp_path)
     sft = mirror_path(SOURCES["sft"].file, root)
     sft.write_text(json.dumps([{"instruction": "x", "response": "y"}]))
@@ -188,8 +161,9 @@ def test_a_file_with_other_columns_is_named_with_what_it_lacks(tmp_path):
     assert "alpaca_instructions/sft.json" in message and "missing column(s) input, output" in message
 
 
-def test_val_size_must_leave_pairs_to_train_on(mirror):
-    message = _one_fast_line(AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=N_SIMULATED)).splits,
+def test_val_size_must_leave_pairs_to_train_on(mirror, write_hub_mirror):
+    all_pairs = write_hub_mirror.sizes["simulated"]
+    message = _one_fast_line(AlpacaFarmSuite(AlpacaFarmConfig(data_dir=str(mirror), val_size=all_pairs)).splits,
                              seconds=30)
     assert message.startswith("suite.val_size: 12 leaves none of the 12")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import pytest
-from test_alpacafarm import write_hub_mirror
 
 from harness.run import main
 from harness.suites.alpacafarm.suite import SOURCES
@@ -101,13 +100,22 @@ def keep(root: Path) -> None:
 
 
 def data(edit: Callable[[Path], None], *sets: str) -> Callable[[Path], list[str]]:
-    """The alpacafarm preset on the mirror ``tmp/mirror``, broken by ``edit(root)``; ``sets`` are more --set values."""
+    """The alpacafarm preset on the mirror ``tmp/mirror`` (:func:`prepare` writes it), broken by ``edit(root)``;
+    ``sets`` are more --set values."""
     def make(tmp: Path) -> list[str]:
-        root = write_hub_mirror(tmp / "mirror")
+        root = tmp / "mirror"
         edit(root)
         overrides = [f"suite.data_dir={root}", "suite.val_size=2", *(fill(s, tmp) for s in sets)]
         return ["--methods", "sft", "--preset", "alpacafarm", *[a for o in overrides for a in ("--set", o)]]
+    make.needs_mirror = True
     return make
+
+
+def prepare(case: Case, tmp: Path, write_hub_mirror) -> list[str]:
+    """The case's arguments, after writing the hub mirror at ``tmp/mirror`` for a case that breaks the data."""
+    if getattr(case.argv, "needs_mirror", False):
+        write_hub_mirror(tmp / "mirror")
+    return case.argv(tmp)
 
 
 def file_of(source: str, root: Path) -> Path:
@@ -410,8 +418,8 @@ def with_out(argv: list[str], out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
-def test_bad_input_ends_with_one_line_and_writes_nothing(case, tmp_path, capfd):
-    argv = with_out(case.argv(tmp_path), tmp_path / "out" / "run")
+def test_bad_input_ends_with_one_line_and_writes_nothing(case, tmp_path, capfd, write_hub_mirror):
+    argv = with_out(prepare(case, tmp_path, write_hub_mirror), tmp_path / "out" / "run")
     before = snapshot(tmp_path)
     code = run_main(argv)
     # capfd, not capsys: library loggers keep the stderr they started with, which only the file descriptor shows.
@@ -423,7 +431,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(case, tmp_path, capfd):
     pytest.param(BY_ID["preset file: unknown key in a section"], id="preset file"),
     pytest.param(BY_ID["data: eval set with a repeated instruction"], id="data file"),
 ])
-def test_a_finished_run_dir_is_left_as_it_was(case, tmp_path, capfd):
+def test_a_finished_run_dir_is_left_as_it_was(case, tmp_path, capfd, write_hub_mirror):
     out = tmp_path / "out" / "run"
     out.mkdir(parents=True)
     finished = {"results.json": '{"preset": "tiny", "methods": {"sft": {}}}\n', "config.yaml": "preset: tiny\n",
@@ -431,7 +439,7 @@ def test_a_finished_run_dir_is_left_as_it_was(case, tmp_path, capfd):
     for name, text in finished.items():
         (out / name).write_text(text)
     # --overwrite: the finished run is of another command, so without it the run is refused before the input is read
-    argv = [*case.argv(tmp_path), "--out", str(out), "--overwrite"]
+    argv = [*prepare(case, tmp_path, write_hub_mirror), "--out", str(out), "--overwrite"]
     before = snapshot(tmp_path)
     assert_refused(run_main(argv), capfd.readouterr().err, case.expected, tmp_path)
     assert (out / "results.json").read_text() == finished["results.json"]
@@ -451,7 +459,7 @@ def test_a_float_written_without_a_dot_is_a_number():
 SUBPROCESS_CASES = ["an unknown flag", "preset file: not UTF-8", "data: invalid JSON"]
 
 
-def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
+def test_a_real_process_prints_one_line_and_no_traceback(tmp_path, write_hub_mirror):
     """What the interpreter prints on its own (warnings at import, a traceback) only a real process shows.
 
     The processes run side by side: each spends most of its few seconds importing torch and the libraries.
@@ -461,7 +469,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     for i, case_id in enumerate(SUBPROCESS_CASES):
         scratch = tmp_path / str(i)
         scratch.mkdir()
-        argv = with_out(BY_ID[case_id].argv(scratch), scratch / "out" / "run")
+        argv = with_out(prepare(BY_ID[case_id], scratch, write_hub_mirror), scratch / "out" / "run")
         started.append((BY_ID[case_id], scratch, subprocess.Popen(
             [sys.executable, "-m", "harness.run", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env, cwd=REPO)))

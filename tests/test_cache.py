@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import RunLock, RunLockedError, StageCache, write_atomic
+from harness.cache import RunLock, RunLockedError, StageCache
+from harness.core.publish import write_atomic
 from harness.run import main
-from test_end_to_end import smoke_command, stable
 
 REPO = Path(__file__).parent.parent
 
@@ -110,7 +110,7 @@ def _wait_for_lock_holder(lock: Path, process: subprocess.Popen, timeout: float 
         time.sleep(0.05)
 
 
-def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path):
+def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path, smoke_command, stable):
     """Two real runs in one --out: the second stops at once with one line naming the holder and writes nothing; the
     first finishes with the results of the same run done alone (wall-clock fields aside)."""
     out = tmp_path / "shared" / "run"

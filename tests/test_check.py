@@ -13,11 +13,10 @@ import pytest
 from harness import check
 from harness.check import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, tolerance, verdict
 from harness.leaderboard import ToleranceRule, update_leaderboard
-from test_report import make_run_dir
 
 
 @pytest.fixture
-def stored(tmp_path):
+def stored(tmp_path, make_run_dir):
     """A fixture run and a leaderboard made from that very run."""
     run_dir = make_run_dir(tmp_path)
     csv_path, _ = update_leaderboard(run_dir, tmp_path / "leaderboards")
@@ -161,7 +160,7 @@ def test_a_run_of_some_of_the_methods_is_checked_on_those_and_says_so(stored, ca
     assert "compared: 1 of the leaderboard's 2 methods (ppo) on seeds 0-1" in out
 
 
-def test_a_one_seed_run_is_compared_with_the_stored_value_of_its_seed(stored, capsys, tmp_path):
+def test_a_one_seed_run_is_compared_with_the_stored_value_of_its_seed(stored, capsys, tmp_path, make_run_dir):
     _, csv_path = stored
     one_seed = make_run_dir(tmp_path / "one", seeds=1)  # seed 0: ppo farm 40.0, while the stored mean is 42.0
     assert _check(one_seed, csv_path) == EXIT_OK

@@ -21,38 +21,29 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.common import REDUCED_BUDGET
 from harness.leaderboard import LEADERBOARD_COLUMNS
 from harness.run import main
 from harness.suites.tiny import world
+from harness.trainers.scoring import RewardModelScorer
 
-# the reduced budget the profiling benchmark uses, plus: the smoke policy barely agrees with itself, so keep every
-# instruction for SPG to have pairs
-SMOKE = [*REDUCED_BUDGET, "spg.confidence_threshold=0.0"]
+# PPO long enough, and with a step large enough, to learn at this budget what the reward model rewards most
+# plainly: answers that end (a cut-off answer scores the truncation penalty, -1); checkpoints at steps 4 and 8, in
+# the over-optimisation curve's own PPO too.
+PPO_THAT_LEARNS = [a for o in ("ppo.num_steps=8", "ppo.learning_rate=1e-2", "ppo.save_every=4",
+                               "eval.overoptimisation_ppo_steps=8") for a in ("--set", o)]
 
 
-def smoke_command(out: Path, methods: list[str] = ("all",)) -> list[str]:
-    return ["--methods", *methods, "--out", str(out), *[a for o in SMOKE for a in ("--set", o)]]
-
-
-def stable(results: dict) -> dict:
-    """results.json without wall-clock times, which differ between identical runs."""
-    if isinstance(results, dict):
-        return {k: stable(v) for k, v in results.items()
-                if "wall" not in k and k not in ("stages", "stage", "path", "values")}
-    if isinstance(results, list):
-        return [stable(v) for v in results]
-    if isinstance(results, float) and math.isnan(results):
-        return "nan"
-    return results
-
+@pytest.fixture(scope="module")
+def command(smoke_command):
+    """``command(out)``: the whole run at the minimal budget, with PPO_THAT_LEARNS."""
+    return lambda out: [*smoke_command(out), *PPO_THAT_LEARNS]
 
 FAKE_KEY = "sk-test-0123456789abcdef-never-log-me"
 NETWORK_ATTEMPTS: list = []
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, command):
     """One full run with every internet socket refused and a fake API key in the environment."""
     out = tmp_path_factory.mktemp("e2e") / "run"
     patch = pytest.MonkeyPatch()
@@ -69,7 +60,7 @@ def finished_run(tmp_path_factory):
     patch.setattr(socket, "create_connection", lambda address, *a, **k: refuse_internet(
         socket.socket(socket.AF_INET), address))
     try:
-        assert main(smoke_command(out)) == 0
+        assert main(command(out)) == 0
     finally:
         patch.undo()
     return out
@@ -100,9 +91,9 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
         assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
         assert_offline_accuracy_measured(finished_run, results, metrics["rm_acc_offline"]["mean"])
         if method not in ("sft", "best_of_n"):
-            # one drift point for the SFT start and one per saved PPO checkpoint (save_every=1, 2 steps)
+            # one drift point for the SFT start and one per saved PPO checkpoint (save_every=4, 8 steps)
             curve = entry["per_seed"][0]["details"]["drift"]["curve"]
-            assert [point["step"] for point in curve] == [0, 1, 2], method
+            assert [point["step"] for point in curve] == [0, 4, 8], method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
         if method.startswith("rlp_"):  # the original reward model is scored on the final RLP policy's pairs too
@@ -112,7 +103,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert results["methods"]["best_of_n"]["metrics"]["kl"]["mean"] == pytest.approx(math.log(4) - 0.75)
     assert "drift" not in results["methods"]["best_of_n"]["per_seed"][0]["details"]
     curves = results["overoptimisation"]["per_seed"][0]["curves"]
-    assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 1, 2]
+    assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 4, 8]
     report = (finished_run / "report.md").read_text()
     assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
@@ -125,6 +116,31 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert base["name"].startswith("tiny-base-") and base["knowledge"]["n"] == len(world.FACTS)
     assert (f"Base model `{base['name']}`: knowledge task `tiny_knowledge` accuracy"
             in (finished_run / "report.md").read_text())
+
+
+def test_ppo_raises_the_proxy_reward_over_its_run(finished_run):
+    """Every PPO run's rollouts score higher on the reward model in the second half of the run than at its first
+    step, whose rollouts come from the SFT policy itself (before any update)."""
+    results = json.loads((finished_run / "results.json").read_text())
+    for method in ("ppo", "rlp_uml", "rlp_spg"):
+        rewards = [r["proxy_reward"] for r in results["methods"][method]["per_seed"][0]["details"]["ppo_history"]]
+        later = sum(rewards[len(rewards) // 2:]) / (len(rewards) - len(rewards) // 2)
+        print(f"\n{method}: proxy reward at step 1 {rewards[0]:.3f}, mean over steps 5-8 {later:.3f}")
+        assert later > rewards[0] + 0.1, (method, rewards)
+
+
+def test_the_refined_reward_models_score_pairs_differently_from_the_original(finished_run):
+    """RLP retrains the reward model (UML with its multi-view loss, SPG with synthetic pairs): each refined model
+    scores the same answers differently from the original, and from the other."""
+    results = json.loads((finished_run / "results.json").read_text())
+    stages = {s["path"] for s in results["stages"] if s["stage"] == "reward" and s["seed"] == 0}
+    answers = json.loads((finished_run / "outputs" / "sft" / "farm" / "model_outputs.json").read_text())
+    instructions, outputs = [a["instruction"] for a in answers], [a["output"] for a in answers]
+    scores = {path: RewardModelScorer(finished_run / "stages" / path).score(instructions, outputs).tolist()
+              for path in sorted(stages)}
+    assert len(scores) == 3  # the original and the two refined ones
+    distinct = {tuple(round(x, 4) for x in values) for values in scores.values()}
+    assert len(distinct) == 3, scores
 
 
 def assert_offline_accuracy_measured(run_dir: Path, results: dict, accuracy: float | None) -> None:
@@ -149,20 +165,20 @@ def test_shared_stages_are_trained_once(finished_run):
     assert log.count("stage policy_samples   training") == 1  # UML and SPG share the sample set
 
 
-def test_a_second_identical_run_trains_nothing(finished_run):
+def test_a_second_identical_run_trains_nothing(finished_run, command, stable):
     before = json.loads((finished_run / "results.json").read_text())
     log_before = (finished_run / "run.log").read_text()
-    assert main(smoke_command(finished_run)) == 0
+    assert main(command(finished_run)) == 0
     new_lines = (finished_run / "run.log").read_text()[len(log_before):]
     assert not re.search(r"\] stage \S+ +training ", new_lines) and " reused " in new_lines
     assert stable(json.loads((finished_run / "results.json").read_text())) == stable(before)
 
 
-def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path):
+def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path, command, stable):
     out = finished_run.parent / "killed"
-    command = [sys.executable, "-m", "harness.run", *smoke_command(out)]
+    argv = [sys.executable, "-m", "harness.run", *command(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "run.log"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -175,7 +191,7 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_
     assert list((out / "stages").glob(".tmp-ppo-*")), "the kill should land inside the PPO stage"
     assert not (out / "results.json").exists()
 
-    assert main(smoke_command(out)) == 0
+    assert main(command(out)) == 0
     log_text = log.read_text()
     assert "stage sft              reused" in log_text  # finished before the kill, so reused
     assert not list((out / "stages").glob(".tmp-*"))

@@ -19,12 +19,11 @@ import time
 import pandas as pd
 import pytest
 
-from test_end_to_end import smoke_command, stable
 
 TRIALS = 12
 
 
-def command(out, leaderboards):
+def command(smoke_command, out, leaderboards):
     return [sys.executable, "-m", "harness.run", *smoke_command(out), "--update-leaderboard",
             "--leaderboards", str(leaderboards)]
 
@@ -46,10 +45,10 @@ def run(cmd, kill_after=None):
 
 
 @pytest.mark.slow
-def test_random_kills_never_lose_finished_work(tmp_path):
+def test_random_kills_never_lose_finished_work(tmp_path, stable, smoke_command):
     reference_out, reference_boards = tmp_path / "reference" / "run", tmp_path / "reference-boards"
     started = time.perf_counter()
-    run(command(reference_out, reference_boards))
+    run(command(smoke_command, reference_out, reference_boards))
     duration = time.perf_counter() - started
     expected = stable(json.loads((reference_out / "results.json").read_text()))
     expected_board = pd.read_csv(reference_boards / "tiny.csv").drop(columns=["train_wall_s"])
@@ -59,7 +58,7 @@ def test_random_kills_never_lose_finished_work(tmp_path):
     for trial in range(TRIALS):
         # Each trial has its own model cache (beside its run dir), so kills also land in pretraining.
         out, boards = tmp_path / f"trial{trial}" / "run", tmp_path / f"boards{trial}"
-        if not run(command(out, boards), kill_after=rng.uniform(0.5, duration)):
+        if not run(command(smoke_command, out, boards), kill_after=rng.uniform(0.5, duration)):
             continue
         killed += 1
         finished = {p.name for p in (out / "stages").glob("*-*") if not p.name.startswith(".")} \
@@ -71,7 +70,7 @@ def test_random_kills_never_lose_finished_work(tmp_path):
             else:
                 json.loads(board.read_text())
 
-        run(command(out, boards))
+        run(command(smoke_command, out, boards))
         rerun_log = (out / "run.log").read_text()[len(log_before):]
         retrained = set(re.findall(r"\] stage \S+ +training (\S+)", rerun_log)) & finished
         assert not retrained, f"trial {trial}: finished stages trained again: {retrained}"

@@ -19,7 +19,6 @@ from harness.leaderboard import (
     update_leaderboard,
 )
 from harness.pipeline import TRAINING_TIME
-from test_report import make_run_dir
 
 def test_known_methods_are_the_registrys_and_cost_no_import_of_torch():
     from harness.registry import METHODS
@@ -29,7 +28,7 @@ def test_known_methods_are_the_registrys_and_cost_no_import_of_torch():
 
 
 @pytest.fixture
-def stored(tmp_path):
+def stored(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     csv_path, json_path = update_leaderboard(run_dir, tmp_path / "leaderboards")
     return run_dir, csv_path, json_path
@@ -59,7 +58,7 @@ def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
     assert record["provenance"]["config"]["preset"] == "tiny" and "packages" in record["provenance"]
 
 
-def test_load_round_trips_and_nan_is_stored_as_null(tmp_path):
+def test_load_round_trips_and_nan_is_stored_as_null(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     results["methods"]["ppo"]["metrics"]["rm_drift"].update(mean=math.nan, values=[math.nan, math.nan])
@@ -98,7 +97,7 @@ def test_malformed_leaderboards_raise_one_line_naming_the_file(stored, damage, m
     assert "\n" not in str(caught.value)
 
 
-def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_path, monkeypatch):
+def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_path, monkeypatch, make_run_dir):
     _, csv_path, json_path = stored
     before = csv_path.read_bytes(), json_path.read_bytes()
     newer = make_run_dir(tmp_path / "newer")
@@ -123,7 +122,7 @@ def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_pat
     assert load_leaderboard("tiny", csv_path.parent).table.loc[0, "farm_win_rate"] == 42.0
 
 
-def test_a_metric_is_stored_with_the_spec_its_run_recorded_whatever_its_name(tmp_path):
+def test_a_metric_is_stored_with_the_spec_its_run_recorded_whatever_its_name(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     for entry in results["methods"].values():  # a wall time recorded as better higher, at most 100 s: the record decides

@@ -24,7 +24,6 @@ import pytest
 
 from harness import distributed
 from harness.run import main
-from test_end_to_end import smoke_command
 
 PROCESSES = 2
 # PPO's batch sizes are per process (every other batch size is global): halved, two processes sample the single
@@ -44,7 +43,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(out: Path) -> subprocess.CompletedProcess:
+def launch(out: Path, smoke_command) -> subprocess.CompletedProcess:
     """``accelerate launch`` of the smoke run on 2 CPU processes; killed whole if it hangs."""
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [str(accelerate), "launch", "--multi_gpu", f"--num_processes={PROCESSES}", "--num_machines=1",
@@ -75,10 +74,10 @@ def test_a_batch_that_does_not_split_evenly_is_refused_naming_the_field(monkeypa
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, smoke_command):
     """The 2-process run and the single-process run of the same budget, side by side (same model cache)."""
     root = tmp_path_factory.mktemp("multiprocess")
-    launched = launch(root / "two")
+    launched = launch(root / "two", smoke_command)
     assert main(smoke_command(root / "one")) == 0
     return launched, root / "two", root / "one"
 

@@ -7,8 +7,6 @@ import time
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 from harness.core.types import PPORun
 from harness.trainers.config import PPOConfig
@@ -16,12 +14,6 @@ from harness.trainers.ppo import _response_logprobs, _response_mask, load_ppo_ru
 from harness.trainers.scoring import RewardModelScorer
 from methods.ppo import PPO
 
-SPECIALS = ["<pad>", "<eos>", "<unk>", "<user>", "<assistant>"]
-WORDS = ["yes", "no", "maybe", "the", "cat", "dog", "is", "a", "say", "word", "please", "now"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<{{ m.role }}> {{ m.content }} {% if m.role == 'assistant' %}<eos> {% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
-)
 PROMPTS = ["say yes", "say no", "the cat is", "a dog is", "say a word", "please say yes now", "is the dog",
            "say maybe"]
 
@@ -31,30 +23,6 @@ class YesScorer:
 
     def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         return torch.tensor([r.split().count("yes") / max(len(r.split()), 1) for r in responses])
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    """A random 2-layer LLaMA policy and a same-shaped reward model, with a word-level chat tokenizer."""
-    root = tmp_path_factory.mktemp("ppo_models")
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
-        additional_special_tokens=["<user>", "<assistant>"],
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
-        eos_token_id=vocab["<eos>"], bos_token_id=None, num_labels=1,
-    )
-    torch.manual_seed(0)
-    for name, model in (("policy", LlamaForCausalLM(config)), ("rm", LlamaForSequenceClassification(config))):
-        model.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
-    return root
 
 
 def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path):

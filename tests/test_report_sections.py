@@ -10,11 +10,10 @@ import pytest
 from harness import results_json
 from harness.report import write_reports
 from harness.report.rlp_vs_ppo import paired_items, pooled_agreement
-from test_report import _parse, make_run_dir
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
+def reports(tmp_path_factory, make_run_dir):
     run_dir = make_run_dir(tmp_path_factory.mktemp("sections"))
     markdown_path, html_path = write_reports(run_dir)
     return run_dir, markdown_path.read_text(), html_path.read_text()
@@ -49,7 +48,7 @@ def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models(repo
     assert models[1:] == ["0.600 ± 0.035", "0.650 ± 0.035", "0.050 ± 0.014", "80", "2"]
 
 
-def test_overoptimisation_section_shows_the_fits_and_the_plot(reports):
+def test_overoptimisation_section_shows_the_fits_and_the_plot(reports, parse_html):
     run_dir, markdown, html = reports
     assert "## Over-optimisation" in markdown and "](plots/overoptimisation.png)" in markdown
     assert (run_dir / "plots" / "overoptimisation.png").read_bytes()[:4] == b"\x89PNG"
@@ -59,11 +58,11 @@ def test_overoptimisation_section_shows_the_fits_and_the_plot(reports):
     assert bon[2:] == ["d (alpha - beta d)", "3", "1", "1.5", "2.25", "+2.25", "4"]
     assert ppo[2:] == ["d (alpha - beta log d)", "1", "0.5", "2.72", "7.39", "+1.36", "4"]
     assert len([row for row in _rows(markdown, "best_of_n") if row[1].startswith("seed")]) == 2
-    text = "".join(_parse(html).text)
+    text = "".join(parse_html(html).text)
     assert "Gold win rate and proxy reward against sqrt(KL)" in text and "d (alpha - beta log d)" in text
 
 
-def test_sections_are_left_out_when_the_run_has_nothing_for_them(tmp_path):
+def test_sections_are_left_out_when_the_run_has_nothing_for_them(tmp_path, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     del results["overoptimisation"], results["methods"]["ppo"]
@@ -72,7 +71,7 @@ def test_sections_are_left_out_when_the_run_has_nothing_for_them(tmp_path):
     assert "## Over-optimisation" not in markdown and "## Does RLP beat PPO?" not in markdown
 
 
-def test_numbers_stored_as_null_show_as_missing(tmp_path):
+def test_numbers_stored_as_null_show_as_missing(tmp_path, make_run_dir):
     """results.json stores NaN as null (harness.results_json): a seed whose reward models were measured on no
     decisive pair, and a curve point without a standard error, leave a dash, not a failed report."""
     run_dir = make_run_dir(tmp_path)

@@ -23,7 +23,6 @@ import yaml
 from harness import rundir
 from harness.rundir import RunDirError, check_out
 from harness.run import main as run_main
-from test_end_to_end import smoke_command, stable
 
 REPO = Path(__file__).parent.parent
 RUN_FILES = ("config.yaml", "results.json", "leaderboard.csv", "diagnostics.json", "report.md", "report.html")
@@ -38,12 +37,14 @@ def main(argv: list[str]) -> int:
         return exit_.code
 
 
-def command(out: Path, *extra: str) -> list[str]:
-    return [*smoke_command(out, ["sft"]), *extra]
+@pytest.fixture(scope="session")
+def command(smoke_command):
+    """``command(out, *extra)``: the SFT-only smoke run into ``out``, with more arguments."""
+    return lambda out, *extra: [*smoke_command(out, ["sft"]), *extra]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, command) -> Path:
     """A finished SFT-only smoke run; its siblings share its base model (the user's model cache)."""
     out = tmp_path_factory.mktemp("runs") / "alone"
     assert main(command(out)) == 0
@@ -57,8 +58,10 @@ def _snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(out.rglob("*")) if p.is_file() and "stages" not in p.parts and p.name != ".lock"}
 
 
-def _results(out: Path) -> dict:
-    return stable(json.loads((out / "results.json").read_text()))
+@pytest.fixture(scope="session")
+def results_of(stable):
+    """``results_of(out)``: the run's results.json without what differs between identical runs."""
+    return lambda out: stable(json.loads((out / "results.json").read_text()))
 
 
 def _one_line(capfd) -> str:
@@ -80,7 +83,7 @@ def _copy(finished: Path, name: str) -> Path:
 
 # -- which dirs a run writes into (issue: --out onto user files, another command's results) ---------------------------
 
-def test_a_dir_of_user_files_is_refused_and_left_untouched(tmp_path, capfd):
+def test_a_dir_of_user_files_is_refused_and_left_untouched(tmp_path, capfd, command):
     out = tmp_path / "project"
     out.mkdir()
     for name in ("config.yaml", "report.md", "results.json", "notes.txt"):
@@ -93,7 +96,7 @@ def test_a_dir_of_user_files_is_refused_and_left_untouched(tmp_path, capfd):
     assert _snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
 
 
-def test_another_commands_finished_run_is_refused_naming_the_difference(finished, capfd):
+def test_another_commands_finished_run_is_refused_naming_the_difference(finished, capfd, smoke_command, command):
     before = _snapshot(finished)
     assert main(command(finished, "--set", "runtime.mixed_precision='no'")) == 2
     assert _one_line(capfd) == (
@@ -104,19 +107,19 @@ def test_another_commands_finished_run_is_refused_naming_the_difference(finished
     assert _snapshot(finished) == before
 
 
-def test_overwrite_replaces_config_and_results_together(finished):
+def test_overwrite_replaces_config_and_results_together(finished, command, results_of):
     out = _copy(finished, "overwritten")
     (out / "outputs" / "ppo").mkdir()  # the alpaca_eval files of a method only the replaced run had
     assert main(command(out, "--set", "runtime.mixed_precision='no'", "--overwrite")) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["runtime"]["mixed_precision"] == "no"
-    assert _results(out) == _results(finished) and _leftovers(out) == []
+    assert results_of(out) == results_of(finished) and _leftovers(out) == []
     assert [p.name for p in (out / "outputs").iterdir()] == ["sft"], "outputs/ is published with the results"
     assert (out / "outputs" / "sft" / "farm" / "model_outputs.json").is_file()
 
 
 # -- a failed run leaves a finished one as it was ---------------------------------------------------------------------
 
-def test_a_run_that_fails_midway_leaves_the_finished_run_exactly_as_it_was(finished, capfd):
+def test_a_run_that_fails_midway_leaves_the_finished_run_exactly_as_it_was(finished, capfd, command):
     out = _copy(finished, "failed")
     before = _snapshot(out)
     log_before = (out / "run.log").read_text()
@@ -130,7 +133,7 @@ def test_a_run_that_fails_midway_leaves_the_finished_run_exactly_as_it_was(finis
     assert after == before and _leftovers(out) == []
 
 
-def test_an_interrupted_run_is_one_line_and_the_finished_run_stays(finished, monkeypatch, capfd):
+def test_an_interrupted_run_is_one_line_and_the_finished_run_stays(finished, monkeypatch, capfd, command):
     out = _copy(finished, "interrupted")
     before = _snapshot(out)
 
@@ -147,7 +150,7 @@ def test_an_interrupted_run_is_one_line_and_the_finished_run_stays(finished, mon
     assert after == before and _leftovers(out) == []
 
 
-def test_a_full_disk_at_the_end_is_one_line_and_the_old_results_stay(finished):
+def test_a_full_disk_at_the_end_is_one_line_and_the_old_results_stay(finished, command):
     """A real write failure: the process may write no file over 16 KiB (RLIMIT_FSIZE), so writing the HTML report
     (about 30 KiB) fails with EFBIG, as a full disk fails with ENOSPC, after everything else was written."""
     out = _copy(finished, "full-disk")
@@ -200,7 +203,7 @@ def test_a_publication_interrupted_between_two_moves_is_completed_by_the_next_ru
 
 # -- the same run through other paths, copies and damaged stages ------------------------------------------------------
 
-def test_the_run_through_a_symlink_a_relative_path_or_a_copy_trains_nothing(finished, monkeypatch):
+def test_the_run_through_a_symlink_a_relative_path_or_a_copy_trains_nothing(finished, monkeypatch, command, results_of):
     link = finished.parent / "link"
     link.symlink_to(finished, target_is_directory=True)
     copy = _copy(finished, "copy")
@@ -210,10 +213,10 @@ def test_the_run_through_a_symlink_a_relative_path_or_a_copy_trains_nothing(fini
         assert main(command(out)) == 0
         new_lines = (out / "run.log").read_text()[len(log_before):]
         assert " training " not in new_lines and " reused " in new_lines, (out, new_lines)
-        assert _results(out) == _results(finished)
+        assert results_of(out) == results_of(finished)
 
 
-def test_a_hand_edited_win_rate_is_detected_rebuilt_and_never_reported(finished):
+def test_a_hand_edited_win_rate_is_detected_rebuilt_and_never_reported(finished, command, results_of):
     out = _copy(finished, "edited")
     stage = next((out / "stages").glob("winrate_farm-*"))
     metrics = json.loads((stage / "metrics.json").read_text())
@@ -222,17 +225,17 @@ def test_a_hand_edited_win_rate_is_detected_rebuilt_and_never_reported(finished)
     assert main(command(out)) == 0
     log = (out / "run.log").read_text()
     assert f"damaged  {stage.name}: metrics.json " in log and "rebuilding it" in log
-    assert _results(out) == _results(finished)
+    assert results_of(out) == results_of(finished)
     assert json.loads((out / "results.json").read_text())["methods"]["sft"]["metrics"]["farm_win_rate"]["mean"] != 99.9
 
 
-def test_a_truncated_checkpoint_is_rebuilt_before_anything_loads_it(finished):
+def test_a_truncated_checkpoint_is_rebuilt_before_anything_loads_it(finished, command, results_of):
     out = _copy(finished, "truncated")
     weights = next((out / "stages").glob("sft-*")) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     assert main(command(out)) == 0
     assert f"damaged  {weights.parent.name}: model.safetensors has 100 bytes" in (out / "run.log").read_text()
-    assert _results(out) == _results(finished)
+    assert results_of(out) == results_of(finished)
 
 
 # -- --out and preset names that are not what they seem ---------------------------------------------------------------
@@ -242,7 +245,7 @@ def test_a_truncated_checkpoint_is_rebuilt_before_anything_loads_it(finished):
     (lambda d: (d / "out").symlink_to(d / "out"), "Too many levels of symbolic links"),
     (lambda d: (d / "out").write_text("a file"), "is not a writable directory"),
 ], ids=["dangling symlink", "looping symlink", "a file"])
-def test_an_out_that_can_never_be_a_run_dir_is_one_line(tmp_path, capfd, make, message):
+def test_an_out_that_can_never_be_a_run_dir_is_one_line(tmp_path, capfd, make, message, command):
     make(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(command(tmp_path / "out")) == 2
@@ -278,7 +281,7 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float =
         time.sleep(0.05)
 
 
-def test_two_runs_on_one_cache_both_get_the_results_each_gets_alone(finished, tmp_path):
+def test_two_runs_on_one_cache_both_get_the_results_each_gets_alone(finished, tmp_path, command, results_of):
     """Run 1 is paused inside its SFT stage while run 2 starts on the same --cache: run 2's cleanup must leave the
     half-built stage alone and wait for it; both then finish with the results of the run done alone."""
     cache = tmp_path / "shared-cache"
@@ -303,6 +306,6 @@ def test_two_runs_on_one_cache_both_get_the_results_each_gets_alone(finished, tm
             if process.poll() is None:
                 process.kill()
     for out in outs:
-        assert _results(out) == _results(finished)
+        assert results_of(out) == results_of(finished)
     assert "stage sft              reused" in (outs[1] / "run.log").read_text()
     assert _leftovers(cache) == []

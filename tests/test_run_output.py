@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import REDUCED_BUDGET
 
 # The project's progress bars, each labelled with what it does.
 LABELLED_BARS = ("pretraining tiny base model", "sft", "reward", "ppo", "eval_farm", "eval_bar", "drift_samples",
@@ -25,10 +24,10 @@ THIRD_PARTY = ("Warning", "warnings.warn", "{'", "LOAD REPORT", "`pretrained`", 
 
 
 @pytest.fixture(scope="module")
-def minimal_run(tmp_path_factory):
+def minimal_run(tmp_path_factory, reduced_budget):
     out = tmp_path_factory.mktemp("output") / "run"
     command = [sys.executable, "-m", "harness.run", "--methods", "ppo", "rlp_spg", "--out", str(out),
-               "--report-to", "tensorboard", *[a for o in REDUCED_BUDGET for a in ("--set", o)]]
+               "--report-to", "tensorboard", *reduced_budget]
     done = subprocess.run(command, capture_output=True, timeout=600)  # bytes: text mode would turn \r into \n
     stdout, stderr = done.stdout.decode(), done.stderr.decode()
     assert done.returncode == 0, stderr[-3000:]

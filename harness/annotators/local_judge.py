@@ -26,6 +26,7 @@ from alpaca_eval import constants as alpaca_eval_constants
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from harness.annotators.alpaca_eval_judge import JudgeNotReadyError
+from harness.core.chat import prompt_text
 from harness.core.schema import require_choice, require_positive, require_that
 from harness.core.types import Preference
 
@@ -158,10 +159,8 @@ class LocalLikelihoodJudge:
     def _context_ids(self, prompt: str) -> list[int]:
         tokenizer = self._tokenizer
         if self.config.use_chat_template and tokenizer.chat_template:
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # the template adds its own BOS
+            # the template adds its own BOS
+            ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
         else:
             ids = tokenizer(prompt + "\n")["input_ids"]  # the answer starts on its own line, as the template shows
         return ids[-self.config.max_prompt_tokens :]

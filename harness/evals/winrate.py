@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 from alpaca_eval.metrics import pairwise_to_winrate
 
-from harness.cache import write_atomic
 from harness.core.metrics import Metric, MetricSpec
+from harness.core.publish import write_atomic
 from harness.core.types import Preference
 from harness.suites.base import Annotator
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cache import write_atomic
+from harness.core.publish import write_atomic
 from harness.leaderboard import load_results
 from harness.provenance import collect_provenance
 from harness.report.content import build_report_data

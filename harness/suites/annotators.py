@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from harness.core.types import Preference
+
+if TYPE_CHECKING:
+    from harness.suites.base import Annotator
 
 GoldPreference = Callable[[str, str, str], float]
 
@@ -30,26 +33,45 @@ def check_lengths(instructions: Sequence[str], outputs_1: Sequence[str], outputs
         )
 
 
-class GoldJudge:
-    """Noise-free: the suite's gold preference per item (ties are Preference.TIE)."""
+def labelled_pairs(
+    annotator: Annotator, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
+) -> list[dict]:
+    """Preference-schema rows: each pair of outputs with the annotator's label (a :class:`Preference` value)."""
+    labels = annotator.annotate(instructions, outputs_1, outputs_2)
+    return [{"instruction": x, "output_1": o1, "output_2": o2, "preference": float(label)}
+            for x, o1, o2, label in zip(instructions, outputs_1, outputs_2, labels)]
 
-    def __init__(self, name: str, gold: GoldPreference) -> None:
-        self.name = name
-        self.gold = gold
+
+class _ItemAnnotator:
+    """An annotator that labels each item on its own: :meth:`annotate` checks the batch and asks :meth:`label`."""
 
     def annotate(
         self, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
     ) -> list[float]:
-        """Returns Preference.FIRST, SECOND or TIE per item.
+        """Returns a :class:`Preference` value per item (see the class for which ones).
 
         Raises:
             ValueError: if the sequences differ in length, or ``gold`` rejects an instruction.
         """
         check_lengths(instructions, outputs_1, outputs_2)
-        return [self.gold(x, o1, o2) for x, o1, o2 in zip(instructions, outputs_1, outputs_2)]
+        return [self.label(x, o1, o2) for x, o1, o2 in zip(instructions, outputs_1, outputs_2)]
+
+    def label(self, instruction: str, output_1: str, output_2: str) -> float:
+        raise NotImplementedError
 
 
-class LengthBiasedAnnotator:
+class GoldJudge(_ItemAnnotator):
+    """Noise-free: the suite's gold preference per item (FIRST, SECOND, or TIE)."""
+
+    def __init__(self, name: str, gold: GoldPreference) -> None:
+        self.name = name
+        self.gold = gold
+
+    def label(self, instruction: str, output_1: str, output_2: str) -> float:
+        return self.gold(instruction, output_1, output_2)
+
+
+class LengthBiasedAnnotator(_ItemAnnotator):
     """A simulated training annotator as AlpacaFarm's: the gold choice, a length bias only where gold sees no
     difference, then random flips.
 
@@ -85,18 +107,8 @@ class LengthBiasedAnnotator:
         self.flip_rate = flip_rate
         self.length_bias = length_bias
 
-    def annotate(
-        self, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
-    ) -> list[float]:
-        """Returns Preference.FIRST or Preference.SECOND per item.
-
-        Raises:
-            ValueError: if the sequences differ in length, or ``gold`` rejects an instruction.
-        """
-        check_lengths(instructions, outputs_1, outputs_2)
-        return [self._annotate_one(x, o1, o2) for x, o1, o2 in zip(instructions, outputs_1, outputs_2)]
-
-    def _annotate_one(self, instruction: str, output_1: str, output_2: str) -> float:
+    def label(self, instruction: str, output_1: str, output_2: str) -> float:
+        """Preference.FIRST or Preference.SECOND, never TIE."""
         rng = random.Random(stable_seed(self.name, self.seed, instruction, output_1, output_2))
         by_length, coin, flip = rng.random() < self.length_bias, rng.random() < 0.5, rng.random() < self.flip_rate
         choice = self.gold(instruction, output_1, output_2)

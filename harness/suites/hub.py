@@ -25,8 +25,6 @@ fails at once instead of after the hub client's retries.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoTokenizer
 
 from harness.core.errors import ConfigError
+from harness.core.publish import publish_dir
 
 # AlpacaFarm's prompt for an instruction without input (examples/prompts/v0_inputs_noinputs.json in
 # tatsu-lab/alpaca_farm), as a chat template: the response follows "### Response:" directly and ends with eos, as in
@@ -239,8 +238,8 @@ def _with_chat_format(model_dir: Path, cache_dir: Path, trust_remote_code: bool)
     if (target / _PREPARED_MARK).is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache_dir))
-    try:
+    # another process publishing first is fine; any other failure is not
+    with publish_dir(target, published_by_another=(target / _PREPARED_MARK).is_file) as staging:
         tokenizer.chat_template = tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
@@ -249,13 +248,6 @@ def _with_chat_format(model_dir: Path, cache_dir: Path, trust_remote_code: bool)
             if not (staging / item.name).exists():
                 (staging / item.name).symlink_to(item.resolve())
         (staging / _PREPARED_MARK).write_text(f"derived from {model_dir.resolve()}\n")
-        staging.chmod(0o755)
-        staging.rename(target)
-    except OSError:
-        if not (target / _PREPARED_MARK).is_file():  # another process publishing first is fine; anything else is not
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -20,9 +20,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +28,7 @@ import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from harness.core.publish import publish_dir
 from harness.suites.tiny.config import BaseModelConfig
 from harness.suites.tiny.tokenizer import train_tokenizer
 from harness.suites.tiny.world import pretraining_documents
@@ -78,17 +76,8 @@ def build_base_model(config: BaseModelConfig, out_dir: Path, num_threads: int | 
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the published checkpoint should be readable like any other dir
-    try:
+    with publish_dir(out_dir, published_by_another=out_dir.is_dir) as staging:
         _pretrain(config, staging, torch.get_num_threads() if num_threads is None else num_threads)
-        try:
-            os.rename(staging, out_dir)
-        except OSError:
-            if not out_dir.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

