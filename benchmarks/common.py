@@ -285,6 +285,8 @@ REDUCED_BUDGET = (
     "policy_samples.n=4", "policy_samples.max_instructions=12",
     "uml.batch_size=4", "eval.drift_instructions=8", "best_of_n.n=4", "eval.overoptimisation_max_n=8",
     "eval.overoptimisation_ppo_steps=2",
+    "expert_iteration.n=2", "grpo.num_steps=2", "grpo.prompts_per_step=2", "grpo.num_generations=2",
+    "grpo.max_new_tokens=12", "grpo.save_every=1",
 )
 
 

@@ -183,8 +183,9 @@ def format_comparisons(rows: list[Comparison]) -> str:
     def number(value: float) -> str:
         return "nan" if math.isnan(value) else f"{value:.4g}"
 
-    lines = [f"{'method':<10} {'metric':<18} {'stored':>10} {'now':>10} {'tolerance':>10}  verdict"]
-    lines += [f"{r.method:<10} {r.metric:<18} {number(r.stored):>10} {number(r.now):>10} {number(r.tolerance):>10}  "
+    width = max([10, *(len(r.method) for r in rows)])  # expert_iteration is longer than the others
+    lines = [f"{'method':<{width}} {'metric':<18} {'stored':>10} {'now':>10} {'tolerance':>10}  verdict"]
+    lines += [f"{r.method:<{width}} {r.metric:<18} {number(r.stored):>10} {number(r.now):>10} {number(r.tolerance):>10}  "
               f"{r.verdict.upper() if r.verdict in FAILING else r.verdict}" for r in rows]
     return "\n".join(lines)
 

@@ -135,7 +135,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
                 per_seed[name].append({"seed": seed, **record})
                 diagnostics[name].append({"seed": seed, **trained.diagnostics})
             if config.eval.overoptimisation and "best_of_n" in methods:
-                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods))
+                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods,
+                                                       with_grpo="grpo" in methods))
                 log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
             stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
         base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
@@ -212,7 +213,10 @@ def prepare(config: RunConfig):
         ConfigError: one line naming the field and what is allowed.
     """
     try:
-        for name, size in (("sft.batch_size", config.sft.batch_size), ("reward.batch_size", config.reward.batch_size)):
+        sizes = {"sft.batch_size": config.sft.batch_size, "reward.batch_size": config.reward.batch_size}
+        for options in config.options.values():  # a method's own batches (DPO's, GRPO's), as its options name them
+            sizes.update(getattr(options, "global_batch_sizes", dict)())
+        for name, size in sizes.items():
             distributed.per_process_batch(size, name)
         suite = make_suite(config.suite)
         suite_ready = getattr(suite, "check_ready", None)  # suites with optional packages say what is missing
@@ -233,7 +237,8 @@ def training_wall_time(stages: list[dict]) -> float:
     A stage another method built first still counts: this is what the method costs on its own.
     """
     training = {s["path"]: s["build_wall_s"] for s in stages
-                if s["stage"] in ("sft", "preference_pairs", "reward", "ppo", "policy_samples")}
+                if s["stage"] in ("sft", "preference_pairs", "reward", "ppo", "policy_samples", "dpo",
+                                  "expert_iteration_samples", "expert_iteration", "grpo")}
     return round(sum(training.values()), 1)
 
 

@@ -30,6 +30,9 @@ METHODS: dict[str, str] = {
     "best_of_n": "methods.best_of_n:BestOfN",
     "rlp_uml": "methods.rlp_uml:RLPUML",
     "rlp_spg": "methods.rlp_spg:RLPSPG",
+    "dpo": "methods.dpo:DPO",
+    "expert_iteration": "methods.expert_iteration:ExpertIteration",
+    "grpo": "methods.grpo:GRPO",
 }
 
 # A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that

@@ -97,6 +97,42 @@ def models_dir(tmp_path_factory):
         tokenizer.save_pretrained(root / name)
     return root
 
+# A tiny PPO/GRPO task on the models_dir models: prompts, and a known reward to raise.
+PROMPTS = ["say yes", "say no", "the cat is", "a dog is", "say a word", "please say yes now", "is the dog",
+           "say maybe"]
+
+
+class YesScorer:
+    """A known reward: the fraction of response words that are "yes"."""
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return torch.tensor([r.split().count("yes") / max(len(r.split()), 1) for r in responses])
+
+
+@pytest.fixture(scope="session")
+def word_prompts() -> list[str]:
+    """Prompts in the models_dir tokenizer's words."""
+    return PROMPTS
+
+
+@pytest.fixture(scope="session")
+def yes_scorer() -> YesScorer:
+    """A known reward: the share of "yes" among a response's words."""
+    return YesScorer()
+
+
+@pytest.fixture(scope="session")
+def word_pairs():
+    """16 preference rows in the models_dir tokenizer's words: 12 decided (preference 1 or 2), 4 ties (1.5)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "instruction": ["say yes", "say no", "the cat is", "a dog is"] * 4,
+        "output_1": ["yes yes", "no", "the cat", "dog"] * 4,
+        "output_2": ["no", "yes yes", "dog", "the cat"] * 4,
+        "preference": [1.0, 2.0, 1.5, 2.0] * 4,
+    })
+
 
 @pytest.fixture(scope="session")
 def tiny_world_base_model(tmp_path_factory) -> Path:

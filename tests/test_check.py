@@ -99,7 +99,8 @@ def test_a_perturbed_stored_value_fails_only_on_the_worse_side(stored, capsys, m
 
 
 @pytest.mark.parametrize("higher_is_better, expected", [(False, EXIT_OK), (True, EXIT_REGRESSION)])
-def test_a_metric_is_judged_by_the_direction_its_record_carries(tmp_path, capsys, higher_is_better, expected):
+def test_a_metric_is_judged_by_the_direction_its_record_carries(tmp_path, capsys, make_run_dir, higher_is_better,
+                                                                  expected):
     # rm_drift recorded both ways: the run's drift of 0.05 against a stored 0.11 is better when lower is better, and
     # 0.06 worse (tolerance 0.05) when the record says higher is better. Its name decides nothing.
     run_dir = make_run_dir(tmp_path)

@@ -11,7 +11,8 @@ import pytest
 from harness.run import main
 
 BAD_COMMAND_LINES = [
-    (["--methods", "dpo"], "--methods: unknown method 'dpo'; choose from sft, ppo, best_of_n, rlp_uml, rlp_spg or all"),
+    (["--methods", "quark"], "--methods: unknown method 'quark'; choose from sft, ppo, best_of_n, rlp_uml, rlp_spg, "
+                             "dpo, expert_iteration, grpo or all"),
     (["--methods", "ppo", "--preset", "nosuch"], "--preset: unknown preset 'nosuch'"),
     (["--methods", "ppo", "--seeds", "0"], "--seeds: must be a positive integer, got 0"),
     (["--methods", "ppo", "--seeds", "-3"], "--seeds: must be a positive integer, got -3"),

@@ -264,6 +264,10 @@ SHARED_NAMES = {
     "max_new_tokens": "the longest response generated, in tokens",
     "temperature": "the sampling temperature of that section's generation",
     "n": "samples drawn per instruction",
+    "beta": "the weight of the KL to the SFT reference policy (DPO's and GRPO's name for it; PPO's kl_coef)",
+    "num_steps": "optimiser steps of that section's RL loop (PPO, GRPO), one fresh batch of samples each",
+    "truncation_penalty": "the reward given to a response cut off before eos",
+    "save_every": "steps between the policy checkpoints saved for the drift metric",
 }
 
 

@@ -82,7 +82,8 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run):
 
 def test_every_method_is_trained_evaluated_and_reported(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
-    assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
+    assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg", "dpo", "expert_iteration",
+                                        "grpo"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
     for method, entry in results["methods"].items():
@@ -90,10 +91,14 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
         assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
         assert_offline_accuracy_measured(finished_run, results, metrics["rm_acc_offline"]["mean"])
-        if method not in ("sft", "best_of_n"):
-            # one drift point for the SFT start and one per saved PPO checkpoint (save_every=4, 8 steps)
+        if method in ("dpo", "expert_iteration"):  # trained, but no RL run whose drift to follow
+            assert "drift" not in entry["per_seed"][0]["details"] and metrics["train_wall_s"]["mean"] > 0, method
+            assert metrics["kl"]["mean"] is None, method  # not measured (null), rather than a 0 it is not
+        elif method not in ("sft", "best_of_n"):
+            # one drift point for the SFT start and one per saved checkpoint: PPO's (save_every=4, 8 steps), GRPO's
+            # (save_every=1, 2 steps)
             curve = entry["per_seed"][0]["details"]["drift"]["curve"]
-            assert [point["step"] for point in curve] == [0, 4, 8], method
+            assert [point["step"] for point in curve] == ([0, 1, 2] if method == "grpo" else [0, 4, 8]), method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
         if method.startswith("rlp_"):  # the original reward model is scored on the final RLP policy's pairs too
@@ -104,6 +109,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert "drift" not in results["methods"]["best_of_n"]["per_seed"][0]["details"]
     curves = results["overoptimisation"]["per_seed"][0]["curves"]
     assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 4, 8]
+    assert [p["step"] for p in curves["grpo"]] == [0, 1, 2]  # GRPO's checkpoints beside PPO's
     report = (finished_run / "report.md").read_text()
     assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
@@ -163,6 +169,8 @@ def test_shared_stages_are_trained_once(finished_run):
     # eval.overoptimisation_ppo_kl_coef)
     assert log.count("stage ppo              training") == 4
     assert log.count("stage policy_samples   training") == 1  # UML and SPG share the sample set
+    for stage in ("dpo", "expert_iteration", "grpo"):  # GRPO's stage serves the method and its curve
+        assert len(re.findall(rf"\] stage {stage} +training ", log)) == 1, stage
 
 
 def test_a_second_identical_run_trains_nothing(finished_run, command, stable):

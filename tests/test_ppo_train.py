@@ -14,25 +14,14 @@ from harness.trainers.ppo import _response_logprobs, _response_mask, load_ppo_ru
 from harness.trainers.scoring import RewardModelScorer
 from methods.ppo import PPO
 
-PROMPTS = ["say yes", "say no", "the cat is", "a dog is", "say a word", "please say yes now", "is the dog",
-           "say maybe"]
-
-
-class YesScorer:
-    """A known reward: the fraction of response words that are "yes"."""
-
-    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        return torch.tensor([r.split().count("yes") / max(len(r.split()), 1) for r in responses])
-
-
-def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path):
+def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path, word_prompts, yes_scorer):
     cfg = PPOConfig(
         rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=30, learning_rate=3e-3,
         kl_coef=0.02, truncation_penalty=0.0, save_every=10,
     )
     start = time.perf_counter()
-    run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path / "stage", seed=0,
-                    scorer=YesScorer(), show_progress=False)
+    run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path / "stage", seed=0,
+                    scorer=yes_scorer, show_progress=False)
     seconds = time.perf_counter() - start
     rewards = [r["proxy_reward"] for r in run.history]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
@@ -59,12 +48,12 @@ def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path):
     assert reloaded.history == run.history and reloaded.checkpoints[1].proxy_reward == rewards[19]
 
 
-def test_kl_penalty_keeps_the_policy_near_its_reference(models_dir, tmp_path):
+def test_kl_penalty_keeps_the_policy_near_its_reference(models_dir, tmp_path, word_prompts, yes_scorer):
     def late_kl(kl_coef: float) -> float:
         cfg = PPOConfig(rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=15, learning_rate=3e-3,
                         kl_coef=kl_coef, truncation_penalty=0.0, save_every=15)
-        run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path / str(kl_coef), seed=0,
-                        scorer=YesScorer(), show_progress=False)
+        run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path / str(kl_coef), seed=0,
+                        scorer=yes_scorer, show_progress=False)
         return sum(r["kl"] for r in run.history[-5:]) / 5
 
     free, penalised = late_kl(0.0), late_kl(0.3)
@@ -113,9 +102,9 @@ def test_reward_model_scores_do_not_depend_on_batching(models_dir):
     assert one_by_one.shape == (3,) and one_by_one.std() > 0  # a random head still tells the responses apart
 
 
-def test_ppo_with_the_reward_model_scorer(models_dir, tmp_path):
+def test_ppo_with_the_reward_model_scorer(models_dir, tmp_path, word_prompts):
     cfg = PPOConfig(rollout_batch_size=4, minibatch_size=2, max_new_tokens=4, num_steps=2, save_every=1)
-    run = train_ppo(models_dir / "policy", models_dir / "rm", PROMPTS, cfg, tmp_path, seed=1, show_progress=False)
+    run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path, seed=1, show_progress=False)
     assert len(run.history) == 2 and len(run.checkpoints) == 2
     for record in run.history:
         assert all(torch.isfinite(torch.tensor(v)) for v in record.values())

@@ -17,13 +17,6 @@ from harness.trainers.config import RewardConfig
 from harness.trainers.reward import preference_pairs, train_reward_model
 from harness.trainers.scoring import RewardModelScorer
 
-PAIRS = Dataset.from_dict({
-    "instruction": ["say yes", "say no", "the cat is", "a dog is"] * 4,
-    "output_1": ["yes yes", "no", "the cat", "dog"] * 4,
-    "output_2": ["no", "yes yes", "dog", "the cat"] * 4,
-    "preference": [1.0, 2.0, 1.5, 2.0] * 4,
-})
-
 # Winners say a word of one set, losers a word of the other, in every combination and both orders: a reward model
 # that has not learnt the preference ranks them by chance, one that has puts every winner first.
 WINNING, LOSING = ("yes", "cat", "please", "now"), ("no", "dog", "maybe", "word")
@@ -42,20 +35,20 @@ WORLD_PAIRS = Dataset.from_dict({
 })
 
 
-def test_preference_pairs_put_the_winner_first_and_drop_ties():
-    pairs = preference_pairs(PAIRS.select(range(4)))
+def test_preference_pairs_put_the_winner_first_and_drop_ties(word_pairs):
+    pairs = preference_pairs(word_pairs.select(range(4)))
     assert len(pairs) == 3  # the tie (1.5) carries no Bradley-Terry signal
     chosen = [row["chosen"][0]["content"] for row in pairs]
     assert chosen == ["yes yes", "yes yes", "the cat"]
 
 
-def test_training_does_not_depend_on_the_global_rng(models_dir, tmp_path):
+def test_training_does_not_depend_on_the_global_rng(models_dir, tmp_path, word_pairs):
     cfg = RewardConfig(epochs=1, batch_size=4, learning_rate=1e-3)
     weights = []
     for name, noise in (("a", 1), ("b", 2)):
         torch.manual_seed(noise)  # earlier stages of a run leave the global RNG anywhere
         torch.rand(noise * 10)
-        train_reward_model(models_dir / "policy", PAIRS, cfg, tmp_path / name, seed=0)
+        train_reward_model(models_dir / "policy", word_pairs, cfg, tmp_path / name, seed=0)
         weights.append(load_file(tmp_path / name / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

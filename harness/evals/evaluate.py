@@ -147,9 +147,11 @@ def answers(ctx: RunContext, trained: TrainedPolicy, instructions: list[str], te
 def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float, float]:
     """The proxy reward and KL to the SFT reference at the end of PPO (SFT: its reward, KL 0).
 
-    Both come from the last PPO step's rollouts (temperature 1, the unlabeled prompts), so they are what PPO
-    itself saw; SFT's proxy reward is measured the same way by scoring SFT samples on those prompts, and best-of-n's
-    as the mean score of its chosen samples there, with the analytic KL :func:`best_of_n_kl`.
+    Both come from the last PPO (or GRPO) step's rollouts (temperature 1, the unlabeled prompts), so they are what
+    PPO itself saw; SFT's proxy reward is measured the same way by scoring SFT samples on those prompts, and
+    best-of-n's as the mean score of its chosen samples there, with the analytic KL :func:`best_of_n_kl`. Another
+    policy without a PPO history (DPO, expert iteration) gets its proxy reward measured as SFT's and KL NaN: not
+    measured, rather than a 0 it is not.
     """
     if trained.ppo is not None and trained.ppo.history:
         last = trained.ppo.history[-1]
@@ -160,7 +162,7 @@ def proxy_reward_and_kl(ctx: RunContext, trained: TrainedPolicy) -> tuple[float,
         return sum(scores) / len(scores), best_of_n_kl(trained.rerank.n)
     samples = [s[0] for s in ctx.sample(trained.policy, prompts, 1, 1.0, name="proxy_samples")]
     scores = ctx.score(trained.reward_model, prompts, samples)
-    return sum(scores) / len(scores), 0.0
+    return sum(scores) / len(scores), 0.0 if Path(trained.policy) == Path(ctx.sft()) else nan
 
 
 def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:

@@ -11,7 +11,7 @@ relative to the initial policy (d = 0)::
 Both are linear in (alpha, beta), so a least-squares fit without intercept is exact arithmetic (:func:`fit_form`).
 Here R is the gold judge's win rate against the reference outputs on the in-distribution evaluation set (in
 points), measured for the SFT policy reranked best-of-n (n = 1, 2, 4, ..., from one set of samples, taking the
-first n) and for every saved checkpoint of the first PPO (:func:`measure`).
+first n) and for every saved checkpoint of the first PPO and of GRPO (:func:`measure`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.cache import fingerprint
 from harness.context import RunContext
-from harness.core.types import TrainedPolicy
+from harness.core.types import PPORun, TrainedPolicy
 from harness.evals.evaluate import eval_data, judged_win_rate, proxy_reward_and_kl, win_rate
 from harness.suites.base import Annotator
 from methods.best_of_n import best_of_n_kl, pick_best, score_samples
@@ -40,6 +40,10 @@ FORMS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
 
 
 FORM_NAMES = {"bon": "R_bon", "rl": "R_RL"}  # as Gao et al. write them
+
+# Each curve's fitted form and the key its points are matched on across seeds: RL checkpoints by step.
+CURVE_FORMS = {"best_of_n": "bon", "ppo": "rl", "grpo": "rl"}
+CURVE_KEYS = {"best_of_n": "n", "ppo": "step", "grpo": "step"}
 
 
 def form_value(form: str, d: Sequence[float] | float, alpha: float, beta: float) -> np.ndarray:
@@ -140,16 +144,14 @@ def mean_curve(curves: Sequence[Sequence[dict]], key: str) -> list[dict]:
 
 
 def fits_of(curves: dict[str, list[dict]]) -> dict:
-    """The Gao et al. fit of each curve present: best-of-n with the bon form, PPO with the RL form."""
-    forms = {"best_of_n": "bon", "ppo": "rl"}
-    return {name: fit_curve(forms[name], points) for name, points in curves.items()}
+    """The Gao et al. fit of each curve present: best-of-n with the bon form, PPO and GRPO with the RL form."""
+    return {name: fit_curve(CURVE_FORMS[name], points) for name, points in curves.items()}
 
 
 def summarise(per_seed: Sequence[dict]) -> dict:
     """results.json's ``overoptimisation``: every seed's curves and fits, and the mean curves with their fits."""
-    names = [name for name in ("best_of_n", "ppo") if all(name in seed["curves"] for seed in per_seed)]
-    keys = {"best_of_n": "n", "ppo": "step"}
-    curves = {name: mean_curve([seed["curves"][name] for seed in per_seed], keys[name]) for name in names}
+    names = [name for name in CURVE_KEYS if all(name in seed["curves"] for seed in per_seed)]
+    curves = {name: mean_curve([seed["curves"][name] for seed in per_seed], CURVE_KEYS[name]) for name in names}
     return {"per_seed": list(per_seed), "mean": {"curves": curves, "fits": fits_of(curves)}}
 
 
@@ -168,16 +170,21 @@ def describe_fits(fits: dict) -> str:
 
 # -- measurement on a run context ---------------------------------------------------------------------------------
 
-def measure(ctx: RunContext, judge: Annotator, judge_name: str, with_ppo: bool) -> dict:
-    """One seed's curves and fits: best-of-n always, the first PPO's checkpoints when ``with_ppo``.
+def measure(ctx: RunContext, judge: Annotator, judge_name: str, with_ppo: bool, with_grpo: bool = False) -> dict:
+    """One seed's curves and fits: best-of-n always, the first PPO's checkpoints when ``with_ppo``, GRPO's when
+    ``with_grpo``.
 
     Returns:
-        ``{"seed", "curves": {"best_of_n": [...], "ppo": [...]}, "fits": {...}}``, points as
-        :func:`best_of_n_points` describes (PPO's carry ``step`` instead of ``n``).
+        ``{"seed", "curves": {"best_of_n": [...], "ppo": [...], "grpo": [...]}, "fits": {...}}``, points as
+        :func:`best_of_n_points` describes (PPO's and GRPO's carry ``step`` instead of ``n``).
     """
     curves = {"best_of_n": measure_best_of_n(ctx, judge, judge_name)}
     if with_ppo:
         curves["ppo"] = measure_ppo(ctx, judge, judge_name)
+    if with_grpo:
+        from methods.grpo import grpo_run  # TRL's GRPO, imported only for a run that has it
+
+        curves["grpo"] = measure_checkpoints(ctx, grpo_run(ctx), judge, judge_name)
     return {"seed": ctx.seed, "curves": curves, "fits": fits_of(curves)}
 
 
@@ -224,13 +231,18 @@ def measure_ppo(ctx: RunContext, judge: Annotator, judge_name: str) -> list[dict
     measured the same way (:func:`proxy_reward_and_kl`).
     """
     cfg = ctx.config.eval
-    set_name = ctx.suite.eval_sets[0]
-    sft, reward_model = ctx.sft(), ctx.reward_model()
     ppo_config = None
     if cfg.overoptimisation_ppo_kl_coef is not None:
         ppo_config = dataclasses.replace(ctx.config.ppo, kl_coef=cfg.overoptimisation_ppo_kl_coef,
                                          num_steps=cfg.overoptimisation_ppo_steps)
-    run = ctx.ppo(sft, reward_model, ppo_config)
+    return measure_checkpoints(ctx, ctx.ppo(ctx.sft(), ctx.reward_model(), ppo_config), judge, judge_name)
+
+
+def measure_checkpoints(ctx: RunContext, run: PPORun, judge: Annotator, judge_name: str) -> list[dict]:
+    """Step 0 (the SFT policy) and every saved checkpoint of an RL run from SFT (PPO or GRPO) on the first eval set:
+    the gold win rate of each, and the proxy reward and KL the run logged there."""
+    set_name = ctx.suite.eval_sets[0]
+    sft, reward_model = ctx.sft(), ctx.reward_model()
     start = TrainedPolicy(method="sft", policy=sft, reward_model=reward_model)
     policies = [(0, start, proxy_reward_and_kl(ctx, start)[0], 0.0)]
     policies += [(c.step, TrainedPolicy(method="ppo", policy=c.path), c.proxy_reward, c.kl) for c in run.checkpoints]

@@ -20,6 +20,7 @@ import yaml
 from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import LEADERBOARD_METRICS, finite_mean
+from harness.report.ordering import ordering_notes
 from harness.report.sections import Section
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
@@ -289,7 +290,9 @@ def paper_comparison(results: dict, paper_file: Path) -> dict:
     """This run's means beside the paper's numbers, in the paper's units.
 
     Rows are this run's methods, then the paper's methods this run did not train. The paper's MMLU column is shown
-    only when the run's knowledge task is MMLU: another task's accuracy is not comparable with it.
+    only when the run's knowledge task is MMLU: another task's accuracy is not comparable with it. The notes end
+    with how the run's ordering of its methods compares with the paper's and AlpacaFarm's
+    (:mod:`harness.report.ordering`).
     """
     paper = yaml.safe_load(paper_file.read_text())
     label = paper["label"]
@@ -316,6 +319,7 @@ def paper_comparison(results: dict, paper_file: Path) -> dict:
         notes += paper["mmlu_notes"]
     else:
         notes.append(f"The paper's MMLU column is left out: this run's knowledge task is {task}, not MMLU.")
+    notes += ordering_notes(results, paper)
     return {"label": label, "notes": notes, "columns": columns, "rows": rows}
 
 

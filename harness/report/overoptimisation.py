@@ -16,7 +16,8 @@ from harness.report.plots import finish
 from harness.report.sections import Figure, Paragraph, Section, Table
 from harness.stats import stored_number
 
-CURVE_LABELS = {"best_of_n": "best-of-n (SFT samples, RM picks)", "ppo": "PPO checkpoints"}
+CURVE_LABELS = {"best_of_n": "best-of-n (SFT samples, RM picks)", "ppo": "PPO checkpoints",
+                "grpo": "GRPO checkpoints"}
 FORM_TEXT = {"bon": "d (alpha - beta d)", "rl": "d (alpha - beta log d)"}
 
 EXPLANATION = (
@@ -24,12 +25,15 @@ EXPLANATION = (
     "SFT policy for n = 1, 2, 4, ... (the first n of one set of samples per farm instruction; KL = log n - (n-1)/n) "
     "and every saved checkpoint of a PPO run from SFT: the run's own, or, when eval.overoptimisation_ppo_kl_coef "
     "is set (see the configuration below), one of its own at that lower KL coefficient, long enough to pass the "
-    "gold peak that a tuned PPO stops near (KL as PPO logged it; step 0 is the SFT policy). Gold: the "
+    "gold peak that a tuned PPO stops near (KL as PPO logged it; step 0 is the SFT policy), and, when grpo runs, "
+    "every saved checkpoint of the run's GRPO (its KL per sequence: TRL's per-token KL times the mean response "
+    "length). Gold: the "
     "judge's win rate against the reference on the farm set. Proxy: the reward model's mean score of the chosen "
-    "best-of-n samples (farm instructions, evaluation temperature), and PPO's logged rollout reward (unlabeled "
-    "instructions, temperature 1), so the two proxy curves share a trend, not a scale. The lines are Gao, "
+    "best-of-n samples (farm instructions, evaluation temperature), and PPO's (GRPO's) logged rollout reward "
+    "(unlabeled instructions, temperature 1), so the proxy curves share a trend, not a scale. The lines are Gao, "
     "Schulman & Hilton (2022)'s forms fitted by least squares to the gold win rate relative to d = 0 "
-    "(d = sqrt(KL)): R_bon(d) = d (alpha - beta d) for best-of-n, R_RL(d) = d (alpha - beta log d) for PPO. "
+    "(d = sqrt(KL)): R_bon(d) = d (alpha - beta d) for best-of-n, R_RL(d) = d (alpha - beta log d) for PPO and "
+    "GRPO. "
     "Over-optimisation shows as a gold curve that peaks (d* below) while the proxy keeps rising."
 )
 
@@ -63,7 +67,7 @@ def fit_table(summary: dict) -> Table:
                 "points"),
         rows=tuple(rows),
         notes=("R is the gold win rate minus its value at d = 0, in points; d = sqrt(KL). Peak: d* = alpha / "
-               "(2 beta) for best-of-n, exp(alpha / beta - 1) for PPO; '–' where the fitted curve has no peak.",),
+               "(2 beta) for best-of-n, exp(alpha / beta - 1) for PPO and GRPO; '–' where the fitted curve has no peak.",),
     )
 
 
