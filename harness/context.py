@@ -74,16 +74,20 @@ class RunContext:
 
     # -- shared stages -------------------------------------------------------------------------------------------
 
-    def stage(self, name: str, inputs: dict, build: Callable[[Path], None], collective: bool = False) -> Path:
+    def stage(self, name: str, inputs: dict, build: Callable[[Path], None], collective: bool = False,
+              training: bool | None = None) -> Path:
         """A cached stage of this seed; records its wall time (0 when reused) for the report.
 
         ``collective``: a training stage, built by every process together when there are several; other stages are
-        built by the main process alone (see :mod:`harness.distributed`). Checkpoints among ``inputs`` are passed as
-        :class:`~pathlib.Path`: the cache keys them by what they hold, not by where they are.
+        built by the main process alone (see :mod:`harness.distributed`). ``training``: the stage is part of what a
+        method costs to train (its ``train_wall_s``); collective stages are, others (samples a method trains on)
+        say so. Checkpoints among ``inputs`` are passed as :class:`~pathlib.Path`: the cache keys them by what they
+        hold, not by where they are.
         """
         result = distributed.build_stage(self.cache, name, {**inputs, "seed": self.seed}, build, collective)
         self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
-                                 "build_wall_s": round(result.wall_s, 2)})
+                                 "build_wall_s": round(result.wall_s, 2),
+                                 "training": collective if training is None else training})
         return result.path
 
     @cached_property
@@ -152,7 +156,7 @@ class RunContext:
             return self._labelled[split]
         instructions = self.splits[split]["instruction"]
         samples = self.sample(self.sft(), instructions, 2, self.suite.pair_temperature, name=f"{split}_pairs",
-                              sample_seed=stable_seed("pairs", split, self.seed))
+                              sample_seed=stable_seed("pairs", split, self.seed), training=split == "preference")
         annotator = self.suite.training_annotator() if split == "preference" else self.suite.gold_annotator()
         firsts, seconds = [s[0] for s in samples], [s[1] for s in samples]
         self._labelled[split] = Dataset.from_list(labelled_pairs(annotator, instructions, firsts, seconds))
@@ -180,14 +184,15 @@ class RunContext:
         instructions = self.splits["unlabeled"]["instruction"]
         if cfg.max_instructions is not None:
             instructions = instructions[: cfg.max_instructions]
-        samples = self.sample(policy, instructions, cfg.n, cfg.temperature, name="policy_samples")
+        samples = self.sample(policy, instructions, cfg.n, cfg.temperature, name="policy_samples", training=True)
         return instructions, samples
 
     def sample(self, policy: Path, instructions: list[str], n: int, temperature: float,
-               name: str = "samples", sample_seed: int | None = None) -> list[list[str]]:
+               name: str = "samples", sample_seed: int | None = None, training: bool = False) -> list[list[str]]:
         """n responses per instruction from ``policy``, cached as a stage (temperature 0: greedy).
 
-        ``sample_seed`` seeds the sampler (the context's seed by default).
+        ``sample_seed`` seeds the sampler (the context's seed by default); ``training``: a method trains on these
+        samples, so they count in its training time (see :meth:`stage`).
         """
         seed = self.seed if sample_seed is None else sample_seed
         path = self.stage(
@@ -196,6 +201,7 @@ class RunContext:
              "instructions": fingerprint(instructions), "generation": dataclasses.asdict(self.config.generation)},
             lambda out: (out / "samples.json").write_text(json.dumps(
                 self.generator.generate(policy, instructions, n, temperature, seed, desc=name))),
+            training=training,
         )
         return json.loads((path / "samples.json").read_text())
 

@@ -232,13 +232,12 @@ def prepare(config: RunConfig):
 
 
 def training_wall_time(stages: list[dict]) -> float:
-    """Seconds it took to build every training stage a method used, counting shared stages in full.
+    """Seconds it took to build every training stage a method used (as :meth:`RunContext.stage` marks them),
+    counting shared stages in full.
 
     A stage another method built first still counts: this is what the method costs on its own.
     """
-    training = {s["path"]: s["build_wall_s"] for s in stages
-                if s["stage"] in ("sft", "preference_pairs", "reward", "ppo", "policy_samples", "dpo",
-                                  "expert_iteration_samples", "expert_iteration", "grpo")}
+    training = {s["path"]: s["build_wall_s"] for s in stages if s["training"]}
     return round(sum(training.values()), 1)
 
 

@@ -51,14 +51,16 @@ class RunContext(Protocol):
         """RLP's policy sample set P (paper step 4): the unlabeled instructions and n samples of each."""
 
     def sample(self, policy: Path, instructions: list[str], n: int, temperature: float, name: str = "samples",
-               sample_seed: int | None = None) -> list[list[str]]:
-        """n responses per instruction from ``policy`` (a cached stage)."""
+               sample_seed: int | None = None, training: bool = False) -> list[list[str]]:
+        """n responses per instruction from ``policy`` (a cached stage; ``training``: a method trains on them)."""
 
     def score(self, reward_model: Path, instructions: Sequence[str], outputs: Sequence[str]) -> list[float]:
         """Reward-model scores of (instruction, output) pairs."""
 
-    def stage(self, name: str, inputs: dict, build: Callable[[Path], None], collective: bool = False) -> Path:
-        """A cached stage of this seed, built by ``build(out_dir)`` unless ``inputs`` were built before."""
+    def stage(self, name: str, inputs: dict, build: Callable[[Path], None], collective: bool = False,
+              training: bool | None = None) -> Path:
+        """A cached stage of this seed, built by ``build(out_dir)`` unless ``inputs`` were built before; collective
+        stages (trained by every process) count in the method's training time, others when ``training``."""
 
 
 class Method(Protocol):

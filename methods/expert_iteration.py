@@ -49,7 +49,8 @@ def favourites(ctx: RunContext, policy: Path, reward_model: Path, instructions: 
     from datasets import Dataset
 
     cfg: ExpertIterationConfig = ctx.config.options[ExpertIteration.config_section]
-    samples = ctx.sample(policy, instructions, cfg.n, cfg.temperature, name="expert_iteration_samples")
+    samples = ctx.sample(policy, instructions, cfg.n, cfg.temperature, name="expert_iteration_samples",
+                         training=True)
     chosen, scores = pick_best(samples, score_samples(ctx, reward_model, instructions, samples))
     return Dataset.from_dict({"instruction": list(instructions), "output": chosen}), sum(scores) / len(scores)
 

@@ -39,7 +39,8 @@ class FakeContext:
     def reward_model(self) -> Path:
         return Path("rm")
 
-    def sample(self, policy, instructions, n, temperature, name="samples"):
+    def sample(self, policy, instructions, n, temperature, name="samples", training=False):
+        assert training, "the samples expert iteration fine-tunes on count in its training time"
         self.calls.append(("sample", str(policy), n, temperature, name))
         return [SAMPLES[str(policy)][x][:n] for x in instructions]
 

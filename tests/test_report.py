@@ -366,3 +366,14 @@ document.body.insertAdjacentHTML('beforeend', '<pre id="probe">' + JSON.stringif
     from PIL import Image
 
     assert Image.open(shot).size == (1280, 900)
+
+
+def test_training_time_counts_the_stages_marked_training_once_each():
+    from harness.pipeline import training_wall_time
+
+    stages = [{"stage": "sft", "path": "sft-1", "build_wall_s": 10.0, "training": True},
+              {"stage": "preference_pairs", "path": "pairs-1", "build_wall_s": 4.0, "training": True},
+              {"stage": "sft", "path": "sft-1", "build_wall_s": 10.0, "training": True},  # asked for twice: once
+              {"stage": "winrate_farm", "path": "winrate-1", "build_wall_s": 7.0, "training": False},
+              {"stage": "new_method", "path": "new-1", "build_wall_s": 2.5, "training": True}]  # any name
+    assert training_wall_time(stages) == 16.5
