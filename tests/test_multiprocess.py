@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness import distributed
+from harness.registry import METHODS
 from harness.run import main
 
 PROCESSES = 2
@@ -98,7 +99,8 @@ def test_each_stage_is_built_once_by_the_main_process(runs):
     trained = re.findall(r"\] stage \S+ +training (\S+)", log)  # not the libraries' lines in the same log
     assert len(trained) == len(set(trained)), "a stage was built twice"
     assert sorted(trained) == sorted(p.name for p in stages.iterdir() if not p.name.startswith("."))  # no locks
-    assert [name.split("-")[0] for name in trained].count("ppo") == 3  # shared PPO, then one per RLP method
+    # the shared PPO, one per RLP method, and the over-optimisation curve's own (eval.overoptimisation_ppo_kl_coef)
+    assert [name.split("-")[0] for name in trained].count("ppo") == 4
     assert log.count("suite tiny:") == 1 and log.count("run finished") == 1, "only the main process logs"
     for name in ("results.json", "leaderboard.csv", "report.md", "report.html", "config.yaml", "diagnostics.json"):
         assert (two / name).stat().st_size > 0, name
@@ -109,8 +111,8 @@ def test_training_stages_ran_on_both_processes_and_split_the_global_batch(runs):
     _, two, one = runs
     for stage in (two / "stages").glob("[!.]*-*"):
         inputs = json.loads((stage / "stage.json").read_text())["inputs"]
-        assert inputs.get("processes") == (PROCESSES if stage.name.split("-")[0] in ("sft", "reward", "ppo")
-                                           else None), stage.name
+        collective = stage.name.rsplit("-", 1)[0] in ("sft", "reward", "ppo", "dpo", "expert_iteration", "grpo")
+        assert inputs.get("processes") == (PROCESSES if collective else None), stage.name
     # 200 demonstrations in global batches of 32 are 7 optimiser steps, whatever the number of processes; with a
     # per-process batch of 32 two processes would take 4.
     steps = [json.loads(next((run / "stages").glob("sft-*/train_log.json")).read_text())[-1]["step"]
@@ -122,13 +124,14 @@ def test_training_stages_ran_on_both_processes_and_split_the_global_batch(runs):
 def test_metrics_agree_with_the_single_process_run(runs):
     _, two, one = runs
     results = {run: json.loads((run / "results.json").read_text())["methods"] for run in (two, one)}
-    assert list(results[two]) == list(results[one]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg"]
-    print(f"\n{'method':<9}{'metric':<16}{'2 processes':>12}{'1 process':>12}")
+    assert list(results[two]) == list(results[one]) == list(METHODS)
+    print(f"\n{'method':<17}{'metric':<16}{'2 processes':>12}{'1 process':>12}")
     far = []
     for method in results[one]:
         for metric, tolerance in TOLERANCE.items():
             a, b = (results[run][method]["metrics"][metric]["mean"] for run in (two, one))
-            print(f"{method:<9}{metric:<16}{a:>12.4g}{b:>12.4g}")
+            a, b = (math.nan if v is None else v for v in (a, b))  # not measured (DPO's KL): null in results.json
+            print(f"{method:<17}{metric:<16}{a:>12.4g}{b:>12.4g}")
             if not (math.isclose(a, b, abs_tol=tolerance) or math.isnan(a) and math.isnan(b)):
                 far.append((method, metric, a, b))
     assert far == []
