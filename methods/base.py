@@ -64,7 +64,12 @@ class RunContext(Protocol):
 
 
 class Method(Protocol):
-    """One RLHF method: ``train`` returns the policy to evaluate."""
+    """One RLHF method: ``train`` returns the policy to evaluate.
+
+    Its options dataclass may also define ``global_batch_sizes() -> {"section.field": size}``, the batches that
+    several processes split (DPO's, GRPO's): :func:`harness.pipeline.prepare` checks that they split evenly before
+    any training, as it does SFT's and the reward model's.
+    """
 
     name: ClassVar[str]
     config_section: ClassVar[str | None]  # its section of a preset ("spg"), read into ``config.options``
