@@ -61,6 +61,32 @@ def test_kl_penalty_keeps_the_policy_near_its_reference(models_dir, tmp_path, wo
     assert penalised < 0.5 * free
 
 
+class ZeroScorer:
+    """Scores every response 0, so a rollout's mean score is the truncation penalty times the share cut off."""
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return torch.zeros(len(responses))
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 8])
+def test_ppo_logs_the_share_of_rollouts_cut_off_before_eos(models_dir, tmp_path, word_prompts, max_new_tokens):
+    """The collapse check a report reads: ``truncated`` is the share of each step's rollouts that got the penalty."""
+    cfg = PPOConfig(rollout_batch_size=16, minibatch_size=8, max_new_tokens=max_new_tokens, num_steps=3,
+                    learning_rate=1e-3, truncation_penalty=-7.0, save_every=3)
+    run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path, seed=0,
+                    scorer=ZeroScorer(), show_progress=False)
+    for record in run.history:
+        assert 0.0 <= record["truncated"] <= 1.0
+        # every score is 0 except the penalty of the cut-off rollouts: mean score = -7 x share cut off
+        assert record["proxy_reward"] == pytest.approx(-7.0 * record["truncated"], abs=1e-5)
+    shares = [r["truncated"] for r in run.history]
+    print(f"\nshare cut off at {max_new_tokens} new tokens: {shares}")
+    if max_new_tokens == 1:  # a random policy's first token is eos about 1 time in the vocabulary's size
+        assert min(shares) > 0.5
+    else:
+        assert min(shares) < 1.0 and run.history[0]["response_length"] > 1
+
+
 def test_response_mask_keeps_the_first_eos_and_drops_the_rest():
     eos = 1
     responses = torch.tensor([[5, 1, 0, 0], [5, 6, 7, 8], [1, 1, 1, 1]])

@@ -17,7 +17,7 @@ from harness.provenance import collect_provenance, git_commit
 from harness.report import write_reports
 from harness.report.content import best_methods, build_report_data, headline_cell
 from harness.report.markdown import code_span, fenced
-from harness.report.plots import mean_by_step
+from harness.report.plots import mean_by_step, plot_ppo
 
 
 def _assert_inert(html: str, parse_html) -> None:
@@ -189,6 +189,19 @@ def test_mean_by_step_by_hand():
     assert steps == [0, 10, 20] and means[:2] == pytest.approx([0.6, 0.4]) and math.isnan(means[2])
 
 
+def test_ppo_figure_shows_the_share_of_rollouts_cut_off_per_step():
+    histories = [[{"step": 1, "proxy_reward": 0.1, "kl": 0.0, "truncated": 0.5},
+                  {"step": 2, "proxy_reward": 0.3, "kl": 0.2, "truncated": 0.25}],
+                 [{"step": 1, "proxy_reward": 0.2, "kl": 0.0, "truncated": 0.0},
+                  {"step": 2, "proxy_reward": 0.4, "kl": 0.3, "truncated": 0.25}]]
+    results = {"methods": {"ppo": {"per_seed": [{"details": {"ppo_history": h}} for h in histories]},
+                           "sft": {"per_seed": [{"details": {}}]}}}
+    reward_ax, kl_ax, truncated_ax = plot_ppo(results).axes
+    assert truncated_ax.get_ylabel() == "share of rollouts cut off"
+    (line,) = truncated_ax.get_lines()  # one method has a PPO history
+    assert list(line.get_xdata()) == [1, 2] and list(line.get_ydata()) == [0.25, 0.25]  # means over the seeds
+
+
 def test_provenance_has_versions_and_stage_times_but_no_secrets(tmp_path, monkeypatch, make_run_dir):
     run_dir = make_run_dir(tmp_path)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -235,6 +248,11 @@ def test_base_model_sentence_gives_accuracy_in_points_with_its_error():
                                          "before any training.")
     assert base_model_sentence(None) is None
     assert base_model_sentence(base, lambda name: f"<{name}>").startswith("Base model <m>: knowledge task <mmlu>")
+    # with the task's chance level: 30.5 - 25 = 5.5 points is more than 2 x 1.9; 26.0 - 25 is not
+    above = base_model_sentence({**base, "knowledge": {**base["knowledge"], "chance": 0.25}})
+    assert above.endswith("Guessing scores 25.0; the base model is above it by more than two standard errors.")
+    level = base_model_sentence({**base, "knowledge": {**base["knowledge"], "chance": 0.25, "acc": 0.26}})
+    assert "the base model is within two standard errors of it" in level
 
 
 IMG = "<img src=x onerror=alert(1)>"

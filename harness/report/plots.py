@@ -28,7 +28,7 @@ def make_plots(results: dict, plot_dir: Path) -> dict[str, Path]:
     figures = {
         "Win rate against the reference": (plot_win_rates, "win_rate.png"),
         "Reward-model accuracy on policy samples over PPO": (plot_drift, "rm_drift.png"),
-        "Proxy reward and KL over PPO steps": (plot_ppo, "ppo.png"),
+        "Proxy reward, KL and cut-off responses over PPO steps": (plot_ppo, "ppo.png"),
         "SPG confidence of policy samples": (plot_spg_confidence, "spg_confidence.png"),
     }
     written = {}
@@ -129,9 +129,14 @@ def plot_drift(results: dict) -> Figure | None:
 
 
 def plot_ppo(results: dict) -> Figure | None:
-    """Proxy reward and KL to the SFT policy over PPO steps, per method (mean over seeds)."""
-    fig = Figure(figsize=(9, 3.4))
-    reward_ax, kl_ax = fig.subplots(1, 2)
+    """Proxy reward, KL to the SFT policy and the share of rollouts cut off before eos, over PPO steps, per method
+    (mean over seeds).
+
+    The third panel is the collapse check: a policy that earns the truncation penalty on many rollouts learns to
+    stop early, whatever the reward model prefers.
+    """
+    fig = Figure(figsize=(12, 3.4))
+    reward_ax, kl_ax, truncated_ax = fig.subplots(1, 3)
     drawn = False
     for name, entry in results["methods"].items():
         histories = [r["details"]["ppo_history"] for r in entry["per_seed"]
@@ -140,10 +145,13 @@ def plot_ppo(results: dict) -> Figure | None:
             continue
         reward_ax.plot(*mean_by_step(histories, "proxy_reward"), label=name)
         kl_ax.plot(*mean_by_step(histories, "kl"), label=name)
+        truncated_ax.plot(*mean_by_step(histories, "truncated"), label=name)
         drawn = True
     if not drawn:
         return None
-    return finish(fig, "PPO step", {reward_ax: "proxy reward", kl_ax: "KL to SFT policy"})
+    truncated_ax.set_ylim(-0.02, 1.02)
+    return finish(fig, "PPO step", {reward_ax: "proxy reward", kl_ax: "KL to SFT policy",
+                                    truncated_ax: "share of rollouts cut off"})
 
 
 def plot_spg_confidence(results: dict) -> Figure | None:
