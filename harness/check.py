@@ -253,11 +253,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _notes(leaderboard: Leaderboard, results: dict, common: list[str]) -> list[str]:
-    """What the comparison covered: methods not run or not stored, and which seeds."""
+    """What the comparison covered: methods not run or not stored, which seeds, and the leaderboard's caveat."""
     stored = list(leaderboard.table["method"])
     notes = [f"compared: {len(common)} of the leaderboard's {len(stored)} methods ({', '.join(common)}) on seeds "
              f"0-{compared_seeds(leaderboard, results) - 1}; the leaderboard has {leaderboard.seeds} seed(s), the "
              f"run {results['seeds']}"]
+    if leaderboard.caveat:
+        notes.append(f"caveat of the stored leaderboard: {leaderboard.caveat}")
     not_run = [m for m in stored if m not in common]
     if not_run:
         notes.append(f"not in this run, not checked (not a failure): {', '.join(not_run)}")

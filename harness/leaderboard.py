@@ -110,6 +110,8 @@ class Leaderboard:
         specs: metric -> its spec (direction, unit, range), as the reference run recorded it.
         tolerances: unit -> rule, as stored (:data:`OTHER` for the units without their own).
         provenance: config, git commit, versions, hardware, stage times of the reference run.
+        caveat: why its numbers should not be trusted, when someone wrote one into the JSON (``"caveat"``, a
+            string; for example, made by code with a known flaw and not rerun yet); None for a sound one.
     """
 
     preset: str
@@ -121,6 +123,7 @@ class Leaderboard:
     specs: dict[str, MetricSpec]
     tolerances: dict[str, ToleranceRule]
     provenance: dict
+    caveat: str | None = None
 
     def tolerance_rule(self, unit: str) -> ToleranceRule:
         """The stored rule for metrics in ``unit``."""
@@ -377,8 +380,11 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     for _, row in table.iterrows():
         method = row["method"]
         _check_row(row, per_seed[method], standard_errors[method], specs, command["seeds"], csv_path, json_path)
+    caveat = record.get("caveat")
+    if caveat is not None and not (isinstance(caveat, str) and caveat.strip()):
+        raise LeaderboardError(f"{json_path}: 'caveat' must be a non-empty string (why not to trust it) or absent")
     return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, standard_errors, specs,
-                       tolerances, record.get("provenance", {}))
+                       tolerances, record.get("provenance", {}), caveat)
 
 
 def _read_specs(record: dict, json_path: Path) -> dict[str, MetricSpec]:

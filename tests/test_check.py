@@ -12,7 +12,7 @@ import pytest
 
 from harness import check
 from harness.check import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, tolerance, verdict
-from harness.leaderboard import ToleranceRule, update_leaderboard
+from harness.leaderboard import ToleranceRule, load_leaderboard, update_leaderboard
 
 
 @pytest.fixture
@@ -161,6 +161,18 @@ def test_a_run_of_some_of_the_methods_is_checked_on_those_and_says_so(stored, ca
     assert "compared: 1 of the leaderboard's 2 methods (ppo) on seeds 0-1" in out
 
 
+def test_a_leaderboards_caveat_is_printed_with_the_comparison(stored, capsys):
+    run_dir, csv_path = stored
+    _edit_json(csv_path, lambda r: r.update(caveat="made by older code; rerun before trusting it"))
+    assert _check(run_dir, csv_path) == EXIT_OK
+    assert "caveat of the stored leaderboard: made by older code; rerun before trusting it" in capsys.readouterr().out
+
+
+def test_the_stored_smollm2_gpu_leaderboard_says_not_to_trust_it():
+    leaderboard = load_leaderboard("smollm2-gpu", Path("leaderboards"))
+    assert "older code" in leaderboard.caveat and "rerun" in leaderboard.caveat
+
+
 def test_a_one_seed_run_is_compared_with_the_stored_value_of_its_seed(stored, capsys, tmp_path, make_run_dir):
     _, csv_path = stored
     one_seed = make_run_dir(tmp_path / "one", seeds=1)  # seed 0: ppo farm 40.0, while the stored mean is 42.0
@@ -272,6 +284,7 @@ def _per_seed(method: str, metric: str, values: list) -> callable:
     (lambda csv: _edit_json(csv, lambda r: r["tolerances"]["percent"].update(cap=1.0)),
      "tolerances.percent.cap: got 1.0; allowed: null or at least floor (5.0)"),
     (lambda csv: _edit_json(csv, lambda r: r.update(schema=1)), "tiny.json: schema 1, this harness reads schema 3"),
+    (lambda csv: _edit_json(csv, lambda r: r.update(caveat=3)), "tiny.json: 'caveat' must be a non-empty string"),
     (_drop_column, "tiny.csv: missing column 'knowledge_acc'"),
     (lambda csv: _set_stored(csv, "ppo", "kl", "high"), "tiny.csv: column 'kl', method 'ppo': 'high' is not a"),
     (lambda csv: csv.write_text(""), "tiny.csv: the file is empty"),
