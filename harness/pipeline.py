@@ -197,7 +197,7 @@ def base_model_record(ctx: RunContext) -> dict:
     """The base model every method starts from, with its score on the suite's knowledge task (MMLU in the real
     presets), so a run's MMLU figures can be read against the untrained model and its published score."""
     knowledge = knowledge_accuracy(ctx, ctx.base_model)
-    return {"name": Path(ctx.base_model).name, "knowledge": knowledge}
+    return {"name": Path(ctx.base_model).name, "knowledge": {**knowledge, "chance": ctx.suite.knowledge_chance}}
 
 
 def _quiet(message: str) -> None:

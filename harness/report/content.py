@@ -173,7 +173,11 @@ class ReportData:
 
 
 def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> str | None:
-    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot).``, or None for older runs.
+    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot), before any training.``, then where the
+    task has a chance level, whether that accuracy is above it, or None for older runs.
+
+    A small model's MMLU can sit at the guessing level: saying so tells "the methods did not change its knowledge"
+    from "this budget cannot see its knowledge at all".
 
     Args:
         base: ``results.json``'s ``base_model``.
@@ -184,8 +188,17 @@ def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> 
     k = base["knowledge"]
     stderr = k.get("acc_stderr")
     error = "" if stderr is None or math.isnan(stderr) else f" ± {100 * stderr:.1f}"
-    return (f"Base model {name(str(base['name']))}: knowledge task {name(str(k['task']))} accuracy "
-            f"{100 * k['acc']:.1f}{error} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
+    sentence = (f"Base model {name(str(base['name']))}: knowledge task {name(str(k['task']))} accuracy "
+                f"{100 * k['acc']:.1f}{error} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
+    chance = k.get("chance")
+    if chance is None:
+        return sentence
+    if error and k["acc"] - chance > 2 * stderr:
+        reading = "above it by more than two standard errors"
+    else:
+        reading = ("within two standard errors of it: at this size the task cannot tell the model's knowledge from "
+                   "guessing, so equal knowledge accuracies across methods say nothing")
+    return f"{sentence} Guessing scores {100 * chance:.1f}; the base model is {reading}."
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,

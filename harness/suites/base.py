@@ -45,6 +45,7 @@ class Suite(Protocol):
     pairs_from_policy: bool  # preference/val pairs are drawn from the SFT policy during the run (then also
     # ``pair_temperature: float``)
     knowledge_chat: bool  # the knowledge task is asked in the chat format (lm-eval's apply_chat_template)
+    knowledge_chance: float | None  # the knowledge task's accuracy by guessing (0.25 for 4-choice MMLU); None: ~0
 
     def splits(self) -> dict[str, Dataset]:
         """All splits: ``sft``, ``preference``, ``unlabeled``, ``val`` and one per name in ``eval_sets``."""

@@ -163,6 +163,7 @@ class AlpacaFarmSuite:
     eval_sets = ("farm", "bar", "vicuna")
     pairs_from_policy = False  # AlpacaFarm ships its pairs (drawn from its own SFT model)
     knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
+    knowledge_chance = 0.25  # four choices
 
     def __init__(self, config: AlpacaFarmConfig | None = None) -> None:
         self.config = config or AlpacaFarmConfig()

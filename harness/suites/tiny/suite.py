@@ -27,6 +27,7 @@ class TinySuite(SyntheticSuite):
     # Preference and val pairs are two samples of the SFT policy per instruction, labelled during the run.
     pairs_from_policy = True
     knowledge_chat = True  # fact questions asked as the policy is asked: recall, not recognition
+    knowledge_chance = None  # an answer is generated, not picked: guessing scores about 0
 
     def __init__(self, config: TinyWorldConfig | None = None) -> None:
         self.config = config or TinyWorldConfig()

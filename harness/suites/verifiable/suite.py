@@ -29,6 +29,7 @@ class VerifiableSuite(SyntheticSuite):
     answer_of = canonical_answer
     pairs_from_policy = False  # its pairs come from the world's generator
     knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
+    knowledge_chance = 0.25  # four choices
 
     def __init__(self, config: VerifiableConfig | None = None) -> None:
         self.config = config or VerifiableConfig()
