@@ -95,8 +95,9 @@ class RuntimeConfig:
 
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto",
-        metadata={"help": "Training and sampling precision on a GPU: 'auto' keeps what `accelerate launch` set, "
-                  "else bf16 where the GPU supports it; 'no' is float32. The CPU always runs float32."},
+        metadata={"help": "Training and sampling precision: on a GPU 'auto' keeps what `accelerate launch` set, "
+                  "else bf16 where the GPU supports it; 'no' is float32. On the CPU only 'bf16' is taken (about "
+                  "twice as fast with AVX512-BF16); 'auto' and 'fp16' run float32 there."},
     )
 
     def __post_init__(self) -> None:

@@ -61,11 +61,12 @@ class HFGenerator:
         return self._loaded[1], self._loaded[2]
 
     def model_dtype(self) -> torch.dtype:
-        """Half precision on a GPU when the run trains in it (sampling is bound by kernel launches, not maths,
-        but the weights and the KV cache take half the memory); float32 otherwise."""
+        """Half precision when the run trains in it: on a GPU the weights and the KV cache take half the memory
+        (sampling is bound by kernel launches, not maths); on the CPU bf16 sampling is about 1.6 times as fast.
+        Float32 otherwise."""
         if self.device == "cuda":
             return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision(), torch.float32)
-        return torch.float32
+        return torch.bfloat16 if mixed_precision() == "bf16" else torch.float32
 
     @torch.no_grad()
     def generate(

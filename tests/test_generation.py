@@ -133,7 +133,7 @@ def test_vllm_greedy_matches_the_hf_backend(vllm_generator, model_dir):
     assert vllm_generator.generate(model_dir, INSTRUCTIONS, n=2, temperature=0.0, seed=0) == hf
 
 
-def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
+def test_mixed_precision_on_the_cpu_is_float32_unless_bf16_is_asked_for_and_checked(monkeypatch):
     import torch
 
     from harness.config import GenerationConfig
@@ -142,13 +142,16 @@ def test_mixed_precision_is_float32_on_the_cpu_and_checked(monkeypatch):
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as a launcher on a GPU machine would set it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for choice in ("auto", "fp16", "no"):
+        set_mixed_precision(choice)
+        assert mixed_precision() == "no" and HFGenerator(GenerationConfig()).model_dtype() == torch.float32, choice
     set_mixed_precision("bf16")
-    assert mixed_precision() == "no" and HFGenerator(GenerationConfig()).model_dtype() == torch.float32
+    assert mixed_precision() == "bf16" and HFGenerator(GenerationConfig()).model_dtype() == torch.bfloat16
     with pytest.raises(ValueError, match="mixed_precision: must be 'auto', 'no', 'bf16' or 'fp16', got 'half'"):
         set_mixed_precision("half")
 
 
-def test_the_trainers_follow_the_process_precision_on_a_gpu_only(monkeypatch):
+def test_the_trainers_follow_the_process_precision(monkeypatch):
     import torch
 
     from harness.core.precision import trainer_precision
@@ -156,5 +159,9 @@ def test_the_trainers_follow_the_process_precision_on_a_gpu_only(monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert trainer_precision() == {"bf16": True, "fp16": False, "use_cpu": False}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # TRL's bf16 default would be taken on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert trainer_precision() == {"bf16": True, "fp16": False, "use_cpu": True}
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # fp16 needs a GPU
+    assert trainer_precision() == {"bf16": False, "fp16": False, "use_cpu": True}
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # TRL's bf16 default must not be taken on the CPU
     assert trainer_precision() == {"bf16": False, "fp16": False, "use_cpu": True}
