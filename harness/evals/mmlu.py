@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.metrics import Metric, MetricSpec
+from harness.core.precision import mixed_precision
 from harness.core.schema import require_at_least, require_positive, require_that
 from harness.logs import unlabelled_bars_hidden
 
@@ -93,6 +94,7 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
     # Imported here: lm-eval pulls in many modules, and most of the harness never evaluates knowledge.
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
+    import torch
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,7 +114,9 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
     if task is None:
         raise ValueError(f"task {cfg.task!r} is a tag, which has no single accuracy; name a task or group")
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(device).eval()
+    # bf16 when the run trains in it (harness.core.precision), else the checkpoint's own dtype
+    dtype = torch.bfloat16 if mixed_precision() == "bf16" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with unlabelled_bars_hidden():  # lm-eval's bars have no label and no switch; its warnings go to run.log
         out = simple_evaluate(

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from harness.core.chat import conversation_text
+from harness.core.precision import mixed_precision
 
 
 class Scorer(Protocol):
@@ -24,7 +25,8 @@ class RewardModelScorer:
 
     The conversation [user: prompt, assistant: response] is formatted with the reward model's own chat template,
     the same way the policy sees its prompts, and the template alone adds special tokens (as TRL's RewardTrainer
-    tokenises conversations, so scores match training). ``path`` is the reward model's directory.
+    tokenises conversations, so scores match training). ``path`` is the reward model's directory. Scores are
+    computed in bf16 autocast when the run trains in bf16 (:mod:`harness.core.precision`), as the model was trained.
     """
 
     def __init__(self, reward_model_dir: Path | str, device: torch.device | str = "cpu", batch_size: int = 32):
@@ -45,10 +47,12 @@ class RewardModelScorer:
                              f"{len(responses)}")
         texts = [conversation_text(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
         scores = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(
-                texts[start : start + self.batch_size], padding=True, padding_side="right",
-                add_special_tokens=False, return_tensors="pt",
-            ).to(self.device)
-            scores.append(self.model(**batch).logits[:, 0].float().cpu())
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=mixed_precision() == "bf16"):
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    texts[start : start + self.batch_size], padding=True, padding_side="right",
+                    add_special_tokens=False, return_tensors="pt",
+                ).to(self.device)
+                scores.append(self.model(**batch).logits[:, 0].float().cpu())
         return torch.cat(scores) if scores else torch.zeros(0)
