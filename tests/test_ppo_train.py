@@ -11,9 +11,15 @@ import torch
 
 from harness.core.types import PPORun
 from harness.trainers.config import PPOConfig
-from harness.trainers.ppo import _response_logprobs, _response_mask, load_ppo_run, train_ppo
+from harness.trainers.ppo import (
+    _response_logprobs,
+    _response_mask,
+    load_ppo_run,
+    train_ppo,
+)
 from harness.trainers.scoring import RewardModelScorer
 from methods.ppo import PPO
+
 
 def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path, word_prompts, yes_scorer):
     cfg = PPOConfig(

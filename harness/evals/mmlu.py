@@ -92,9 +92,9 @@ def evaluate_knowledge(model_dir: str | Path, cfg: KnowledgeEvalConfig, device: 
         ConnectionError: the task downloads its data from the Hugging Face hub, which cannot be reached.
     """
     # Imported here: lm-eval pulls in many modules, and most of the harness never evaluates knowledge.
+    import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    import torch
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
