@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from harness.cache import fingerprint
 from harness.core.schema import require_at_least, require_positive
@@ -54,8 +55,10 @@ class GRPOConfig:
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the samples, as PPO's."})
     truncation_penalty: float = field(
         default=-1.0,
-        metadata={"help": "Reward given instead of the reward model's to a response that did not end with eos, as "
-                          "PPO's (AlpacaFarm: -1)."},
+        metadata={"help": "Penalty of a response that did not end with eos, as PPO's (AlpacaFarm: -1)."},
+    )
+    truncation_rule: Literal["replace", "add"] = field(
+        default="replace", metadata={"help": "How a cut-off response is scored, as PPO's truncation_rule."}
     )
     save_every: int = field(
         default=5, metadata={"help": "Steps between saved checkpoints for the drift metric; the final policy is "

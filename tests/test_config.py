@@ -266,7 +266,8 @@ SHARED_NAMES = {
     "n": "samples drawn per instruction",
     "beta": "the weight of the KL to the SFT reference policy (DPO's and GRPO's name for it; PPO's kl_coef)",
     "num_steps": "optimiser steps of that section's RL loop (PPO, GRPO), one fresh batch of samples each",
-    "truncation_penalty": "the reward given to a response cut off before eos",
+    "truncation_penalty": "the penalty of a response cut off before eos",
+    "truncation_rule": "how a response cut off before eos is scored: the penalty instead of, or added to, its score",
     "save_every": "steps between the policy checkpoints saved for the drift metric",
 }
 

@@ -44,6 +44,10 @@ def test_the_reward_function_returns_the_scorers_scores_in_order_and_penalises_t
     assert rewards == [3.0, 1.0, -1.0]
     assert scorer.asked == [(["say yes", "say no", "a dog is"], ["yes yes yes", "no", "a b c d"])]
     assert reward.__name__ == "reward_model"  # the name TRL logs the reward under
+    # truncation_rule "add": the cut-off completion keeps its score (4 words) plus the penalty
+    adding = RewardModelReward(RecordingScorer(), eos_token_id=1, truncation_penalty=-1.0, truncation_rule="add")
+    assert adding(prompts=prompts, completions=completions, completion_ids=[[5, 5, 5, 1], [6, 1], [7, 8, 9, 10]],
+                  trainer_state=None) == [3.0, 1.0, 3.0]
 
 
 def test_grpo_raises_a_known_reward_and_saves_ppo_style_checkpoints(models_dir, tmp_path, word_prompts, yes_scorer):

@@ -15,6 +15,7 @@ from harness.trainers.ppo_losses import (
     masked_mean,
     masked_var,
     masked_whiten,
+    penalise_truncated,
     per_token_kl,
     shape_rewards,
 )
@@ -63,6 +64,18 @@ def test_shape_rewards_puts_score_on_last_real_token():
     # row 0: -0.1 * [0.5, 1.0] = [-0.05, -0.1], score 2 on token 1 -> [-0.05, 1.9, 0] (masked KL 9 ignored)
     # row 1: -0.1 * [1, 2, 3] = [-0.1, -0.2, -0.3], score -1 on token 2 -> [-0.1, -0.2, -1.3]
     close(shape_rewards(scores, kl, mask, kl_coef=0.1), [[-0.05, 1.9, 0.0], [-0.1, -0.2, -1.3]])
+
+
+def test_penalise_truncated_replaces_or_adds_by_hand():
+    scores, ended = torch.tensor([2.0, -3.0, 0.5]), torch.tensor([True, False, False])
+    # replace (AlpacaFarm): a cut-off response scores the penalty, even above its own score (-3 -> -1)
+    assert penalise_truncated(scores, ended, -1.0, "replace").tolist() == [2.0, -1.0, -1.0]
+    # add (TRL's missing_eos_penalty): its own score plus the penalty, whatever the reward model's offset
+    assert penalise_truncated(scores, ended, -1.0, "add").tolist() == [2.0, -4.0, -0.5]
+    shifted = penalise_truncated(scores + 10.0, ended, -1.0, "add") - 10.0
+    assert shifted.tolist() == [2.0, -4.0, -0.5]  # an offset of the reward model passes through unchanged
+    with pytest.raises(ValueError, match="rule: must be 'replace' or 'add', got 'drop'"):
+        penalise_truncated(scores, ended, -1.0, "drop")
 
 
 def test_gae_undiscounted_gives_monte_carlo_returns():

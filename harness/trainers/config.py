@@ -7,6 +7,7 @@ Plain dataclasses without torch, so a preset loads (and a bad value is refused) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from harness.core.schema import require_at_least, require_between, require_positive, require_that
 
@@ -63,8 +64,14 @@ class PPOConfig:
     )
     truncation_penalty: float = field(
         default=-1.0,
-        metadata={"help": "Score given instead of the reward model's to a response that did not end with eos, so "
-                          "the policy learns to finish. AlpacaFarm: -1."},
+        metadata={"help": "Penalty of a response that did not end with eos, so the policy learns to finish: its "
+                          "score, or what is added to it (truncation_rule). AlpacaFarm: -1."},
+    )
+    truncation_rule: Literal["replace", "add"] = field(
+        default="replace",
+        metadata={"help": "How a cut-off response is scored: 'replace' (AlpacaFarm): truncation_penalty instead of "
+                          "the reward model's score; 'add' (TRL's missing_eos_penalty): the score plus "
+                          "truncation_penalty, the same penalty whatever the reward model's offset."},
     )
     # Optimisation.
     num_steps: int = field(

@@ -18,6 +18,7 @@ from harness.core.chat import user_turn
 from harness.core.types import PPORun
 from harness.distributed import per_process_batch
 from harness.trainers.ppo import RUN_FILE, load_ppo_run
+from harness.trainers.ppo_losses import penalise_truncated
 from harness.trainers.scoring import RewardModelScorer, Scorer
 from harness.trainers.sft import label_progress, save_final, trainer_defaults
 
@@ -30,21 +31,24 @@ class RewardModelReward:
 
     TRL passes conversational prompts (``[{"role": "user", ...}]``) and completions (``[{"role": "assistant",
     ...}]``) and the completions' token ids; the scorer sees the user turn and the response text, as in PPO, and a
-    response without eos gets ``truncation_penalty`` instead.
+    response without eos is penalised as PPO penalises it (:func:`~harness.trainers.ppo_losses.penalise_truncated`).
     """
 
     __name__ = "reward_model"  # the name TRL logs the reward under
 
-    def __init__(self, scorer: Scorer, eos_token_id: int, truncation_penalty: float):
+    def __init__(self, scorer: Scorer, eos_token_id: int, truncation_penalty: float, truncation_rule: str = "replace"):
         self.scorer = scorer
         self.eos_token_id = eos_token_id
         self.truncation_penalty = truncation_penalty
+        self.truncation_rule = truncation_rule
 
     def __call__(self, prompts: list[list[dict]], completions: list[list[dict]], completion_ids: list[list[int]],
                  **kwargs) -> list[float]:
         scores = self.scorer.score([p[-1]["content"] for p in prompts], [c[-1]["content"] for c in completions])
-        return [float(s) if self.eos_token_id in ids else self.truncation_penalty
-                for s, ids in zip(scores.tolist(), completion_ids, strict=True)]
+        ended = torch.tensor([self.eos_token_id in ids for ids in completion_ids], dtype=torch.bool)
+        if len(ended) != len(scores):
+            raise ValueError(f"{len(scores)} scores for {len(ended)} completions")
+        return penalise_truncated(scores.float(), ended, self.truncation_penalty, self.truncation_rule).tolist()
 
 
 class CheckpointRecorder(TrainerCallback):
@@ -114,7 +118,8 @@ def train_grpo(policy_dir: Path, reward_model_dir: Path, prompts: list[str], cfg
     )
     recorder = CheckpointRecorder(out_dir, cfg.save_every)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=RewardModelReward(scorer, tokenizer.eos_token_id, cfg.truncation_penalty),
+        model=model, reward_funcs=RewardModelReward(scorer, tokenizer.eos_token_id, cfg.truncation_penalty,
+                                                              cfg.truncation_rule),
         args=args, train_dataset=Dataset.from_dict({"prompt": [user_turn(p) for p in prompts]}),
         processing_class=tokenizer, callbacks=[recorder],
     )

@@ -38,6 +38,7 @@ from harness.trainers.ppo_losses import (
     gae,
     masked_mean,
     masked_whiten,
+    penalise_truncated,
     per_token_kl,
     shape_rewards,
 )
@@ -222,14 +223,14 @@ def train_ppo(
             response_mask = _response_mask(responses, eos_id)  # (B, R)
             attention_mask = torch.cat([encoded.attention_mask, response_mask], dim=1)  # (B, P + R)
 
-            # 3. Score: the scorer on the decoded text; a response without eos gets the truncation penalty.
+            # 3. Score: the scorer on the decoded text; a response without eos is penalised (truncation_rule).
             lengths = response_mask.sum(-1)  # (B,)
             texts = tokenizer.batch_decode(
                 [r[:n] for r, n in zip(responses, lengths.tolist())], skip_special_tokens=True
             )
             ended = (responses == eos_id).any(-1)  # (B,)
             scores = scorer.score(batch_prompts, texts).to(device).float()  # (B,)
-            scores = torch.where(ended, scores, torch.full_like(scores, cfg.truncation_penalty))
+            scores = penalise_truncated(scores, ended, cfg.truncation_penalty, cfg.truncation_rule)
 
             # 4. Log-probabilities under the policy and the reference, values, KL-shaped rewards. The forward
             #    passes go in minibatch-sized chunks to bound the (chunk, P + R, vocab) logits in memory.

@@ -79,6 +79,28 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return (positions * mask.long()).argmax(dim=1)
 
 
+def penalise_truncated(scores: torch.Tensor, ended: torch.Tensor, penalty: float, rule: str) -> torch.Tensor:
+    """The sequence scores with the penalty of the responses cut off before eos.
+
+    ``replace`` (AlpacaFarm): a cut-off response scores ``penalty`` whatever the reward model said. ``add`` (TRL's
+    ``missing_eos_penalty``, with the sign kept): it scores the reward model's score plus ``penalty``. A
+    Bradley-Terry reward model's offset is arbitrary, so a fixed replacement can sit above the scores of finished
+    responses and reward stopping mid-sentence (or so far below that the policy learns only to stop early);
+    adding keeps the penalty the same size relative to every score.
+
+    Args:
+        scores: ``(batch,)`` reward-model scores.
+        ended: ``(batch,)`` bool, whether each response ended with eos.
+        penalty: the truncation penalty (negative to penalise).
+        rule: ``"replace"`` or ``"add"``.
+    """
+    if rule == "replace":
+        return torch.where(ended, scores, torch.full_like(scores, penalty))
+    if rule == "add":
+        return torch.where(ended, scores, scores + penalty)
+    raise ValueError(f"rule: must be 'replace' or 'add', got {rule!r}")
+
+
 def shape_rewards(
     scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
 ) -> torch.Tensor:
