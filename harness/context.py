@@ -18,6 +18,7 @@ from datasets import Dataset, concatenate_datasets
 from harness import distributed
 from harness.cache import StageCache, fingerprint
 from harness.config import RunConfig
+from harness.core.precision import mixed_precision
 from harness.core.rm_accuracy import pairwise_accuracy
 from harness.core.types import PPORun
 from harness.generation import Generator
@@ -82,9 +83,13 @@ class RunContext:
         built by the main process alone (see :mod:`harness.distributed`). ``training``: the stage is part of what a
         method costs to train (its ``train_wall_s``); collective stages are, others (samples a method trains on)
         say so. Checkpoints among ``inputs`` are passed as :class:`~pathlib.Path`: the cache keys them by what they
-        hold, not by where they are.
+        hold, not by where they are. A run in half precision keys its stages by it too, so a shared cache never
+        hands a bf16 run a float32 stage (float32 keys are as they always were).
         """
-        result = distributed.build_stage(self.cache, name, {**inputs, "seed": self.seed}, build, collective)
+        inputs = {**inputs, "seed": self.seed}
+        if (precision := mixed_precision()) != "no":
+            inputs["precision"] = precision
+        result = distributed.build_stage(self.cache, name, inputs, build, collective)
         self.stage_times.append({"stage": name, "path": result.path.name, "reused": result.reused,
                                  "build_wall_s": round(result.wall_s, 2),
                                  "training": collective if training is None else training})

@@ -272,3 +272,22 @@ def test_the_same_content_through_other_paths_or_a_copy_reuses_every_stage(tmp_p
 
     (base / "weights").write_text("other weights")  # other content: other stages
     assert _pipeline(cache, base)[0] != first[0] and len(built) == 4
+
+
+def test_a_bf16_run_keys_its_stages_apart_and_float32_keys_are_unchanged(tmp_path, monkeypatch):
+    from harness.context import RunContext
+
+    cache = StageCache(tmp_path)
+    ctx = RunContext(config=None, suite=None, splits={}, seed=0, cache=cache, generator=None, base_model=tmp_path)
+    built: list[str] = []
+
+    def stage() -> Path:
+        return ctx.stage("sft", {"data": "abc"}, lambda out: built.append(out.name) or (out / "w").write_text("1"))
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    float32 = stage()
+    assert float32 == cache.stage("sft", {"data": "abc", "seed": 0}, lambda out: None).path  # the key it always had
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    bf16 = stage()
+    assert bf16 != float32 and len(built) == 2  # not handed the float32 stage: built anew
+    assert stage() == bf16 and len(built) == 2  # and reused as any stage is
