@@ -213,3 +213,18 @@ def test_random_models_copy_the_architecture_and_are_reproducible(tmp_path):
     assert scorer.score.out_features == 1 and (reward / "tokenizer.json").is_file()
     same = AutoModelForCausalLM.from_pretrained(again)
     assert all(torch.equal(p, q) for p, q in zip(causal.parameters(), same.parameters()))
+
+
+def test_cpu_precision_summary_prints_each_kind_with_its_per_round_ratio(tmp_path):
+    from benchmarks.cpu_precision import PrecisionBenchConfig, summary
+
+    figures = {"config": {"torch_threads": 2, "batch": 8, "tokens": 128, "new_tokens": 48},
+               "train_step": {"float32": [6.0, 4.0], "bf16": [3.0, 2.5], "float32_over_bf16": [2.0, 1.6]},
+               "sampling": {"float32": [8.0, 7.0], "bf16": [4.0, 3.5], "float32_over_bf16": [2.0, 2.0]}}
+    lines = summary(figures).splitlines()
+    assert lines[1].startswith("train_step") and "float32/bf16 1.8 (min 1.6, max 2, n=2)" in lines[1]
+    assert lines[2].startswith("sampling") and "float32/bf16 2 (min 2, max 2, n=2)" in lines[2]
+    with pytest.raises(ValueError, match="model: got None; allowed: a model dir"):
+        PrecisionBenchConfig()
+    (tmp_path / "config.json").write_text("{}")
+    assert PrecisionBenchConfig(model=tmp_path).model == tmp_path
