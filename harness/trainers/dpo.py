@@ -11,9 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer
 
-from harness.distributed import per_process_batch
 from harness.trainers.reward import preference_pairs
-from harness.trainers.sft import label_progress, save_final, trainer_defaults
+from harness.trainers.sft import epoch_arguments, label_progress, save_final
 
 if TYPE_CHECKING:
     from methods.dpo import DPOConfig
@@ -29,18 +28,7 @@ def train_dpo(init_dir: Path, pairs: Dataset, cfg: DPOConfig, out_dir: Path, see
     set_seed(seed)  # as SFT: the trainer's shuffling must not depend on what ran earlier in the process
     tokenizer = AutoTokenizer.from_pretrained(init_dir)
     model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
-    args = TRLDPOConfig(
-        output_dir=str(out_dir / "trainer"),
-        beta=cfg.beta,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=per_process_batch(cfg.batch_size, "dpo.batch_size"),
-        max_length=cfg.max_length,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,  # a ratio of all steps
-        seed=seed,
-        **trainer_defaults(out_dir),
-    )
+    args = TRLDPOConfig(beta=cfg.beta, **epoch_arguments(cfg, "dpo", seed, out_dir))
     trainer = DPOTrainer(model=model, args=args, train_dataset=preference_pairs(pairs), processing_class=tokenizer)
     label_progress(trainer, "dpo")
     trainer.train()

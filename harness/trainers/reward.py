@@ -18,9 +18,8 @@ from trl import RewardTrainer
 
 from harness.core.chat import assistant_turn, user_turn
 from harness.core.types import Preference
-from harness.distributed import per_process_batch
 from harness.trainers.config import RewardConfig
-from harness.trainers.sft import label_progress, save_final, trainer_defaults
+from harness.trainers.sft import epoch_arguments, label_progress, save_final
 
 
 class AuxiliaryLoss(Protocol):
@@ -105,17 +104,7 @@ def train_reward_model(
     tokenizer = AutoTokenizer.from_pretrained(init_dir)
     model = AutoModelForSequenceClassification.from_pretrained(init_dir, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
-    args = TRLRewardConfig(
-        output_dir=str(out_dir / "trainer"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=per_process_batch(cfg.batch_size, "reward.batch_size"),
-        max_length=cfg.max_length,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,  # a ratio of all steps
-        seed=seed,
-        **trainer_defaults(out_dir),
-    )
+    args = TRLRewardConfig(**epoch_arguments(cfg, "reward", seed, out_dir))
     common = dict(model=model, args=args, train_dataset=preference_pairs(pairs), processing_class=tokenizer)
     if auxiliary is None:
         trainer = RewardTrainer(**common)

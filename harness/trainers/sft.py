@@ -40,27 +40,40 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
         lambda row: {"prompt": user_turn(row["instruction"]), "completion": assistant_turn(row["output"])},
         remove_columns=demonstrations.column_names,
     )
-    args = TRLSFTConfig(
-        output_dir=str(out_dir / "trainer"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=per_process_batch(cfg.batch_size, "sft.batch_size"),
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
-        max_length=cfg.max_length,
-        seed=seed,
-        **trainer_defaults(out_dir),
-    )
+    args = TRLSFTConfig(**epoch_arguments(cfg, "sft", seed, out_dir, warmup_ratio=cfg.warmup_ratio))
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     label_progress(trainer, "sft")
     trainer.train()
     save_final(trainer, tokenizer, out_dir)
 
 
+def epoch_arguments(cfg, section: str, seed: int, out_dir: Path, warmup_ratio: float = 0.03) -> dict:
+    """TrainingArguments of a trainer that makes passes over a fixed dataset (SFT, reward model, DPO): the
+    section's learning rate, epochs, batch (over all processes) and length, AlpacaFarm's cosine schedule with a
+    linear warm-up over ``warmup_ratio`` of the steps, and :func:`trainer_defaults`.
+
+    Args:
+        cfg: the section's config, with ``learning_rate``, ``epochs``, ``batch_size`` and ``max_length``.
+        section: its name in a preset, for the batch-size error message.
+    """
+    return dict(
+        output_dir=str(out_dir / "trainer"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, f"{section}.batch_size"),
+        max_length=cfg.max_length,
+        lr_scheduler_type="cosine",
+        warmup_steps=warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
+        seed=seed,
+        **trainer_defaults(out_dir),
+    )
+
+
 def trainer_defaults(out_dir: Path) -> dict:
     """TrainingArguments shared by every TRL trainer here: no checkpoints, no hub, no checkpointing, the
-    process's mixed precision on a GPU only (:func:`harness.core.precision.trainer_precision`), and the run's tracker
-    (:func:`harness.trainers.tracking.trainer_reporting`) for a stage built in ``out_dir``.
+    process's mixed precision (:func:`harness.core.precision.trainer_precision`: bf16 where the run asks for it,
+    fp16 on a GPU only), and the run's tracker (:func:`harness.trainers.tracking.trainer_reporting`) for a stage
+    built in ``out_dir``.
 
     TRL defaults bf16 and gradient checkpointing to True, which makes CPU training about 4x slower.
     """
