@@ -93,6 +93,15 @@ class RuntimeConfig:
                   "shares the cores, over 6x slower (docs/performance.md, section 5), so the CPU presets use 1."},
     )
 
+    jobs: int | None = field(
+        default=None,
+        metadata={"help": "Worker processes that train and evaluate independent tasks (other seeds, other methods' "
+                  "branches, evaluation beside training) at once, each building every stage it needs exactly once "
+                  "through the stage cache's locks; results are those of one process. None: one per CPU core, or 1 on "
+                  "a GPU and under accelerate launch. Not part of what a run is: --jobs changes no result. Also "
+                  "--jobs N."},
+    )
+
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto",
         metadata={"help": "Training and sampling precision: on a GPU 'auto' keeps what `accelerate launch` set, "
@@ -101,7 +110,7 @@ class RuntimeConfig:
     )
 
     def __post_init__(self) -> None:
-        require_positive(self, "torch_threads")
+        require_positive(self, "torch_threads", "jobs")
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness import jobs
 from harness.core.chat import prompt_text
 from harness.core.errors import ConfigError
 from harness.core.precision import mixed_precision
@@ -83,7 +84,7 @@ class HFGenerator:
         rows = n if sampling else 1
         # Rows per call = prompts x rows; keep it near batch_size.
         per_call = max(1, self.cfg.batch_size // rows)
-        for start in tqdm(range(0, len(prompts), per_call), desc=desc, unit="batch", leave=False):
+        for start in tqdm(range(0, len(prompts), per_call), **jobs.bar(desc), unit="batch", leave=False):
             batch = tokenizer(prompts[start:start + per_call], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
             out = model.generate(

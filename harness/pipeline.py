@@ -9,6 +9,8 @@ Data flow (docs/architecture.md has the picture)::
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import os
 import time
@@ -21,6 +23,7 @@ import torch
 import yaml
 
 from harness import distributed, logs, results_json, rundir
+from harness import jobs as jobs_module
 from harness.annotators import make_annotator
 from harness.cache import StageCache
 from harness.config import RunConfig
@@ -31,6 +34,7 @@ from harness.core.precision import set_mixed_precision
 from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
 from harness.generation import make_generator
+from harness.jobs import Task
 from harness.leaderboard import leaderboard_table
 from harness.outputs import export_outputs
 from harness.registry import make_method, make_suite
@@ -63,7 +67,7 @@ class RunLog:
         self.path = path
 
     def __call__(self, message: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        line = f"[{time.strftime('%H:%M:%S')}] {jobs_module.job_label()}{message}"
         print(line, flush=True)
         with self.path.open("a") as f:
             f.write(line + "\n")
@@ -75,7 +79,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
     """Trains and evaluates ``methods`` for ``seeds`` seeds; writes results into ``out_dir``.
 
     Args:
-        config: the resolved config (already validated).
+        config: the resolved config (already validated); ``runtime.jobs`` says how many worker processes train
+            and evaluate at once (:func:`job_count`).
         methods: method names from the registry, in the order to train them.
         seeds: number of training seeds (0 .. seeds-1).
         out_dir: the run dir (locked for the duration of the run).
@@ -92,8 +97,11 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         RunDirError: ``out_dir`` is not a dir this run may write into.
         RunLockedError: another run holds ``out_dir``.
     """
-    if config.runtime.torch_threads is not None:
-        torch.set_num_threads(config.runtime.torch_threads)
+    global _ENVIRONMENT
+    jobs = job_count(config)
+    threads = torch_threads(config, jobs)
+    if threads is not None:
+        torch.set_num_threads(threads)
     set_mixed_precision(config.runtime.mixed_precision)
     started = time.perf_counter()
     identity = rundir.identity(methods, seeds, config.to_dict())
@@ -109,7 +117,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
           logs.library_output(out_dir / "run.log" if main else Path(os.devnull), verbose),
           reporting_to(report_to, out_dir / "tracking")):
         log = RunLog(out_dir / "run.log") if main else _quiet
-        cache = StageCache(cache_dir or out_dir / "stages", log=log)
+        cache_dir = cache_dir or out_dir / "stages"
+        cache = StageCache(cache_dir, log=log)
         if main:
             cache.remove_stale_temporaries()
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
@@ -118,30 +127,31 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
             base_model = resolve_base_model(config, suite, model_cache or default_model_cache())
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
+        tasks = run_tasks_of(config, methods, seeds)
+        if jobs > 1:
+            log(f"{len(tasks)} tasks in {jobs} parallel jobs, {threads} torch thread(s) each")
+        setup = WorkerSetup(config, methods, cache_dir, out_dir, base_model, verbose, report_to, threads)
+        _ENVIRONMENT = RunEnvironment(config, methods, suite, splits, judge, cache, generator, base_model, log)
+        try:
+            done = jobs_module.run_tasks(tasks, run_task, jobs, setup)
+        finally:
+            _ENVIRONMENT = None
+
         per_seed: dict[str, list[dict]] = {m: [] for m in methods}
         diagnostics: dict[str, list[dict]] = {m: [] for m in methods}
         stage_times: list[dict] = []
         curves: list[dict] = []  # over-optimisation, one record per seed
-        for seed in range(seeds):
-            ctx = RunContext(config, suite, splits, seed, cache, generator, base_model, log)
-            for name in methods:
-                log(f"seed {seed}: method {name}")
-                t0 = time.perf_counter()
-                first_stage = len(ctx.stage_times)
-                trained = make_method(name).train(ctx)
-                record = evaluate_policy(ctx, trained, judge, config.eval.judge)
-                record["train_wall_s"] = Metric(training_wall_time(ctx.stage_times[first_stage:]), TRAINING_TIME)
-                record["wall_s"] = Metric(round(time.perf_counter() - t0, 1), WALL_TIME)
-                per_seed[name].append({"seed": seed, **record})
-                diagnostics[name].append({"seed": seed, **trained.diagnostics})
-            if config.eval.overoptimisation and "best_of_n" in methods:
-                curves.append(overoptimisation.measure(ctx, judge, config.eval.judge, with_ppo="ppo" in methods,
-                                                       with_grpo="grpo" in methods))
-                log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curves[-1]['fits'])}")
-            stage_times.extend({"seed": seed, **s} for s in ctx.stage_times)
-        base_ctx = RunContext(config, suite, splits, 0, cache, generator, base_model, log)
-        base = base_model_record(base_ctx)
-        stage_times.extend({"seed": 0, **s} for s in base_ctx.stage_times)
+        base: dict = {}
+        for task, result in zip(tasks, done):
+            kind, seed, name = task.payload
+            stage_times.extend({"seed": seed, **s} for s in result["stage_times"])
+            if kind == "method":
+                per_seed[name].append({"seed": seed, **result["record"]})
+                diagnostics[name].append({"seed": seed, **result["diagnostics"]})
+            elif kind == "overoptimisation":
+                curves.append(result["curve"])
+            else:
+                base = result["record"]
 
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
@@ -163,6 +173,120 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
             log(f"reports: {markdown.name}, {html.name}")
         log(f"run finished in {results['wall_s']:.0f}s; results in {out_dir}")
         return RunResult(out_dir, table, results)
+
+
+# -- the tasks of a run, and the jobs that run them ----------------------------------------------------------------
+
+
+def job_count(config: RunConfig) -> int:
+    """How many worker processes run the tasks: ``runtime.jobs``, or by default one per CPU core.
+
+    One where that would not help or would be wrong: on a GPU (the jobs would share one device), and under
+    ``accelerate launch``, whose processes already share every training stage (:mod:`harness.distributed`).
+    """
+    if distributed.num_processes() > 1:
+        return 1
+    if config.runtime.jobs is not None:
+        return config.runtime.jobs
+    return 1 if torch.cuda.is_available() else jobs_module.available_cores()
+
+
+def torch_threads(config: RunConfig, jobs: int) -> int | None:
+    """torch's CPU threads per process: ``runtime.torch_threads``, or with several jobs the cores split between
+    them (one each on 2 cores), so that jobs never fight over cores; None keeps torch's default."""
+    if config.runtime.torch_threads is not None or jobs == 1:
+        return config.runtime.torch_threads
+    return max(1, jobs_module.available_cores() // jobs)
+
+
+def run_tasks_of(config: RunConfig, methods: list[str], seeds: int) -> list[Task]:
+    """The run's tasks in the order one process does them: per seed each method (train, then evaluate) and the
+    seed's over-optimisation curves (with ``best_of_n``), then the base model's knowledge score."""
+    tasks = []
+    for seed in range(seeds):
+        tasks += [Task(("method", seed, name), group=seed) for name in methods]
+        if config.eval.overoptimisation and "best_of_n" in methods:
+            tasks.append(Task(("overoptimisation", seed, None), group=seed))
+    return tasks + [Task(("base_model", 0, None))]
+
+
+@dataclass
+class RunEnvironment:
+    """What every task of a run reads: built once per process (the run's own, or a job's :class:`WorkerSetup`)."""
+
+    config: RunConfig
+    methods: list[str]
+    suite: object
+    splits: dict
+    judge: object
+    cache: StageCache
+    generator: object
+    base_model: Path
+    log: Callable[[str], None]
+
+    def context(self, seed: int) -> RunContext:
+        return RunContext(self.config, self.suite, self.splits, seed, self.cache, self.generator, self.base_model,
+                          self.log)
+
+
+# The environment of the tasks this process runs (set by run, or by WorkerSetup in a job's process), and the
+# settings a job's process enters for its whole life (logging, tracker).
+_ENVIRONMENT: RunEnvironment | None = None
+_JOB_SETTINGS = contextlib.ExitStack()
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Builds a job's :class:`RunEnvironment` in its own process, as :func:`run` builds the run's: the same suite,
+    data, judge, cache and base model, logging to the same ``run.log`` with the job's label."""
+
+    config: RunConfig
+    methods: list[str]
+    cache_dir: Path
+    out_dir: Path
+    base_model: Path
+    verbose: bool
+    report_to: str
+    threads: int | None
+
+    def __call__(self) -> None:
+        global _ENVIRONMENT
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        set_mixed_precision(self.config.runtime.mixed_precision)
+        # Entered for the life of the process, which ends with the run.
+        _JOB_SETTINGS.enter_context(logs.library_output(self.out_dir / "run.log", self.verbose))
+        _JOB_SETTINGS.enter_context(reporting_to(self.report_to, self.out_dir / "tracking"))
+        log = RunLog(self.out_dir / "run.log")
+        suite, judge = prepare(self.config)
+        generator = make_generator(self.config.generation, self.config.model.trust_remote_code)
+        _ENVIRONMENT = RunEnvironment(self.config, self.methods, suite, suite.splits(), judge,
+                                      StageCache(self.cache_dir, log=log), generator, self.base_model, log)
+        gc.collect()
+        gc.freeze()  # the imports' objects live as long as the job (see harness.run)
+
+
+def run_task(payload: tuple) -> dict:
+    """One task of a run, in this process's :class:`RunEnvironment`: ``("method", seed, name)``,
+    ``("overoptimisation", seed, None)`` or ``("base_model", 0, None)``. Returns plain data (it may cross from a
+    job's process): the record or curve, and the stages it used with their times."""
+    env = _ENVIRONMENT
+    kind, seed, name = payload
+    ctx = env.context(seed)
+    if kind == "method":
+        env.log(f"seed {seed}: method {name}")
+        started = time.perf_counter()
+        trained = make_method(name).train(ctx)
+        record = evaluate_policy(ctx, trained, env.judge, env.config.eval.judge)
+        record["train_wall_s"] = Metric(training_wall_time(ctx.stage_times), TRAINING_TIME)
+        record["wall_s"] = Metric(round(time.perf_counter() - started, 1), WALL_TIME)
+        return {"record": record, "diagnostics": trained.diagnostics, "stage_times": ctx.stage_times}
+    if kind == "overoptimisation":
+        curve = overoptimisation.measure(ctx, env.judge, env.config.eval.judge, with_ppo="ppo" in env.methods,
+                                         with_grpo="grpo" in env.methods)
+        env.log(f"seed {seed}: over-optimisation fits: {overoptimisation.describe_fits(curve['fits'])}")
+        return {"curve": curve, "stage_times": ctx.stage_times}
+    return {"record": base_model_record(ctx), "stage_times": ctx.stage_times}
 
 
 def resolve_base_model(config: RunConfig, suite, models_dir: Path) -> Path:

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "harness did not write; the old results are replaced only when this run finishes")
     parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
                         "(default: <out>/stages)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="worker processes that train and evaluate independent tasks at once, one torch thread "
+                        "each (runtime.jobs; default: one per CPU core, 1 on a GPU); results do not depend on it")
     parser.add_argument("--update-leaderboard", action="store_true",
                         help="store this run as the preset's leaderboard (leaderboards/<preset>.csv and .json), "
                         "the reference of python -m harness.check")
@@ -101,6 +104,8 @@ def parse_and_validate(argv: list[str] | None = None):
         raise SystemExit(_fail(str(err))) from None
     if args.seeds <= 0:
         raise SystemExit(_fail(f"--seeds: must be a positive integer, got {args.seeds}"))
+    if args.jobs is not None and args.jobs <= 0:
+        raise SystemExit(_fail(f"--jobs: must be a positive integer, got {args.jobs}"))
     problem = tracker_problem(args.report_to)
     if problem:
         raise SystemExit(_fail(problem))
@@ -113,7 +118,8 @@ def parse_and_validate(argv: list[str] | None = None):
     from harness.core.errors import ConfigError
 
     try:
-        config = load_preset(preset_path, args.overrides)
+        jobs = [f"runtime.jobs={args.jobs}"] if args.jobs is not None else []
+        config = load_preset(preset_path, args.overrides + jobs)
     except ConfigError as err:
         raise SystemExit(_fail(str(err))) from None
     if args.list_fields:

@@ -43,8 +43,15 @@ class RunDirError(RuntimeError):
 
 
 def identity(methods: list[str], seeds: int, config: dict) -> dict:
-    """What a run is, as ``config.yaml`` stores it: the same identity means the same results."""
-    return {"methods": list(methods), "seeds": seeds, **config}
+    """What a run is, as ``config.yaml`` stores it: the same identity means the same results.
+
+    How many worker processes ran it (``runtime.jobs``) is left out: it changes when a run finishes, not what it
+    computes, so a run may be resumed with another ``--jobs``.
+    """
+    run = {"methods": list(methods), "seeds": seeds, **config}
+    if "runtime" in run:
+        run["runtime"] = {key: value for key, value in run["runtime"].items() if key != "jobs"}
+    return run
 
 
 def check_out(out: Path, run: dict, overwrite: bool = False) -> None:

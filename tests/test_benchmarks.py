@@ -228,3 +228,17 @@ def test_cpu_precision_summary_prints_each_kind_with_its_per_round_ratio(tmp_pat
         PrecisionBenchConfig()
     (tmp_path / "config.json").write_text("{}")
     assert PrecisionBenchConfig(model=tmp_path).model == tmp_path
+
+
+def test_parallel_jobs_summary_judges_the_speedup_by_the_load_it_ran_under():
+    from benchmarks.parallel_jobs import ParallelJobsBenchConfig, summary
+
+    info = {"cpu": "x", "cores": 2, "load": [0.1, 0.2, 0.3]}
+    rounds = {"one_job": [{"wall_s": 100.0}, {"wall_s": 110.0}], "two_jobs": [{"wall_s": 60.0}, {"wall_s": 50.0}]}
+    quiet = {"rounds": rounds, "speedup": [100 / 60, 110 / 50], "config": {"busy": False}, "machine": info,
+             "machine_at_end": info}
+    text = summary(quiet)
+    assert "1.93 (min 1.67, max 2.2, n=2)" in text and "target >= 1.8 (quiet machine): not met" in text
+    assert "target >= 1.0 (beside a busy process): met" in summary({**quiet, "config": {"busy": True}})
+    with pytest.raises(ValueError, match="seeds"):
+        ParallelJobsBenchConfig(seeds=0)

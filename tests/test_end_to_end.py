@@ -35,8 +35,9 @@ PPO_THAT_LEARNS = [a for o in ("ppo.num_steps=8", "ppo.learning_rate=1e-2", "ppo
 
 @pytest.fixture(scope="module")
 def command(smoke_command):
-    """``command(out)``: the whole run at the minimal budget, with PPO_THAT_LEARNS."""
-    return lambda out: [*smoke_command(out), *PPO_THAT_LEARNS]
+    """``command(out)``: the whole run at the minimal budget, with PPO_THAT_LEARNS, in this process alone (the
+    network and the API key are watched here; tests/test_jobs.py runs the parallel jobs)."""
+    return lambda out: [*smoke_command(out), *PPO_THAT_LEARNS, "--jobs", "1"]
 
 FAKE_KEY = "sk-test-0123456789abcdef-never-log-me"
 NETWORK_ATTEMPTS: list = []

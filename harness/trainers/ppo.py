@@ -28,6 +28,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
 
+from harness import jobs
 from harness.core.chat import prompt_text
 from harness.core.types import PPOCheckpoint, PPORun
 from harness.trainers.config import PPOConfig
@@ -201,8 +202,8 @@ def train_ppo(
     history: list[dict] = []
     checkpoints: list[dict] = []
     batches = _prompt_batches(len(prompts), cfg.rollout_batch_size, prompt_order)
-    progress = tqdm(range(1, cfg.num_steps + 1), desc="ppo", disable=not (show_progress and
-                                                                          accelerator.is_local_main_process))
+    progress = tqdm(range(1, cfg.num_steps + 1), **jobs.bar("ppo"),
+                    disable=not (show_progress and accelerator.is_local_main_process))
     for step in progress:
         # 1. Sample prompts and format them as the first user turn, left-padded so responses start aligned.
         batch_prompts = [prompts[i] for i in next(batches).tolist()]

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, s
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
+from harness import jobs
 from harness.core.chat import assistant_turn, user_turn
 from harness.core.precision import trainer_precision
 from harness.distributed import per_process_batch
@@ -103,7 +104,7 @@ class LabelledProgress(TrainerCallback):
         from tqdm.auto import tqdm
 
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc=self.label, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, **jobs.bar(self.label), unit="step", dynamic_ncols=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
