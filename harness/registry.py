@@ -14,13 +14,9 @@ from __future__ import annotations
 import re
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.core.schema import invalid
-
-if TYPE_CHECKING:
-    from harness.config import SuiteSection
-    from methods.base import Method
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -68,8 +64,9 @@ def load(entry: str) -> Any:
     return getattr(import_module(module), name)
 
 
-def make_method(name: str) -> Method:
-    """A new instance of the method registered as ``name``."""
+def make_method(name: str) -> Any:
+    """A new instance of the method registered as ``name``: a :class:`methods.base.Method`, which the registry does
+    not import, even to type it (``methods/`` sits above the registry, and the import graph has no circle)."""
     return load(METHODS[name])()
 
 
@@ -94,9 +91,10 @@ def method_config_classes() -> dict[str, type]:
     return classes
 
 
-def make_suite(section: SuiteSection) -> Any:
-    """The suite a run config's ``suite`` section names, given the options built (and checked) with the preset."""
-    return load(SUITES[section.name][0])(section.options)
+def make_suite(name: str, options: Any) -> Any:
+    """The suite called ``name`` with its ``options``: a run config's ``suite`` section, whose options were built
+    (and checked) with the preset."""
+    return load(SUITES[name][0])(options)
 
 
 def resolve_methods(names: list[str]) -> list[str]:
