@@ -2,9 +2,10 @@
 
 A preset file (``harness/presets/<name>.yaml``) has one mapping per section. Every section is a dataclass with help
 text on each field: the run-wide ones below, the shared stages' trainers in :mod:`harness.trainers.config` (``sft``,
-``reward``, ``ppo``), each method's own next to its method (``methods/rlp_spg.py`` holds the ``spg`` section),
-found through the registry, and the suite's own options (``suite``: its ``name`` picks the dataclass, through the
-registry's ``SUITES``). A preset states only what differs from the defaults.
+``reward``, ``ppo``; DPO's and GRPO's ``dpo`` and ``grpo`` there too), each other method's own next to its method
+(``methods/rlp_spg.py`` holds the ``spg`` section), found through the registry (a plugin method's only when the
+run names it), and the suite's own options (``suite``: its ``name`` picks the dataclass, through the registry).
+A preset states only what differs from the defaults.
 
 A preset may derive from another: a top-level ``base: <preset name>``, beside the preset's own ``preset`` name,
 merges that registered preset under this one, section by section and field by field (a list or any other value
