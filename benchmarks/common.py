@@ -183,7 +183,7 @@ def tiny_context(cache_dir: Path, overrides: Sequence[str] = (), seed: int = 0, 
     from harness.registry import PRESETS, make_suite
 
     config = load_preset(PRESETS["tiny"], list(overrides))
-    suite = make_suite(config.suite)
+    suite = make_suite(config.suite.name, config.suite.options)
     base = suite.base_model(Path(cache_dir) / "models")
     return RunContext(config, suite, suite.splits(), seed, StageCache(Path(cache_dir) / "stages", log=log),
                       make_generator(config.generation), base, log)
@@ -212,7 +212,7 @@ def bench_models(cache_dir: Path, policy: Path | None = None, reward_model: Path
         ctx = tiny_context(cache_dir)
         return BenchModels(ctx.config, ctx.splits, ctx.sft(), ctx.reward_model() if need_reward_model else None)
     config = load_preset(PRESETS["tiny"], [])
-    return BenchModels(config, make_suite(config.suite).splits(), Path(policy),
+    return BenchModels(config, make_suite(config.suite.name, config.suite.options).splits(), Path(policy),
                        Path(reward_model) if reward_model is not None else None)
 
 
@@ -310,7 +310,8 @@ def shared_model_cache(cache_dir: Path, overrides: Sequence[str]) -> Iterator[Pa
     from harness.registry import PRESETS, make_suite
 
     models = Path(cache_dir) / "models"
-    make_suite(load_preset(PRESETS["tiny"], list(overrides)).suite).base_model(models)
+    suite = load_preset(PRESETS["tiny"], list(overrides)).suite
+    make_suite(suite.name, suite.options).base_model(models)
     before = os.environ.get("RLP_HARNESS_CACHE")
     os.environ["RLP_HARNESS_CACHE"] = str(Path(cache_dir).resolve())
     try:

@@ -2,9 +2,10 @@
 
 A preset file (``harness/presets/<name>.yaml``) has one mapping per section. Every section is a dataclass with help
 text on each field: the run-wide ones below, the shared stages' trainers in :mod:`harness.trainers.config` (``sft``,
-``reward``, ``ppo``), each method's own next to its method (``methods/rlp_spg.py`` holds the ``spg`` section),
-found through the registry, and the suite's own options (``suite``: its ``name`` picks the dataclass, through the
-registry's ``SUITES``). A preset states only what differs from the defaults.
+``reward``, ``ppo``; DPO's and GRPO's ``dpo`` and ``grpo`` there too), each other method's own next to its method
+(``methods/rlp_spg.py`` holds the ``spg`` section), found through the registry (a plugin method's only when the
+run names it), and the suite's own options (``suite``: its ``name`` picks the dataclass, through the registry).
+A preset states only what differs from the defaults.
 
 A preset may derive from another: a top-level ``base: <preset name>``, beside the preset's own ``preset`` name,
 merges that registered preset under this one, section by section and field by field (a list or any other value
@@ -27,13 +28,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import yaml
 
 from harness.core.errors import ConfigError
+from harness.core.plugins import PluginError
 from harness.core.schema import build, dotted, invalid, require_at_least, require_positive, require_that
-from harness.registry import PRESETS, SUITES, check_preset_name, method_config_classes, suite_config_class
+from harness.registry import PRESETS, check_preset_name, method_config_classes, suite_config_class, suite_names
 from harness.trainers.config import PPOConfig, RewardConfig, SFTConfig
 
 
@@ -239,10 +241,10 @@ def _shared_sections() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig) if f.name != "options"]
 
 
-def _build_run_config(data: dict) -> RunConfig:
+def _build_run_config(data: dict, methods: Iterable[str]) -> RunConfig:
     """RunConfig from a preset mapping: the shared sections by type, the suite's options by the dataclass its name
-    picks, each method's section by its dataclass."""
-    method_sections = method_config_classes()
+    picks, each method's section by its dataclass (the built-in methods' and those of the plugin ``methods``)."""
+    method_sections = method_config_classes(methods, reserved=_shared_sections())
     shared = {key: value for key, value in data.items() if key not in method_sections}
     unknown = sorted(set(shared) - set(_shared_sections()), key=str)
     if unknown:
@@ -260,7 +262,7 @@ def _build_suite(data: Any) -> SuiteSection:
         raise invalid("suite", data, "a mapping: the suite's name and its options")
     options = dict(data)
     if "name" not in options:
-        raise ConfigError(f"suite.name: missing; allowed: {', '.join(map(repr, SUITES))}")
+        raise ConfigError(f"suite.name: missing; allowed: {', '.join(map(repr, suite_names()))}")
     name = options.pop("name")
     return SuiteSection(name, build(suite_config_class(name), options, "suite"))
 
@@ -269,22 +271,30 @@ def _build_suite(data: Any) -> SuiteSection:
 BASE_KEY = "base"
 
 
-def load_preset(path: Path, overrides: list[str] = ()) -> RunConfig:
+def load_preset(path: Path, overrides: list[str] = (), methods: Iterable[str] = ()) -> RunConfig:
     """Reads a preset YAML (merged over the preset its ``base`` names), applies ``section.field=value`` overrides
     and builds the typed config.
 
+    Args:
+        methods: the run's methods (resolved): the options sections of the plugin methods among them are read too;
+            every built-in method's always is.
+
     Raises:
-        ConfigError: one line naming the file (or the override), the field and what is allowed.
+        ConfigError: one line naming the file (or the override), the field and what is allowed; or a plugin's
+            :class:`~harness.core.plugins.PluginError`, which names the plugin instead.
     """
     path = Path(path)
     data = _read_preset(path, ())
     keys = {}
     for override in overrides:
         keys[_apply_override(data, override)] = override
-    check_override_fields(data, keys)
+    methods = list(methods)
+    check_override_fields(data, keys, methods)
     try:
-        config = _build_run_config(data)
+        config = _build_run_config(data, methods)
         check_preset_name(config.preset)
+    except PluginError:
+        raise  # about the plugin, not about this file
     except ValueError as err:  # ConfigError, and the suite registry's unknown name
         raise ConfigError(f"{_source(str(err), keys) or path}: {err}") from None
     return config
@@ -361,12 +371,13 @@ def _source(message: str, overrides: dict[str, str]) -> str | None:
     return None
 
 
-def check_override_fields(data: dict, overrides: dict[str, str]) -> None:
+def check_override_fields(data: dict, overrides: dict[str, str], methods: Iterable[str] = ()) -> None:
     """Refuses a ``--set`` key that names no field, suggesting the closest one.
 
     Args:
         data: the preset with the overrides applied (its ``suite.name`` picks the suite's fields).
         overrides: dotted key -> the ``--set`` argument that gave it.
+        methods: the run's methods, whose plugins' sections are fields too.
 
     Raises:
         ConfigError: ``--set ppo.kl_coeff=0.1: unknown field ppo.kl_coeff; did you mean ppo.kl_coef? ...``.
@@ -376,7 +387,9 @@ def check_override_fields(data: dict, overrides: dict[str, str]) -> None:
     suite = data.get("suite")
     suite_name = suite.get("name") if isinstance(suite, dict) else None
     try:
-        known = [name for name, _, _ in config_fields(suite_name)]
+        known = [name for name, _, _ in config_fields(suite_name, methods)]
+    except PluginError:
+        raise
     except ValueError:  # an unknown suite name: reported by the build, with the file or --set that gave it
         return
     sections = {name.rsplit(".", 1)[0] for name in known}
@@ -401,8 +414,10 @@ def _closest(key: str, known: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def config_fields(suite_name: object) -> Iterator[tuple[str, Any, dataclasses.Field | None]]:
-    """Every field ``--set`` accepts, as (dotted name, type, dataclass field); ``suite.*`` for ``suite_name``.
+def config_fields(suite_name: object, methods: Iterable[str] = ()) -> Iterator[tuple[str, Any,
+                                                                                  dataclasses.Field | None]]:
+    """Every field ``--set`` accepts, as (dotted name, type, dataclass field); ``suite.*`` for ``suite_name``, and
+    the sections of the built-in methods and of the plugin ``methods``.
 
     Raises:
         ValueError: ``suite_name`` is not a registered suite.
@@ -413,7 +428,7 @@ def config_fields(suite_name: object) -> Iterator[tuple[str, Any, dataclasses.Fi
     for f in dataclasses.fields(RunConfig):
         if f.name not in ("preset", "suite", "options"):
             yield from _walk(typing.get_type_hints(RunConfig)[f.name], f.name)
-    for section, cls in method_config_classes().items():
+    for section, cls in method_config_classes(methods).items():
         yield from _walk(cls, section)
 
 
@@ -426,11 +441,12 @@ def _walk(cls: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field]
             yield dotted(prefix, f.name), hints[f.name], f
 
 
-def describe_fields(config: RunConfig) -> str:
-    """One line per field ``--set`` accepts: dotted name, type, the value in ``config``, and its help."""
+def describe_fields(config: RunConfig, methods: Iterable[str] = ()) -> str:
+    """One line per field ``--set`` accepts: dotted name, type, the value in ``config``, and its help; ``methods``:
+    the plugin methods ``config`` was loaded with (their sections are listed too)."""
     values = config.to_dict()
     rows = []
-    for name, tp, f in config_fields(config.suite.name):
+    for name, tp, f in config_fields(config.suite.name, methods):
         value: Any = values
         for part in name.split("."):
             value = value[part]

@@ -30,7 +30,7 @@ from harness.core.metrics import MetricError, MetricSpec
 from harness.core.publish import write_all_atomic
 from harness.core.schema import build, require_between, require_that
 from harness.provenance import collect_provenance
-from harness.registry import METHODS, check_preset_name
+from harness.registry import check_preset_name, method_names
 from harness.results_json import missing_as_nan
 
 # The leaderboard contract: one row per method, these columns, in this order.
@@ -318,8 +318,8 @@ def _nan_to_null(obj: object) -> object:
 
 
 def known_methods() -> frozenset[str]:
-    """Method names in the registry."""
-    return frozenset(METHODS)
+    """Method names in the registry: the built-in ones and the installed plugins' (none is imported)."""
+    return frozenset(method_names())
 
 
 def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:

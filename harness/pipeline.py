@@ -342,7 +342,7 @@ def prepare(config: RunConfig):
             sizes.update(getattr(options, "global_batch_sizes", dict)())
         for name, size in sizes.items():
             distributed.per_process_batch(size, name)
-        suite = make_suite(config.suite)
+        suite = make_suite(config.suite.name, config.suite.options)
         suite_ready = getattr(suite, "check_ready", None)  # suites with optional packages say what is missing
         if suite_ready is not None:
             suite_ready(uses_base_model=config.model.base == "suite")

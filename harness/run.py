@@ -4,6 +4,7 @@
     python -m harness.run --methods all --seeds 3           # every method, mean and 95% interval over 3 seeds
     python -m harness.run --methods ppo --set ppo.kl_coef=0.05
     python -m harness.run --list-fields                     # every field --set accepts, its type, value and help
+    python -m harness.run --list-fields --methods my_plugin # ... with the fields of a plugin method (entry point)
 
 Every input is checked before any training starts; a bad one ends the run with exit status 2 and one line naming
 the flag or field and what is allowed. torch, transformers and the trainers are imported only once a run starts,
@@ -41,17 +42,20 @@ def _fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.registry import METHODS, PRESETS
+    from harness.registry import METHODS, PRESETS, method_names
     from harness.trainers.tracking import TRACKERS
 
+    plugins = [name for name in method_names() if name not in METHODS]  # read from metadata: none is imported
+    plugin_line = f"\nplugin methods: {', '.join(plugins)} (name them: 'all' is the built-in ones)" if plugins else ""
     parser = _Parser(
         prog="python -m harness.run",
         description="Train RLHF methods behind one interface and score them the same way.",
-        epilog=f"methods: {', '.join(METHODS)} (or 'all')\npresets: {', '.join(PRESETS)}",
+        epilog=f"methods: {', '.join(METHODS)} (or 'all'){plugin_line}\npresets: {', '.join(PRESETS)}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--methods", nargs="+", metavar="METHOD",
-                        help=f"methods to train and evaluate: {', '.join(METHODS)}, or all")
+                        help=f"methods to train and evaluate: {', '.join(method_names())}, or all (the built-in "
+                        "ones; a plugin method runs when named)")
     parser.add_argument("--preset", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a preset YAML "
                         "file (default: tiny)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds; metrics report mean and 95%% "
@@ -88,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_and_validate(argv: list[str] | None = None):
     """Parses the command line and checks everything that can be checked before training.
 
-    Returns (config, methods, args); ``methods`` is empty with ``--list-fields``. Raises SystemExit(2) with a
-    one-line message on bad input.
+    Returns (config, methods, args); ``methods`` may be empty with ``--list-fields``, which lists the sections of
+    the plugin methods named too. Raises SystemExit(2) with a one-line message on bad input.
     """
     from harness.registry import PRESETS, resolve_methods
     from harness.rundir import RunDirError, check_out, identity
@@ -119,7 +123,7 @@ def parse_and_validate(argv: list[str] | None = None):
 
     try:
         jobs = [f"runtime.jobs={args.jobs}"] if args.jobs is not None else []
-        config = load_preset(preset_path, args.overrides + jobs)
+        config = load_preset(preset_path, args.overrides + jobs, methods)
     except ConfigError as err:
         raise SystemExit(_fail(str(err))) from None
     if args.list_fields:
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         from harness.config import describe_fields
 
         print(f"Fields of preset {config.preset} (--set SECTION.FIELD=VALUE), with their value in it:\n")
-        print(describe_fields(config))
+        print(describe_fields(config, methods))
         return 0
 
     from harness import pipeline

@@ -14,43 +14,14 @@ AlpacaFarm's DPO (``examples/scripts/dpo.sh`` with its trainer): beta 0.1, learn
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cache import fingerprint
-from harness.core.schema import require_positive
 from harness.core.types import TrainedPolicy
+from harness.trainers.config import DPOConfig
 from methods.base import RunContext
 
-
-@dataclass
-class DPOConfig:
-    """DPO. AlpacaFarm: beta 0.1, lr 1e-6, 2 epochs, batch 128, cosine, warm-up 0.03."""
-
-    beta: float = field(
-        default=0.1,
-        metadata={"help": "Strength of the implicit KL penalty to the SFT policy: higher stays closer (AlpacaFarm and "
-                          "TRL: 0.1)."},
-    )
-    learning_rate: float = field(
-        default=1e-4,
-        metadata={"help": "Peak learning rate (AlpacaFarm: 1e-6, for LLaMA-7B; tiny models need a larger one, as "
-                          "for PPO)."},
-    )
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the decided preference pairs (AlpacaFarm: 2)."})
-    batch_size: int = field(
-        default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: 128)."}
-    )
-    max_length: int = field(
-        default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens (AlpacaFarm: 512)."}
-    )
-
-    def __post_init__(self) -> None:
-        require_positive(self, "beta", "learning_rate", "epochs", "batch_size", "max_length")
-
-    def global_batch_sizes(self) -> dict[str, int]:
-        """Batches split over the processes, checked before any training (:func:`harness.pipeline.prepare`)."""
-        return {"dpo.batch_size": self.batch_size}
+__all__ = ["DPO", "DPOConfig"]  # its options live beside its trainer's (harness.trainers.config)
 
 
 class DPO:

@@ -21,59 +21,14 @@ mean response length of the step.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from harness.cache import fingerprint
-from harness.core.schema import require_at_least, require_positive
 from harness.core.types import PPORun, TrainedPolicy
+from harness.trainers.config import GRPOConfig
 from methods.base import RunContext
 
-
-@dataclass
-class GRPOConfig:
-    """GRPO. AlpacaFarm has no GRPO; the help texts give TRL's and DeepSeekMath's values where they differ."""
-
-    beta: float = field(
-        default=0.1,
-        metadata={"help": "Weight of the per-token KL to the SFT policy, reasoned as PPO's kl_coef (both against "
-                          "unit-scale advantages). TRL: 0 (no reference); DeepSeekMath: 0.04."},
-    )
-    learning_rate: float = field(
-        default=1e-4, metadata={"help": "AdamW learning rate, constant as PPO's (TRL: 1e-6, for large models)."}
-    )
-    num_steps: int = field(default=20, metadata={"help": "Optimiser steps, one fresh batch of samples each."})
-    prompts_per_step: int = field(
-        default=8, metadata={"help": "Unlabeled instructions sampled per step, over all processes."}
-    )
-    num_generations: int = field(
-        default=8, metadata={"help": "Samples per instruction, the group its advantages are relative to (TRL: 8; "
-                                     "DeepSeekMath: 64)."}
-    )
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest response in tokens, as PPO's."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the samples, as PPO's."})
-    truncation_penalty: float = field(
-        default=-1.0,
-        metadata={"help": "Penalty of a response that did not end with eos, as PPO's (AlpacaFarm: -1)."},
-    )
-    truncation_rule: Literal["replace", "add"] = field(
-        default="replace", metadata={"help": "How a cut-off response is scored, as PPO's truncation_rule."}
-    )
-    save_every: int = field(
-        default=5, metadata={"help": "Steps between saved checkpoints for the drift metric; the final policy is "
-                                     "always saved."}
-    )
-
-    def __post_init__(self) -> None:
-        require_positive(self, "num_steps", "prompts_per_step", "max_new_tokens", "save_every", "learning_rate",
-                         "temperature")
-        require_at_least(self, 2, "num_generations")  # a group of one has no advantage
-        require_at_least(self, 0, "beta")
-
-    def global_batch_sizes(self) -> dict[str, int]:
-        """Batches split over the processes, checked before any training (:func:`harness.pipeline.prepare`)."""
-        return {"grpo.prompts_per_step": self.prompts_per_step * self.num_generations}
+__all__ = ["GRPO", "GRPOConfig", "grpo_run"]  # its options live beside its trainer's (harness.trainers.config)
 
 
 def grpo_run(ctx: RunContext) -> PPORun:

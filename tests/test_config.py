@@ -57,7 +57,7 @@ def test_the_suite_section_is_built_once_typed_and_given_to_the_suite():
 
     config = load_preset(PRESETS["tiny"], ["suite.farm_size=12"])
     assert isinstance(config.suite.options, TinyWorldConfig) and config.suite.options.farm_size == 12
-    assert make_suite(config.suite).config is config.suite.options
+    assert make_suite(config.suite.name, config.suite.options).config is config.suite.options
     assert config.to_dict()["suite"] == {"name": "tiny", **dataclasses.asdict(config.suite.options)}
 
 

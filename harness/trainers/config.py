@@ -1,7 +1,10 @@
-"""The options of the shared stages' trainers: SFT, the reward model and PPO (the ``sft``, ``reward`` and ``ppo``
-sections of a preset).
+"""The options of the trainers: the shared stages' (SFT, the reward model and PPO: the ``sft``, ``reward`` and ``ppo``
+sections of a preset) and the method-owned DPO and GRPO stages' (the ``dpo`` and ``grpo`` sections, which
+:mod:`methods.dpo` and :mod:`methods.grpo` name as their ``config_class``).
 
-Plain dataclasses without torch, so a preset loads (and a bad value is refused) before any library is imported.
+The trainers own their options so that they import nothing from ``methods/``, not even for type checking: the
+import graph stays free of circles. Plain dataclasses without torch, so a preset loads (and a bad value is refused)
+before any library is imported.
 """
 
 from __future__ import annotations
@@ -132,3 +135,78 @@ class PPOConfig:
         require_between(self, 0, 1, "gamma", "lam")
         require_that(self.rollout_batch_size % self.minibatch_size == 0, self, "minibatch_size",
                      f"a divisor of rollout_batch_size ({self.rollout_batch_size})")
+
+
+@dataclass
+class DPOConfig:
+    """DPO. AlpacaFarm: beta 0.1, lr 1e-6, 2 epochs, batch 128, cosine, warm-up 0.03."""
+
+    beta: float = field(
+        default=0.1,
+        metadata={"help": "Strength of the implicit KL penalty to the SFT policy: higher stays closer (AlpacaFarm and "
+                          "TRL: 0.1)."},
+    )
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Peak learning rate (AlpacaFarm: 1e-6, for LLaMA-7B; tiny models need a larger one, as "
+                          "for PPO)."},
+    )
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the decided preference pairs (AlpacaFarm: 2)."})
+    batch_size: int = field(
+        default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: 128)."}
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens (AlpacaFarm: 512)."}
+    )
+
+    def __post_init__(self) -> None:
+        require_positive(self, "beta", "learning_rate", "epochs", "batch_size", "max_length")
+
+    def global_batch_sizes(self) -> dict[str, int]:
+        """Batches split over the processes, checked before any training (:func:`harness.pipeline.prepare`)."""
+        return {"dpo.batch_size": self.batch_size}
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO. AlpacaFarm has no GRPO; the help texts give TRL's and DeepSeekMath's values where they differ."""
+
+    beta: float = field(
+        default=0.1,
+        metadata={"help": "Weight of the per-token KL to the SFT policy, reasoned as PPO's kl_coef (both against "
+                          "unit-scale advantages). TRL: 0 (no reference); DeepSeekMath: 0.04."},
+    )
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "AdamW learning rate, constant as PPO's (TRL: 1e-6, for large models)."}
+    )
+    num_steps: int = field(default=20, metadata={"help": "Optimiser steps, one fresh batch of samples each."})
+    prompts_per_step: int = field(
+        default=8, metadata={"help": "Unlabeled instructions sampled per step, over all processes."}
+    )
+    num_generations: int = field(
+        default=8, metadata={"help": "Samples per instruction, the group its advantages are relative to (TRL: 8; "
+                                     "DeepSeekMath: 64)."}
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "Longest response in tokens, as PPO's."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the samples, as PPO's."})
+    truncation_penalty: float = field(
+        default=-1.0,
+        metadata={"help": "Penalty of a response that did not end with eos, as PPO's (AlpacaFarm: -1)."},
+    )
+    truncation_rule: Literal["replace", "add"] = field(
+        default="replace", metadata={"help": "How a cut-off response is scored, as PPO's truncation_rule."}
+    )
+    save_every: int = field(
+        default=5, metadata={"help": "Steps between saved checkpoints for the drift metric; the final policy is "
+                                     "always saved."}
+    )
+
+    def __post_init__(self) -> None:
+        require_positive(self, "num_steps", "prompts_per_step", "max_new_tokens", "save_every", "learning_rate",
+                         "temperature")
+        require_at_least(self, 2, "num_generations")  # a group of one has no advantage
+        require_at_least(self, 0, "beta")
+
+    def global_batch_sizes(self) -> dict[str, int]:
+        """Batches split over the processes, checked before any training (:func:`harness.pipeline.prepare`)."""
+        return {"grpo.prompts_per_step": self.prompts_per_step * self.num_generations}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
@@ -11,11 +10,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer
 
+from harness.trainers.config import DPOConfig
 from harness.trainers.reward import preference_pairs
 from harness.trainers.sft import epoch_arguments, label_progress, save_final
-
-if TYPE_CHECKING:
-    from methods.dpo import DPOConfig
 
 
 def train_dpo(init_dir: Path, pairs: Dataset, cfg: DPOConfig, out_dir: Path, seed: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import PartialState
@@ -17,13 +16,11 @@ from trl import GRPOTrainer
 from harness.core.chat import user_turn
 from harness.core.types import PPORun
 from harness.distributed import per_process_batch
+from harness.trainers.config import GRPOConfig
 from harness.trainers.ppo import RUN_FILE, load_ppo_run
 from harness.trainers.ppo_losses import penalise_truncated
 from harness.trainers.scoring import RewardModelScorer, Scorer
 from harness.trainers.sft import label_progress, save_final, trainer_defaults
-
-if TYPE_CHECKING:
-    from methods.grpo import GRPOConfig
 
 
 class RewardModelReward:
