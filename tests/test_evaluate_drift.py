@@ -37,9 +37,9 @@ class FakeContext:
         self.tmp_path, self.stages, self.logs = tmp_path, [], []
         self.config = SimpleNamespace(eval=SimpleNamespace(drift_instructions=5, mechanism_instructions=None))
         self.splits = {"val": {"instruction": ["q1", "q2", "q3"]}}
-        # the suite tells a good-against-bad pair; of the rest it cannot say
+        # the suite's kinds: a good against a bad sample, or two alike (which the judge calls a tie)
         self.suite = SimpleNamespace(pair_kind=lambda x, a, b: "good vs bad" if (a[0] == "g") != (b[0] == "g")
-                                     else None)
+                                     else "alike")
         self.sampled: list[tuple[str, str, list[str]]] = []
 
     def sft(self):
@@ -96,6 +96,7 @@ def test_the_mechanism_check_scores_both_models_on_held_out_pairs_of_the_first_a
     # (a) the first policy: q1 "bad 5" vs "good 1": the original (by number) wrong, the refined right; q3 a tie
     assert (held_out["original"]["accuracy"], held_out["refined"]["accuracy"], held_out["original"]["n"]) == (0, 1, 1)
     assert held_out["refined_minus_original"]["difference"] == 1 and held_out["original"]["n_annotator_ties"] == 1
+    # by kind: "alike" (q3) has no judged pair, so it has no row
     assert list(held_out["by_kind"]) == ["good vs bad"] and held_out["by_kind"]["good vs bad"]["refined"]["n"] == 1
     # (b) the final policy: q1 "good 1" vs "bad 2": the original wrong; q3 "bad 1" vs "good 2": right
     assert on_policy["original"]["accuracy"] == 0.5 and on_policy["refined"]["accuracy"] == 1.0

@@ -282,7 +282,7 @@ def compare_reward_models(ctx: RunContext, original: Path, refined: Path, pairs:
 
     Returns:
         ``{"original": pairwise_accuracy, "refined": pairwise_accuracy, "refined_minus_original": difference,
-        "by_kind": {kind: the same three}}`` (``by_kind`` empty without kinds).
+        "by_kind": {kind: the same three}}``, for the kinds with a judged pair (empty without kinds).
     """
     x, labels = pairs["instructions"], pairs["preferences"]
     kinds = pairs.get("kinds") or [None] * len(x)
@@ -293,10 +293,10 @@ def compare_reward_models(ctx: RunContext, original: Path, refined: Path, pairs:
             credits[name] = pair_credits(ctx.score(model, x, pairs["output_1"]),
                                          ctx.score(model, x, pairs["output_2"]), labels)
         result = accuracies(credits)
-        result["by_kind"] = {
-            kind: accuracies({name: [c for c, k in zip(values, kinds) if k == kind]
-                              for name, values in credits.items()})
-            for kind in sorted({k for k in kinds if k is not None})}
+        judged = {k for k, c in zip(kinds, credits["original"]) if k is not None and c is not None}
+        result["by_kind"] = {kind: accuracies({name: [c for c, k in zip(values, kinds) if k == kind]
+                                               for name, values in credits.items()})
+                             for kind in sorted(judged)}
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
 
     stage = ctx.stage("rm_comparison", {"original": Path(original), "refined": Path(refined),
