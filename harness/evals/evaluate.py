@@ -246,7 +246,8 @@ def mechanism_check(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
 def held_out_instructions(ctx: RunContext, refinement: Refinement) -> list[str]:
     """The first ``eval.mechanism_instructions`` (None: ``eval.drift_instructions``) val instructions that are not
     among the refinement's: held out from D (val pairs only measure) and from U alike."""
-    wanted = ctx.config.eval.mechanism_instructions or ctx.config.eval.drift_instructions
+    cfg = ctx.config.eval
+    wanted = cfg.drift_instructions if cfg.mechanism_instructions is None else cfg.mechanism_instructions
     held_out = [x for x in ctx.splits["val"]["instruction"] if x not in refinement.instructions]
     if len(held_out) < wanted:
         ctx.log(f"mechanism check: {len(held_out)} val instructions are held out from the refinement, fewer than "
@@ -277,15 +278,14 @@ def compare_reward_models(ctx: RunContext, original: Path, refined: Path, pairs:
     Both models score the same pairs, so their difference is paired (:func:`paired_accuracy_difference`).
 
     Args:
-        pairs: ``instructions``, ``output_1``, ``output_2``, ``preferences`` and, optionally, ``kinds`` (one per
-            pair; None where the suite cannot tell).
+        pairs: ``instructions``, ``output_1``, ``output_2``, ``preferences`` and ``kinds`` (one per pair; None
+            where the suite cannot tell), as :func:`judged_pairs` returns them.
 
     Returns:
         ``{"original": pairwise_accuracy, "refined": pairwise_accuracy, "refined_minus_original": difference,
         "by_kind": {kind: the same three}}``, for the kinds with a judged pair (empty without kinds).
     """
-    x, labels = pairs["instructions"], pairs["preferences"]
-    kinds = pairs.get("kinds") or [None] * len(x)
+    x, labels, kinds = pairs["instructions"], pairs["preferences"], pairs["kinds"]
 
     def build(out: Path) -> None:
         credits = {}
