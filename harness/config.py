@@ -136,12 +136,19 @@ class PolicySamplesConfig:
 
     n: int = field(default=10, metadata={"help": "Samples per unlabeled instruction (paper: 10)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (paper: 1.0)."})
+    per_preference_pair: float | None = field(
+        default=None,
+        metadata={"help": "Size of U relative to D: round(this x the preference pairs) instructions, the unlabeled "
+                  "split's taken in order and cycled when it holds fewer (as the world's splits repeat theirs; a "
+                  "repeated instruction gets fresh samples), so RLP can run at the paper's |U| = 2|D| while PPO "
+                  "keeps the unlabeled split as its prompts. None: U is the unlabeled split."},
+    )
     max_instructions: int | None = field(
-        default=None, metadata={"help": "Use only the first N unlabeled instructions (None: all)."},
+        default=None, metadata={"help": "Use only the first N instructions of U (None: all)."},
     )
 
     def __post_init__(self) -> None:
-        require_positive(self, "n", "temperature", "max_instructions")
+        require_positive(self, "n", "temperature", "per_preference_pair", "max_instructions")
 
 
 @dataclass
@@ -171,6 +178,14 @@ class EvalConfig:
                   "judged at each drift point: step 0 (the SFT policy) and every saved PPO checkpoint. At least 500 "
                   "keeps the standard error of each accuracy near 0.02."},
     )
+    mechanism_instructions: int | None = field(
+        default=None,
+        metadata={"help": "Held-out instructions of the mechanism check (val instructions that are not in RLP's U, "
+                  "in order): two fresh samples each (temperature 1) of the first PPO policy and of the final one, "
+                  "judged, score the original reward model and each refined one. None: eval.drift_instructions. "
+                  "On the tiny world about half of the pairs are gold ties, so 500 give about 250 judged pairs a "
+                  "seed."},
+    )
     overoptimisation: bool = field(
         default=True,
         metadata={"help": "Measure the over-optimisation curve once per seed when best_of_n runs: gold win rate and "
@@ -194,8 +209,8 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        require_positive(self, "drift_instructions", "overoptimisation_max_n", "overoptimisation_ppo_steps",
-                         "max_examples")
+        require_positive(self, "drift_instructions", "mechanism_instructions", "overoptimisation_max_n",
+                         "overoptimisation_ppo_steps", "max_examples")
         require_at_least(self, 0, "overoptimisation_ppo_kl_coef", "temperature", "knowledge_fewshot")
         require_that(not self.overoptimisation_max_n & (self.overoptimisation_max_n - 1), self,
                      "overoptimisation_max_n", "a power of 2")

@@ -184,9 +184,14 @@ class RunContext:
         return load_ppo_run(path)
 
     def policy_samples(self, policy: Path) -> tuple[list[str], list[list[str]]]:
-        """The policy sample set P (paper step 4): n samples per unlabeled instruction, shared by UML and SPG."""
+        """The policy sample set P (paper step 4): n samples per instruction of U, shared by UML, SPG and online RLHF.
+
+        U is the unlabeled split (PPO's prompts), or, with ``policy_samples.per_preference_pair``, that many
+        instructions per preference pair, the unlabeled split's cycled in order (:func:`unlabeled_instructions`).
+        """
         cfg = self.config.policy_samples
-        instructions = self.splits["unlabeled"]["instruction"]
+        instructions = unlabeled_instructions(self.splits["unlabeled"]["instruction"], len(self.splits["preference"]),
+                                              cfg.per_preference_pair)
         if cfg.max_instructions is not None:
             instructions = instructions[: cfg.max_instructions]
         samples = self.sample(policy, instructions, cfg.n, cfg.temperature, name="policy_samples", training=True)
@@ -218,6 +223,17 @@ class RunContext:
         if self._scorer is None or self._scorer.path != Path(reward_model):
             self._scorer = RewardModelScorer(reward_model, device=self.device)
         return self._scorer.score(list(instructions), list(outputs)).tolist()
+
+
+def unlabeled_instructions(unlabeled: list[str], n_preference: int, per_preference_pair: float | None) -> list[str]:
+    """RLP's U: the unlabeled instructions, or round(per_preference_pair x n_preference) of them, taken in order and
+    cycled when the split holds fewer (None: the split as it is; the split is never empty, see
+    :func:`harness.suites.validate.validate_splits`).
+    """
+    if per_preference_pair is None:
+        return list(unlabeled)
+    size = round(per_preference_pair * n_preference)
+    return [unlabeled[i % len(unlabeled)] for i in range(size)]
 
 
 def reward_model_metrics(path: Path) -> dict:

@@ -40,6 +40,7 @@ METHODS: dict[str, str] = {
     "dpo": "methods.dpo:DPO",
     "expert_iteration": "methods.expert_iteration:ExpertIteration",
     "grpo": "methods.grpo:GRPO",
+    "online_rlhf": "methods.online_rlhf:OnlineRLHF",
 }
 
 # A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that

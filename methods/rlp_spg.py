@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.core.schema import require_between, require_positive, require_probability, require_that
-from harness.core.types import TrainedPolicy
+from harness.core.types import Refinement, TrainedPolicy
 from methods.base import RunContext
+from methods.refinement import length_shares, share_of_reward_data
 
 
 @dataclass
@@ -142,8 +143,11 @@ class RLPSPG:
         if len(pairs) == 0:
             ctx.log("rlp_spg: no synthetic pairs; the refined reward model is the original one")
 
-        # 3. How often the annotators agree with D_hat (paper, Table 5: 59% for SPG, 52% for RLAIF).
+        # 3. How much D_hat weighs in the refined reward model's data, whether r's favourites are longer, and how
+        #    often the annotators agree with D_hat (paper, Table 5: 59% for SPG, 52% for RLAIF).
         columns = pairs.to_dict()
+        diagnostics["share_of_reward_data"] = share_of_reward_data(ctx, len(pairs))
+        diagnostics.update(length_shares(columns))
         annotators = {"gold": ctx.suite.gold_annotator, "training": ctx.suite.training_annotator}
         diagnostics["pair_accuracy"] = {}
         for name in cfg.accuracy_annotators:
@@ -157,9 +161,8 @@ class RLPSPG:
         # 4. Refined reward model on D + D_hat, then PPO again from SFT against it.
         refined = ctx.reward_model(extra_pairs=pairs if len(pairs) else None)
         second = ctx.ppo(sft, refined)
-        return TrainedPolicy(
-            method=self.name, policy=second.policy, reward_model=refined, ppo=second, diagnostics=diagnostics
-        )
+        return TrainedPolicy(method=self.name, policy=second.policy, reward_model=refined, ppo=second,
+                             refinement=Refinement(first.policy, frozenset(instructions)), diagnostics=diagnostics)
 
     @staticmethod
     def _equivalence(cfg: SPGConfig, ctx: RunContext):

@@ -18,13 +18,15 @@ samples whose texts differ (:func:`build_view_pairs`), and one encoder shared by
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Literal, NamedTuple, Sequence
 
 from harness.core.schema import require_at_least, require_positive
-from harness.core.types import TrainedPolicy
+from harness.core.types import Refinement, TrainedPolicy
 from methods.base import RunContext
 
 
@@ -173,9 +175,19 @@ class RLPUML:
             policy=run.policy,
             reward_model=reward_model,
             ppo=run,
+            refinement=Refinement(first.policy, frozenset(instructions)),
             diagnostics={
                 "view_pairs": len(pairs),
                 "instructions": len(instructions),
                 "instructions_without_pair": len(instructions) - len(pairs),
+                "mib_curve": mib_curve(reward_model),
             },
         )
+
+
+def mib_curve(reward_model: Path) -> list[dict]:
+    """The refined reward model's training curve as its stage recorded it: one record per step with the
+    Bradley-Terry loss and L_M (``mib_loss``, and its parts ``mi`` and ``skl``), so the report can show whether the
+    multi-view loss moved at all. Empty when the stage recorded none (no auxiliary loss)."""
+    path = Path(reward_model) / "auxiliary_curve.json"
+    return json.loads(path.read_text()) if path.exists() else []

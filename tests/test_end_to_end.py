@@ -84,7 +84,7 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run):
 def test_every_method_is_trained_evaluated_and_reported(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
     assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg", "dpo", "expert_iteration",
-                                        "grpo"]
+                                        "grpo", "online_rlhf"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
     for method, entry in results["methods"].items():
@@ -102,9 +102,15 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
             assert [point["step"] for point in curve] == ([0, 1, 2] if method == "grpo" else [0, 4, 8]), method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
-        if method.startswith("rlp_"):  # the original reward model is scored on the final RLP policy's pairs too
-            assert set(entry["per_seed"][0]["details"]["reward_models_on_policy"]) == {
-                "original", "refined", "refined_minus_original"}
+        if method in ("rlp_uml", "rlp_spg", "online_rlhf"):
+            # the mechanism check: the original and the refined reward model on the same held-out pairs of the first
+            # PPO policy and of the final one, by pair kind (the tiny world's gold tells them)
+            details = entry["per_seed"][0]["details"]
+            for key in ("reward_models_held_out", "reward_models_on_policy"):
+                comparison = details[key]
+                assert set(comparison) == {"original", "refined", "refined_minus_original", "by_kind"}, key
+                assert comparison["original"]["n"] + comparison["original"]["n_annotator_ties"] == 8, key  # drift's
+                assert set(comparison["by_kind"]) <= set(world.PAIR_KINDS) - {world.EQUAL_QUALITY}, key
     # best-of-4 of the SFT policy: no PPO, the analytic KL log 4 - 3/4
     assert results["methods"]["best_of_n"]["metrics"]["kl"]["mean"] == pytest.approx(math.log(4) - 0.75)
     assert "drift" not in results["methods"]["best_of_n"]["per_seed"][0]["details"]
@@ -116,6 +122,12 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0
+    assert spg["share_of_reward_data"] == spg["n_pairs"] / (200 + spg["n_pairs"])  # REDUCED_BUDGET's 200 pairs
+    online = results["diagnostics"]["online_rlhf"][0]
+    assert online["n_instructions"] == 12 and 0 < online["n_pairs"] <= 12 and "gold_agreement" in online
+    assert results["diagnostics"]["rlp_uml"][0]["mib_curve"]  # UML's loss curve, per seed
+    assert "## Reward learning on policy: the refinement and its mechanism" in report
+    assert (finished_run / "plots" / "uml_mib_loss.png").stat().st_size > 0
     for name in ("report.md", "report.html", "config.yaml", "run.log"):
         assert (finished_run / name).stat().st_size > 0, name
     # the untrained base model is scored on the knowledge task too, and the report says so
@@ -137,17 +149,17 @@ def test_ppo_raises_the_proxy_reward_over_its_run(finished_run):
 
 
 def test_the_refined_reward_models_score_pairs_differently_from_the_original(finished_run):
-    """RLP retrains the reward model (UML with its multi-view loss, SPG with synthetic pairs): each refined model
-    scores the same answers differently from the original, and from the other."""
+    """RLP retrains the reward model (UML with its multi-view loss, SPG with synthetic pairs), online RLHF with fresh
+    labels: each refined model scores the same answers differently from the original, and from the others."""
     results = json.loads((finished_run / "results.json").read_text())
     stages = {s["path"] for s in results["stages"] if s["stage"] == "reward" and s["seed"] == 0}
     answers = json.loads((finished_run / "outputs" / "sft" / "farm" / "model_outputs.json").read_text())
     instructions, outputs = [a["instruction"] for a in answers], [a["output"] for a in answers]
     scores = {path: RewardModelScorer(finished_run / "stages" / path).score(instructions, outputs).tolist()
               for path in sorted(stages)}
-    assert len(scores) == 3  # the original and the two refined ones
+    assert len(scores) == 4  # the original, the two RLP refinements and online RLHF's
     distinct = {tuple(round(x, 4) for x in values) for values in scores.values()}
-    assert len(distinct) == 3, scores
+    assert len(distinct) == 4, scores
 
 
 def assert_offline_accuracy_measured(run_dir: Path, results: dict, accuracy: float | None) -> None:
@@ -165,11 +177,13 @@ def assert_offline_accuracy_measured(run_dir: Path, results: dict, accuracy: flo
 def test_shared_stages_are_trained_once(finished_run):
     log = (finished_run / "run.log").read_text()
     assert log.count("stage sft              training") == 1
-    assert log.count("stage reward           training") == 3  # shared RM, UML's and SPG's refined RMs
-    # the shared PPO, one per RLP method, and the over-optimisation curve's own low-KL PPO (the preset's
+    assert log.count("stage reward           training") == 4  # shared RM, UML's, SPG's and online RLHF's
+    # the shared PPO, one per refining method, and the over-optimisation curve's own low-KL PPO (the preset's
     # eval.overoptimisation_ppo_kl_coef)
-    assert log.count("stage ppo              training") == 4
-    assert log.count("stage policy_samples   training") == 1  # UML and SPG share the sample set
+    assert log.count("stage ppo              training") == 5
+    assert log.count("stage policy_samples   training") == 1  # UML, SPG and online RLHF share the sample set
+    # the first PPO policy's held-out pairs are drawn once for the three methods that check against them
+    assert len(re.findall(r"\] stage mechanism_samples +training ", log)) == 1 + 3
     for stage in ("dpo", "expert_iteration", "grpo"):  # GRPO's stage serves the method and its curve
         assert len(re.findall(rf"\] stage {stage} +training ", log)) == 1, stage
 

@@ -1,22 +1,23 @@
-"""Drift from step 0 and the original-vs-refined reward-model comparison (harness/evals/evaluate.py), against a
-fake run context whose samples, judge and reward models are fixed by hand."""
+"""Drift from step 0 and the mechanism check, the original-vs-refined reward-model comparison
+(harness/evals/evaluate.py), against a fake run context whose samples, judge and reward models are fixed by hand."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from harness.core.rm_accuracy import drift
-from harness.core.types import PPOCheckpoint, PPORun, Preference, TrainedPolicy
-from harness.evals.evaluate import compare_reward_models, drift_curve
+from harness.core.types import PPOCheckpoint, PPORun, Preference, Refinement, TrainedPolicy
+from harness.evals.evaluate import drift_curve, held_out_instructions, mechanism_check
 
-# Two samples per val instruction. The SFT policy (step 0) and the final checkpoint (step 10):
+# Two samples per val instruction, by policy: the SFT policy (step 0), the final checkpoint (step 10), and the
+# first PPO policy the refinement sampled.
 SAMPLES = {
-    "sft": [["good 1", "bad 0"], ["bad 0", "good 1"], ["good 1", "good 1"]],  # q3: the judge calls it a tie
-    "final": [["good 1", "bad 2"], ["bad 3", "good 0"], ["bad 1", "good 2"]],
+    "sft": {"q1": ["good 1", "bad 0"], "q2": ["bad 0", "good 1"], "q3": ["good 1", "good 1"]},  # q3: a tie
+    "final": {"q1": ["good 1", "bad 2"], "q2": ["bad 3", "good 0"], "q3": ["bad 1", "good 2"]},
+    "first": {"q1": ["bad 5", "good 1"], "q2": ["good 0", "bad 9"], "q3": ["good 1", "good 1"]},
 }
 
 
@@ -34,15 +35,23 @@ class FakeContext:
 
     def __init__(self, tmp_path):
         self.tmp_path, self.stages, self.logs = tmp_path, [], []
-        self.config = SimpleNamespace(eval=SimpleNamespace(drift_instructions=5))
+        self.config = SimpleNamespace(eval=SimpleNamespace(drift_instructions=5, mechanism_instructions=None))
         self.splits = {"val": {"instruction": ["q1", "q2", "q3"]}}
+        # the suite's kinds: a good against a bad sample, or two alike (which the judge calls a tie)
+        self.suite = SimpleNamespace(pair_kind=lambda x, a, b: "good vs bad" if (a[0] == "g") != (b[0] == "g")
+                                     else "alike")
+        self.sampled: list[tuple[str, str, list[str]]] = []
 
     def sft(self):
         return Path("sft")
 
+    def reward_model(self):
+        return Path("rm")
+
     def sample(self, policy, instructions, n, temperature, name="samples"):
         assert (n, temperature) == (2, 1.0)  # two fresh samples per instruction, as PPO samples
-        return SAMPLES[policy.name]
+        self.sampled.append((name, policy.name, list(instructions)))
+        return [SAMPLES[policy.name][x] for x in instructions]
 
     def score(self, reward_model, instructions, outputs):
         if reward_model.name == "rm":
@@ -60,25 +69,51 @@ class FakeContext:
         self.logs.append(message)
 
 
-def test_drift_runs_from_step_0_and_both_reward_models_score_the_final_pairs(tmp_path):
+def test_drift_runs_from_step_0(tmp_path):
     ctx = FakeContext(tmp_path)
     run = PPORun(policy=Path("final"), reward_model=Path("rm-refined"),
                  checkpoints=(PPOCheckpoint(step=10, path=Path("final"), proxy_reward=0.5, kl=1.0),))
     trained = TrainedPolicy("rlp_spg", Path("final"), reward_model=Path("rm-refined"), ppo=run)
-    curve, final_pairs = drift_curve(ctx, trained, GoodJudge(), "good-judge")
+    curve = drift_curve(ctx, trained, GoodJudge(), "good-judge")
     # the refined model ranks every decisive pair right: step 0 has 2 (q3 is a tie), the final checkpoint 3
     assert [(p["step"], p["accuracy"], p["n"], p["n_annotator_ties"]) for p in curve] == [(0, 1.0, 2, 1),
                                                                                            (10, 1.0, 3, 0)]
     assert drift(curve)["rm_drift"] == 0.0
     assert any("val split holds 3 instructions, fewer than eval.drift_instructions = 5" in m for m in ctx.logs)
 
-    result = compare_reward_models(ctx, Path("rm"), Path("rm-refined"), final_pairs)
-    # the original on the final pairs: q1 bad 2 > good 1 wrong, q2 bad 3 > good 0 wrong, q3 good 2 > bad 1 right
-    assert result["original"]["accuracy"] == pytest.approx(1 / 3) and result["refined"]["accuracy"] == 1.0
-    # paired differences 1, 1, 0: mean 2/3, sample variance ((1/3)^2 * 2 + (2/3)^2) / 2 = 1/3, se sqrt(1/9) = 1/3
-    gain = result["refined_minus_original"]
-    assert gain["difference"] == pytest.approx(2 / 3) and gain["standard_error"] == pytest.approx(1 / 3)
-    assert gain["n"] == 3 and not math.isnan(result["original"]["standard_error"])
+
+def test_the_mechanism_check_scores_both_models_on_held_out_pairs_of_the_first_and_the_final_policy(tmp_path):
+    ctx = FakeContext(tmp_path)
+    # the refinement saw q2 (and an instruction the val split does not hold): the check must never judge q2
+    refinement = Refinement(policy=Path("first"), instructions=frozenset({"q2", "u1"}))
+    trained = TrainedPolicy("rlp_spg", Path("final"), reward_model=Path("rm-refined"), refinement=refinement)
+    held_out, on_policy = mechanism_check(ctx, trained, GoodJudge(), "good-judge")
+    assert [(name, policy, x) for name, policy, x in ctx.sampled] == [
+        ("mechanism_samples", "first", ["q1", "q3"]), ("mechanism_samples", "final", ["q1", "q3"])]
+    assert held_out_instructions(ctx, refinement) == ["q1", "q3"]
+    assert not refinement.instructions & {x for _, _, sampled in ctx.sampled for x in sampled}
+
+    # (a) the first policy: q1 "bad 5" vs "good 1": the original (by number) wrong, the refined right; q3 a tie
+    assert (held_out["original"]["accuracy"], held_out["refined"]["accuracy"], held_out["original"]["n"]) == (0, 1, 1)
+    assert held_out["refined_minus_original"]["difference"] == 1 and held_out["original"]["n_annotator_ties"] == 1
+    # by kind: "alike" (q3) has no judged pair, so it has no row
+    assert list(held_out["by_kind"]) == ["good vs bad"] and held_out["by_kind"]["good vs bad"]["refined"]["n"] == 1
+    # (b) the final policy: q1 "good 1" vs "bad 2": the original wrong; q3 "bad 1" vs "good 2": right
+    assert on_policy["original"]["accuracy"] == 0.5 and on_policy["refined"]["accuracy"] == 1.0
+    # paired differences 1, 0: mean 1/2, sample variance 1/2, se sqrt(1/2 / 2) = 1/2
+    gain = on_policy["refined_minus_original"]
+    assert gain["difference"] == pytest.approx(0.5) and gain["standard_error"] == pytest.approx(0.5)
+    assert gain["n"] == 2 and on_policy["by_kind"]["good vs bad"]["refined_minus_original"] == gain
+
+
+def test_the_mechanism_check_takes_at_most_the_instructions_asked_for(tmp_path):
+    ctx = FakeContext(tmp_path)
+    ctx.config.eval.mechanism_instructions = 1
+    refinement = Refinement(policy=Path("first"), instructions=frozenset({"q1"}))
+    assert held_out_instructions(ctx, refinement) == ["q2"]
+    ctx.config.eval.mechanism_instructions = None  # then as many as drift uses (5): all 2 held out, and a log line
+    assert held_out_instructions(ctx, refinement) == ["q2", "q3"]
+    assert any("2 val instructions are held out from the refinement, fewer than the 5" in m for m in ctx.logs)
 
 
 def test_the_knowledge_stage_is_keyed_by_the_task_files_not_by_where_the_checkout_keeps_them(tmp_path):

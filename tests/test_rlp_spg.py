@@ -83,6 +83,10 @@ class FakeContext:
         self.calls.append(("policy_samples", policy.name))
         return INSTRUCTIONS, SAMPLES
 
+    def labelled_pairs(self, split: str) -> list:
+        assert split == "preference"
+        return [{}] * 6  # D: six pairs
+
     def score(self, reward_model: Path, instructions, outputs):
         self.calls.append(("score", reward_model.name, len(outputs)))
         return [SCORES.get(y, 0.0) for y in outputs]
@@ -122,6 +126,10 @@ def test_train_runs_the_stages_in_order_and_refines_the_reward_model_with_the_sy
     assert d["equivalence"] == "exact" and d["confidence_threshold"] == 0.5
     assert (d["n_instructions"], d["n_accepted"], d["n_pairs"], d["pairs_without_other_cluster"]) == (4, 3, 2, 1)
     assert d["acceptance_rate"] == 0.75
+    assert d["share_of_reward_data"] == 2 / (6 + 2)  # two synthetic pairs beside D's six
+    # q1: "answer 4" (2 words) against "it is 5" (3) or "maybe 6" (2); q4: "y 7" against "z 8"/"w 8" (2 each)
+    assert d["chosen_longer_share"] == 0 and d["chosen_shorter_share"] == (0.5 if rejected_1 == "it is 5" else 0)
+    assert result.refinement.policy == Path("ppo-rm") and result.refinement.instructions == set(INSTRUCTIONS)
     assert d["confidence_histogram"] == {"0.2": 1, "0.6": 2, "1.0": 1}
     # Gold: q1 agrees, q4 tie -> 1 of 1 decisive. Training annotator: q1 disagrees, q4 tie -> 0 of 1.
     gold, training = d["pair_accuracy"]["gold"], d["pair_accuracy"]["training"]
@@ -144,6 +152,8 @@ def test_reward_ranked_ablation_pairs_highest_with_lowest_score_without_clusteri
     assert [chosen_and_rejected(row) for row in pairs] == [("it is 5", "maybe 6"), ("y 7", "x 7")]
     assert result.diagnostics["equivalence"] is None and "confidence_histogram" not in result.diagnostics
     assert result.diagnostics["pairs_without_score_gap"] == 2
+    # r's favourite "it is 5" has more words than "maybe 6"; "y 7" and "x 7" as many
+    assert (result.diagnostics["chosen_longer_share"], result.diagnostics["chosen_shorter_share"]) == (0.5, 0)
 
 
 def test_no_confident_instruction_falls_back_to_the_original_reward_model():

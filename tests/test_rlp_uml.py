@@ -226,6 +226,10 @@ def test_cache_key_follows_pairs_and_config():
 # --- the method's flow, against a recording fake context ------------------------------------------------------
 
 
+CURVE = [{"step": 0, "bt_loss": 0.69, "mib_loss": 1.2, "mi": 0.1, "skl": 0.3},
+         {"step": 1, "bt_loss": 0.65, "mib_loss": 0.9, "mi": 0.3, "skl": 0.2}]
+
+
 class FakeContext:
     """Records the stages RLP-UML asks for; the SFT 'checkpoint' is only a model config."""
 
@@ -233,7 +237,7 @@ class FakeContext:
         self.config = SimpleNamespace(options={"uml": small_config()})
         self.seed = 0
         self.calls: list[tuple] = []
-        self.sft_path = root / "sft"
+        self.root, self.sft_path = root, root / "sft"
         LlamaConfig(hidden_size=16, num_attention_heads=2).save_pretrained(self.sft_path)
 
     def sft(self) -> Path:
@@ -241,7 +245,12 @@ class FakeContext:
 
     def reward_model(self, extra_pairs=None, auxiliary=None) -> Path:
         self.calls.append(("reward_model", auxiliary))
-        return Path("rm_refined" if auxiliary else "rm")
+        if auxiliary is None:
+            return Path("rm")
+        stage = self.root / "rm_refined"  # the reward stage records the auxiliary loss's curve
+        stage.mkdir(exist_ok=True)
+        (stage / "auxiliary_curve.json").write_text(json.dumps(CURVE))
+        return stage
 
     def ppo(self, init: Path, reward_model: Path) -> PPORun:
         self.calls.append(("ppo", init, reward_model))
@@ -267,7 +276,11 @@ def test_rlp_uml_retrains_the_reward_model_and_restarts_ppo_from_sft(tmp_path):
     auxiliary = stages[3][1]
     assert isinstance(auxiliary, MultiViewAuxiliaryLoss) and auxiliary.in_dim == 16
     assert [p.instruction for p in auxiliary.pairs] == ["a", "c"]  # "b" has only identical samples
-    assert stages[4] == ("ppo", ctx.sft_path, Path("rm_refined"))  # the new PPO starts again from SFT
+    refined = tmp_path / "rm_refined"
+    assert stages[4] == ("ppo", ctx.sft_path, refined)  # the new PPO starts again from SFT
     assert trained.method == "rlp_uml"
-    assert (trained.policy, trained.reward_model) == (Path("policy_rm_refined"), Path("rm_refined"))
-    assert trained.diagnostics == {"view_pairs": 2, "instructions": 3, "instructions_without_pair": 1}
+    assert (trained.policy, trained.reward_model) == (Path(f"policy_{refined}"), refined)
+    assert trained.refinement.policy == Path("policy_rm") and trained.refinement.instructions == {"a", "b", "c"}
+    # the MIB loss curve the reward stage recorded is kept per seed, for the report's figure
+    assert trained.diagnostics == {"view_pairs": 2, "instructions": 3, "instructions_without_pair": 1,
+                                   "mib_curve": CURVE}

@@ -68,6 +68,25 @@ def test_gold_judge_hand_cases(instruction, output_1, output_2, expected):
     assert _gold(instruction, output_1, output_2) == expected
 
 
+@pytest.mark.parametrize(
+    ("output_1", "output_2", "kind"),
+    [
+        ("3 + 4 = 7.", "3 + 4 = 8.", world.RIGHT_VS_WRONG),
+        ("Sure! I am not sure. I hope this helps!", "3 + 4 = 7.", world.ANSWER_VS_EVASION),  # padding aside
+        ("Sure! 3 + 4 = 7. I hope this helps!", "3 + 4 = 7.", world.FORM_ONLY),
+        # neither right: gold ranks them by padding alone, and calls them a tie when that is equal too
+        ("I do not know.", "Sure! 3 + 4 = 8. I hope this helps!", world.FORM_ONLY),
+        ("I do not know.", "3 + 4 = 9.", world.EQUAL_QUALITY),
+        ("3+4=7", "3 + 4 = 7.", world.EQUAL_QUALITY),
+    ],
+)
+def test_pair_kind_says_what_separates_two_outputs_in_golds_eyes(suite, output_1, output_2, kind):
+    assert suite.pair_kind("What is 3 plus 4?", output_1, output_2) == kind
+    assert suite.pair_kind("What is 3 plus 4?", output_2, output_1) == kind  # either order
+    decisive = _gold("What is 3 plus 4?", output_1, output_2) != Preference.TIE
+    assert decisive == (kind != world.EQUAL_QUALITY)
+
+
 def test_gold_judge_rejects_foreign_instructions_and_ragged_batches():
     with pytest.raises(ValueError, match="not one of the tiny world's"):
         _gold("Translate this into French.", "a", "b")

@@ -385,7 +385,7 @@ def test_smollm2_preset_runs_every_method_at_a_minimal_budget(tmp_path):
                  *[a for o in SMOLLM2_MINIMAL for a in ("--set", o)]]) == 0
     print(f"smollm2, every method at the minimal budget: {time.perf_counter() - start:.0f} s")
     results = json.loads((out / "results.json").read_text())
-    assert len(results["methods"]) == 8 and results["preset"] == "smollm2"
+    assert len(results["methods"]) == 9 and results["preset"] == "smollm2"
     for method, entry in results["methods"].items():
         assert 0 <= entry["metrics"]["farm_win_rate"]["mean"] <= 100, method
         assert entry["metrics"]["knowledge_acc"]["mean"] in (0.0, 1.0), method  # one question

@@ -47,7 +47,11 @@ def pairwise_accuracy(
     Raises:
         ValueError: the three sequences differ in length, a score is NaN, or a preference is not 1, 1.5 or 2.
     """
-    credits = pair_credits(scores_1, scores_2, preferences)
+    return credit_accuracy(pair_credits(scores_1, scores_2, preferences))
+
+
+def credit_accuracy(credits: Sequence[float | None]) -> dict:
+    """:func:`pairwise_accuracy`'s record from :func:`pair_credits` (None: an annotator tie, left out)."""
     scored = [c for c in credits if c is not None]
     n, credit = len(scored), sum(scored)
     n_annotator_ties = len(credits) - n

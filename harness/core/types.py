@@ -46,14 +46,26 @@ class Rerank:
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """How a method refined its reward model on a policy's samples (RLP-UML, RLP-SPG, online RLHF): the policy it
+    sampled (the first PPO's) and the instructions those samples answer. The mechanism check judges the reward models
+    on fresh samples of that policy for *other* instructions, so no pair it scores comes from what the refinement
+    saw."""
+
+    policy: Path
+    instructions: frozenset[str]
+
+
+@dataclass(frozen=True)
 class TrainedPolicy:
     """What a method returns: the policy to evaluate and how it came about.
 
     ``reward_model`` is the reward model the policy was optimised against (for SFT, which optimises against none,
     the run's shared one, so its offline accuracy and proxy reward are reported beside the others); ``ppo`` carries the
     checkpoints the drift metric evaluates; ``rerank`` makes the policy answer best-of-n (its answer is the
-    favourite of ``rerank.n`` samples by ``rerank.reward_model``; None: one sample); ``diagnostics`` holds
-    method-specific figures (SPG acceptance rate, UML loss curves, ...) that the report shows.
+    favourite of ``rerank.n`` samples by ``rerank.reward_model``; None: one sample); ``refinement`` says on which
+    policy's samples a method refined ``reward_model`` (None: it did not), which the mechanism check reads;
+    ``diagnostics`` holds method-specific figures (SPG acceptance rate, UML loss curves, ...) that the report shows.
     """
 
     method: str
@@ -61,4 +73,5 @@ class TrainedPolicy:
     reward_model: Path | None = None
     ppo: PPORun | None = None
     rerank: Rerank | None = None
+    refinement: Refinement | None = None
     diagnostics: dict = field(default_factory=dict)

@@ -18,13 +18,14 @@ from harness.context import RunContext, reward_model_metrics
 from harness.core.metrics import Metric, MetricSpec
 from harness.core.rm_accuracy import (
     accuracy_metric,
+    credit_accuracy,
     drift,
     drift_metrics,
     pair_credits,
     paired_accuracy_difference,
     pairwise_accuracy,
 )
-from harness.core.types import PPOCheckpoint, TrainedPolicy
+from harness.core.types import PPOCheckpoint, Refinement, TrainedPolicy
 from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_metric
 from harness.evals.winrate import (
     judge_against_reference,
@@ -73,12 +74,10 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
     record["rm_acc_offline"] = held_out_accuracy(trained)
     summary = None
     if cfg.drift and trained.ppo is not None:
-        curve, final_pairs = drift_curve(ctx, trained, judge, judge_name)
-        summary = details["drift"] = drift(curve)
-        original = ctx.reward_model()
-        if Path(original) != Path(trained.reward_model):  # RLP: the policy was trained against a refined RM
-            details["reward_models_on_policy"] = compare_reward_models(ctx, original, trained.reward_model,
-                                                                       final_pairs)
+        summary = details["drift"] = drift(drift_curve(ctx, trained, judge, judge_name))
+    if trained.refinement is not None:  # RLP, online RLHF: the policy was trained against a refined RM
+        details["reward_models_held_out"], details["reward_models_on_policy"] = mechanism_check(
+            ctx, trained, judge, judge_name)
     on_policy = drift_metrics(summary)
     record["rm_acc_step0"], record["rm_acc_onpolicy"] = on_policy["step0"], on_policy["final"]
     record["rm_drift"] = on_policy["drift"]
@@ -180,8 +179,7 @@ def knowledge_accuracy(ctx: RunContext, policy: Path) -> dict:
     return json.loads((stage / "metrics.json").read_text())
 
 
-def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator,
-                judge_name: str) -> tuple[list[dict], Path]:
+def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> list[dict]:
     """Accuracy of the policy's own reward model on pairs of the policy's samples, at every saved checkpoint.
 
     The curve starts at step 0, the SFT policy PPO starts from. For each checkpoint: two fresh samples per held-out
@@ -190,8 +188,7 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator,
     apart).
 
     Returns:
-        The curve (one record per checkpoint) and the stage dir of the last checkpoint, whose ``pairs.json`` holds
-        its judged pairs (instructions, outputs, preferences) for scoring them with another reward model.
+        The curve: one record per checkpoint (each stage also keeps its judged pairs in ``pairs.json``).
     """
     wanted = ctx.config.eval.drift_instructions
     instructions = ctx.splits["val"]["instruction"][:wanted]
@@ -224,31 +221,90 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator,
         point = json.loads((stage / "metrics.json").read_text())
         curve.append({"step": checkpoint.step, "proxy_reward": checkpoint.proxy_reward, "kl": checkpoint.kl,
                       **point})
-    return curve, stage / "pairs.json"
+    return curve
 
 
-def compare_reward_models(ctx: RunContext, original: Path, refined: Path, final_pairs: Path) -> dict:
-    """The original reward model's accuracy beside the refined one's on the final policy's judged pairs.
+def mechanism_check(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> tuple[dict, dict]:
+    """The original reward model r beside the refined one r' on judged pairs of two policies' fresh samples.
 
-    RLP's claim is that the refined reward model judges the second PPO's samples better than the original would
-    have. Both models score the same judged pairs (``final_pairs``, from :func:`drift_curve`), so their difference
-    is paired (:func:`paired_accuracy_difference`).
+    RLP's claim is that r', refined on samples of the first PPO policy, judges that policy's outputs better than r
+    does; the second PPO then optimises against the better judge. So both models score (a) pairs of the first PPO
+    policy's samples (``trained.refinement.policy``), the distribution r' was refined on, and (b) pairs of the final
+    policy's samples, which was optimised against r' (so r' may be exploited there by construction). Both on the
+    same held-out instructions (:func:`held_out_instructions`): none of them was among those the refinement saw.
 
     Returns:
-        ``{"original": pairwise_accuracy, "refined": pairwise_accuracy, "refined_minus_original": difference}``.
+        (a) and (b), each :func:`compare_reward_models`' record.
     """
-    pairs = json.loads(Path(final_pairs).read_text())
-    x, labels = pairs["instructions"], pairs["preferences"]
+    instructions = held_out_instructions(ctx, trained.refinement)
+    original = ctx.reward_model()
+    return tuple(compare_reward_models(ctx, original, trained.reward_model,
+                                       judged_pairs(ctx, policy, instructions, judge, judge_name))
+                 for policy in (trained.refinement.policy, trained.policy))
+
+
+def held_out_instructions(ctx: RunContext, refinement: Refinement) -> list[str]:
+    """The first ``eval.mechanism_instructions`` (None: ``eval.drift_instructions``) val instructions that are not
+    among the refinement's: held out from D (val pairs only measure) and from U alike."""
+    cfg = ctx.config.eval
+    wanted = cfg.drift_instructions if cfg.mechanism_instructions is None else cfg.mechanism_instructions
+    held_out = [x for x in ctx.splits["val"]["instruction"] if x not in refinement.instructions]
+    if len(held_out) < wanted:
+        ctx.log(f"mechanism check: {len(held_out)} val instructions are held out from the refinement, fewer than "
+                f"the {wanted} asked for")
+    return held_out[:wanted]
+
+
+def judged_pairs(ctx: RunContext, policy: Path, instructions: list[str], judge: Annotator, judge_name: str) -> dict:
+    """Two fresh samples (temperature 1, as PPO samples) of ``policy`` per instruction, the judge's preference
+    between them and the suite's kind of each pair (:meth:`Suite.pair_kind`; None where it cannot tell)."""
+    samples = ctx.sample(policy, instructions, 2, 1.0, name="mechanism_samples")
+    first, second = [s[0] for s in samples], [s[1] for s in samples]
 
     def build(out: Path) -> None:
-        result, credits = {}, {}
+        pairs = {"instructions": instructions, "output_1": first, "output_2": second,
+                 "preferences": list(judge.annotate(instructions, first, second)),
+                 "kinds": [ctx.suite.pair_kind(*pair) for pair in zip(instructions, first, second)]}
+        (out / "pairs.json").write_text(json.dumps(pairs))
+
+    stage = ctx.stage("mechanism_pairs", {"judge": judge_name, "samples": fingerprint(samples),
+                                          "instructions": fingerprint(instructions)}, build)
+    return json.loads((stage / "pairs.json").read_text())
+
+
+def compare_reward_models(ctx: RunContext, original: Path, refined: Path, pairs: dict) -> dict:
+    """The original and the refined reward model's accuracy on the same judged pairs, overall and by pair kind.
+
+    Both models score the same pairs, so their difference is paired (:func:`paired_accuracy_difference`).
+
+    Args:
+        pairs: ``instructions``, ``output_1``, ``output_2``, ``preferences`` and ``kinds`` (one per pair; None
+            where the suite cannot tell), as :func:`judged_pairs` returns them.
+
+    Returns:
+        ``{"original": pairwise_accuracy, "refined": pairwise_accuracy, "refined_minus_original": difference,
+        "by_kind": {kind: the same three}}``, for the kinds with a judged pair (empty without kinds).
+    """
+    x, labels, kinds = pairs["instructions"], pairs["preferences"], pairs["kinds"]
+
+    def build(out: Path) -> None:
+        credits = {}
         for name, model in (("original", original), ("refined", refined)):
-            scores = ctx.score(model, x, pairs["output_1"]), ctx.score(model, x, pairs["output_2"])
-            result[name] = pairwise_accuracy(*scores, labels)
-            credits[name] = pair_credits(*scores, labels)
-        result["refined_minus_original"] = paired_accuracy_difference(credits["refined"], credits["original"])
+            credits[name] = pair_credits(ctx.score(model, x, pairs["output_1"]),
+                                         ctx.score(model, x, pairs["output_2"]), labels)
+        result = accuracies(credits)
+        judged = {k for k, c in zip(kinds, credits["original"]) if k is not None and c is not None}
+        result["by_kind"] = {kind: accuracies({name: [c for c, k in zip(values, kinds) if k == kind]
+                                               for name, values in credits.items()})
+                             for kind in sorted(judged)}
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
 
     stage = ctx.stage("rm_comparison", {"original": Path(original), "refined": Path(refined),
-                                        "pairs": fingerprint(pairs)}, build)
+                                        "pairs": fingerprint(pairs), "by_kind": True}, build)
     return json.loads((stage / "metrics.json").read_text())
+
+
+def accuracies(credits: dict[str, list[float | None]]) -> dict:
+    """Both models' accuracy from their :func:`pair_credits` on the same pairs, and the paired difference."""
+    return {**{name: credit_accuracy(values) for name, values in credits.items()},
+            "refined_minus_original": paired_accuracy_difference(credits["refined"], credits["original"])}

@@ -5,8 +5,8 @@
 
 Both files show the same content (:mod:`harness.report.content`): the headline table with intervals and the best
 value per column marked, the paper's numbers beside it, figures, method diagnostics, sample outputs with the
-judge's verdicts, and provenance; analysis sections (:mod:`harness.report.sections`: over-optimisation, RLP - PPO)
-follow the figures when the run has data for them.
+judge's verdicts, and provenance; analysis sections (:mod:`harness.report.sections`: over-optimisation, RLP - PPO,
+the refinement and its mechanism) follow the figures when the run has data for them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from harness.provenance import collect_provenance
 from harness.report.content import build_report_data
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
+from harness.report.mechanism import mechanism_section
 from harness.report.plots import make_plots
 from harness.report.overoptimisation import overoptimisation_section
 from harness.report.rlp_vs_ppo import rlp_vs_ppo_section
@@ -29,7 +30,8 @@ __all__ = ["write_reports"]
 
 def build_sections(run_dir: Path, results: dict) -> list[Section]:
     """Every analysis section the run has data for, in report order; figures go to ``run_dir/plots``."""
-    sections = [overoptimisation_section(run_dir, results), rlp_vs_ppo_section(run_dir, results)]
+    sections = [overoptimisation_section(run_dir, results), rlp_vs_ppo_section(run_dir, results),
+                mechanism_section(run_dir, results)]
     return [section for section in sections if section is not None]
 
 

@@ -40,9 +40,13 @@ def rlp_vs_ppo_section(run_dir: Path, results: dict) -> Section | None:
     variants = [name for name in methods if name.startswith("rlp_")]
     if "ppo" not in methods or not variants:
         return None
-    comparisons = ([("ppo", "sft")] if "sft" in methods else []) + [(variant, "ppo") for variant in variants]
+    comparisons = (([("ppo", "sft")] if "sft" in methods else [])
+                   + ([("online_rlhf", "ppo")] if "online_rlhf" in methods else [])
+                   + [(variant, "ppo") for variant in variants])
     blocks = [Paragraph(HOW + " The first row, where SFT ran, is the baseline's own check: RLP's question means "
-                        "something only in a world where PPO beats SFT."),
+                        "something only in a world where PPO beats SFT. The online_rlhf row, where it ran, is the "
+                        "headroom: what fresh training-annotator labels on the same policy samples RLP learns from "
+                        "gain over PPO."),
               difference_table(run_dir, methods, comparisons)]
     spg = spg_pair_accuracy_table(results.get("diagnostics", {}).get("rlp_spg", []))
     if spg is not None:

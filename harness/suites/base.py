@@ -63,6 +63,11 @@ class Suite(Protocol):
         """The normalised answer used by the ``exact`` equivalence of SPG clustering."""
         ...
 
+    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str | None:
+        """What separates two outputs in the suite's gold, for reward-model accuracy by kind (the tiny world: "right
+        vs wrong", "answer vs evasion", "form only", "equal quality"); None where the suite cannot tell."""
+        ...
+
     def base_model(self, cache_dir: Path) -> Path:
         """An HF checkpoint dir (model + tokenizer with a chat template) to start SFT from."""
         ...

@@ -49,3 +49,7 @@ class SyntheticSuite:
     def canonical_answer(self, instruction: str, output: str) -> str:
         """The output's answer without filler, format, case or punctuation (the instruction is not needed here)."""
         return type(self).answer_of(output)
+
+    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str | None:
+        """None: a world that can tell what separates two outputs in its gold says so by overriding this."""
+        return None

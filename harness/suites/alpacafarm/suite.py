@@ -256,6 +256,10 @@ class AlpacaFarmSuite:
         """The output with case and spacing normalised: open-ended answers have no shorter canonical form."""
         return " ".join(output.lower().split())
 
+    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> None:
+        """None: a judge's preference between two real outputs says nothing about what separates them."""
+        return None
+
     def base_model(self, cache_dir: Path) -> Path:
         """The paper's LLaMA-7B (``huggyllama/llama-7b``) with AlpacaFarm's prompt format, from the hub's cache.
 

@@ -8,7 +8,7 @@ from harness.suites.synthetic import SyntheticSuite
 from harness.suites.tiny.annotators import GoldJudge, NoisyAnnotator
 from harness.suites.tiny.config import TinyWorldConfig
 from harness.suites.tiny.pretrain import ensure_base_model
-from harness.suites.tiny.world import build_splits, canonical_answer
+from harness.suites.tiny.world import build_splits, canonical_answer, pair_kind
 
 KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
 
@@ -40,6 +40,11 @@ class TinySuite(SyntheticSuite):
     def pair_temperature(self) -> float:
         """The temperature of the SFT samples that make up the preference and val pairs."""
         return self.config.pair_temperature
+
+    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str:
+        """What separates the two outputs in gold's eyes: right vs wrong, answer vs evasion, form only, or equal
+        quality (:func:`harness.suites.tiny.world.pair_kind`)."""
+        return pair_kind(instruction, output_1, output_2)
 
     def base_model(self, cache_dir: Path) -> Path:
         """The pretrained base model under ``cache_dir``, built on first use (about four minutes on 2 CPU cores)."""

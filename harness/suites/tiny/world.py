@@ -516,6 +516,34 @@ def gold_preference(instruction: str, output_1: str, output_2: str) -> float:
     return Preference.FIRST if q1 > q2 else Preference.SECOND if q2 > q1 else Preference.TIE
 
 
+# What decides a pair in gold's eyes (:func:`pair_kind`): the kinds a reward model may find easy or hard to learn.
+RIGHT_VS_WRONG = "right vs wrong"
+ANSWER_VS_EVASION = "answer vs evasion"
+FORM_ONLY = "form only"
+EQUAL_QUALITY = "equal quality"
+PAIR_KINDS = (RIGHT_VS_WRONG, ANSWER_VS_EVASION, FORM_ONLY, EQUAL_QUALITY)
+_EVASION_CORES = frozenset(strip_filler(e)[0] for e in EVASIONS)  # as the judge reads them ("sure" is filler)
+
+
+def pair_kind(instruction: str, output_1: str, output_2: str) -> str:
+    """What separates the two outputs in gold's eyes: one of :data:`PAIR_KINDS`.
+
+    "answer vs evasion": one is right and the other evades (spotting an evasion is all it takes); "right vs wrong":
+    one is right and the other answers wrongly (telling them apart takes knowing the answer); "form only": both are
+    right or both are not, and gold decides by padding; "equal quality": gold calls a tie.
+
+    Raises:
+        ValueError: if the instruction belongs to no family of the tiny world.
+    """
+    q1, q2 = gold_quality(instruction, output_1), gold_quality(instruction, output_2)
+    if q1 == q2:
+        return EQUAL_QUALITY
+    if q1.correct == q2.correct:
+        return FORM_ONLY
+    not_right = output_2 if q1.correct else output_1
+    return ANSWER_VS_EVASION if strip_filler(not_right)[0] in _EVASION_CORES else RIGHT_VS_WRONG
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Response generators
 
