@@ -1,6 +1,6 @@
 """Report sections built from one analysis each, in one shape both renderers lay out the same way.
 
-A :class:`Section` is a title and a list of blocks: paragraphs of our own text, tables and figures. The builders
+A :class:`Section` is a title and a list of blocks: paragraphs and bullet lists of our own text, tables and figures. The builders
 (:mod:`harness.report.overoptimisation`, :mod:`harness.report.rlp_vs_ppo`) read a run's results and return a
 section, or None when the run has nothing for it; ``markdown.py`` and the HTML template render any section, so a
 new analysis adds a builder (listed in :func:`harness.report.build_sections`), not layout code.
@@ -20,6 +20,14 @@ class Paragraph:
 
     text: str
     kind: str = field(default="paragraph", init=False)
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A list of plain-text items (no markup)."""
+
+    items: tuple[str, ...]
+    kind: str = field(default="bullets", init=False)
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,12 @@ class Section:
     """One titled part of the report."""
 
     title: str
-    blocks: tuple[Paragraph | Table | Figure, ...]
+    blocks: tuple[Paragraph | Bullets | Table | Figure, ...]
 
 
 def plus_minus(value: float | None, error: float | None, digits: int = 3) -> str:
-    """``value ± error`` in ``digits`` decimals; "–" for a missing value, the value alone without an error."""
+    """``value ± error`` in ``digits`` decimals, ``error`` a 95% half-width (:data:`harness.stats.INTERVAL_CONVENTION`);
+    "–" for a missing value, the value alone without an error."""
     if value is None or value != value:  # None or NaN
         return "–"
     if error is None or error != error:
