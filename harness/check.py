@@ -70,6 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.metrics import MetricSpec
+from harness.evals.paired import run_comparisons
 from harness.leaderboard import (
     METRIC_COLUMNS,
     OTHER,
@@ -240,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.run is not None and results["preset"] != preset:
             raise CheckInputError(f"{args.run / 'results.json'}: the run is for preset {results['preset']!r}, "
                                   f"not {preset!r}")
-        check_specs(leaderboard, results, (args.run or Path("runs") / f"check-{preset}") / "results.json")
+        run_dir = args.run or Path("runs") / f"check-{preset}"
+        check_specs(leaderboard, results, run_dir / "results.json")
+        results["comparisons"] = run_comparisons(run_dir, results)
     except ValueError as err:  # LeaderboardError, CheckInputError, a bad results.json
         print(f"harness.check: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -31,6 +31,7 @@ import pandas as pd
 from harness.core.metrics import MetricError, MetricSpec
 from harness.core.publish import write_all_atomic
 from harness.core.schema import build, require_between, require_that
+from harness.evals.paired import run_comparisons
 from harness.provenance import collect_provenance
 from harness.registry import METHODS, check_preset_name
 from harness.results_json import missing_as_nan
@@ -307,7 +308,7 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
         "tolerances": {unit: dataclasses.asdict(rule) for unit, rule in TOLERANCES.items()},
         "per_seed": {name: {metric: _per_seed_values(entry, metric, results["seeds"]) for metric in LEADERBOARD_METRICS}
                      for name, entry in results["methods"].items()},
-        "comparisons": results.get("comparisons", []),
+        "comparisons": run_comparisons(run_dir, results),
         "provenance": collect_provenance(run_dir, results),
     }
     leaderboards_dir = Path(leaderboards_dir)

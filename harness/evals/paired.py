@@ -40,6 +40,7 @@ from harness.evals.winrate import find_stage
 
 BASELINES = ("ppo", "sft")  # every method of a run is compared with each of these the run has
 POWER = 0.80  # of the minimum detectable effect, in a two-sided test at 5%
+POINTS = ("difference", "standard_error", "half_width", "low", "high", "mde")  # shares of a verdict, as points
 
 
 def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> dict:
@@ -153,7 +154,7 @@ def compare_methods(run_dir: Path, results: dict) -> list[dict]:
     methods = results["methods"]
     records = []
     for method, baseline in comparison_pairs(list(methods)):
-        eval_sets = list(dict.fromkeys(name for m in (method, baseline) for r in methods[m]["per_seed"]
+        eval_sets = list(dict.fromkeys(name for m in (method, baseline) for r in methods[m].get("per_seed", [])
                                        for name in r.get("details", {}).get("eval_sets", {})))
         for eval_set in eval_sets:
             record = {"method": method, "baseline": baseline, "eval_set": eval_set, "metric": f"{eval_set}_win_rate"}
@@ -171,7 +172,10 @@ def compare_methods(run_dir: Path, results: dict) -> list[dict]:
     return records
 
 
-POINTS = ("difference", "standard_error", "half_width", "low", "high", "mde")  # shares of a verdict, as points
+def run_comparisons(run_dir: Path, results: dict) -> list[dict]:
+    """The run's stored comparisons, or for a ``results.json`` written before they were stored, the same computed
+    now from its win-rate stages: what the reports, the leaderboard and the check read."""
+    return results["comparisons"] if "comparisons" in results else compare_methods(run_dir, results)
 
 
 def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
@@ -181,7 +185,7 @@ def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list
     means the reference won, 2 the model). Seeds whose stage dir is gone are left out.
     """
     wins = {}
-    for record in entry["per_seed"]:
+    for record in entry.get("per_seed", []):
         details = record.get("details", {}).get("eval_sets", {}).get(eval_set)
         stage = find_stage(run_dir, details.get("stage", "")) if details else None
         if stage is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.core.publish import write_atomic
-from harness.evals.paired import compare_methods
+from harness.evals.paired import run_comparisons
 from harness.leaderboard import load_results
 from harness.provenance import collect_provenance
 from harness.report.content import build_report_data
@@ -58,8 +58,7 @@ def write_reports(run_dir: Path, samples_per_set: int = 3) -> tuple[Path, Path]:
     """
     run_dir = Path(run_dir)
     results = load_results(run_dir)
-    if "comparisons" not in results:
-        results["comparisons"] = compare_methods(run_dir, results)
+    results["comparisons"] = run_comparisons(run_dir, results)
     plots = make_plots(results, run_dir / "plots")
     lead, analyses = build_sections(run_dir, results)
     data = build_report_data(run_dir, results, plots, collect_provenance(run_dir, results), samples_per_set,
