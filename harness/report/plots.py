@@ -25,6 +25,7 @@ METHOD_COLOURS = {"sft": "#7f7f7f", "ppo": "#1f77b4", "rlp_uml": "#2ca02c", "rlp
                   "online_rlhf": "#17becf"}
 OTHER_COLOURS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")  # plug-ins, by name hash
 CHANCE_ACCURACY = 0.5  # a coin flip's pairwise accuracy
+CHARACTERS_PER_INCH = 13  # legend text at font size 8, with its marker: how many label columns fit a figure
 
 
 def method_colour(name: str) -> str:
@@ -93,7 +94,8 @@ def finish(fig: Figure, xlabel: str | None, ylabels: dict) -> Figure:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    columns = min(3, max(1, len(labels)))
+    longest = max(map(len, labels), default=1)
+    columns = max(1, min(3, len(labels), int(fig.get_figwidth() * CHARACTERS_PER_INCH / longest)))
     rows = math.ceil(len(labels) / columns)
     legend_height = (0.32 * rows + 0.15) / fig.get_figheight()  # inches per legend row, as a share of the figure
     if labels:
