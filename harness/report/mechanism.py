@@ -58,8 +58,8 @@ def spg_pair_accuracy_table(diagnostics: list[dict]) -> Table | None:
     for annotator, records in by_annotator.items():
         pooled = pooled_agreement(records)
         paper = f"{PAPER_SPG_ANNOTATOR_ACCURACY:.2f}" if annotator == "training" else "–"
-        rows.append((annotator, plus_minus(pooled["accuracy"], Z_975 * pooled["standard_error"]), str(pooled["decisive"]),
-                     str(pooled["ties"]), paper))
+        rows.append((annotator, plus_minus(pooled["accuracy"], Z_975 * pooled["standard_error"]),
+                     str(pooled["decisive"]), str(pooled["ties"]), paper))
     return Table(header=("annotator", "agreement with SPG's pairs (± 95%)", "decisive pairs", "ties",
                          "paper (Table 5)"),
                  rows=tuple(rows),
@@ -89,7 +89,8 @@ def reward_model_table(methods: dict, variants: list[str]) -> Table | None:
     return Table(header=("RLP variant", "original RM accuracy", "refined RM' accuracy", "RM' - RM (paired)",
                          "judged pairs", "seeds"), rows=tuple(rows),
                  notes=("Means over seeds ± the 95% half-width, 1.96 x the standard error of the mean (each seed's "
-                        "binomial or paired error, combined as independent: sqrt(sum of squares) / seeds). A pair counts when the model scores the gold "
+                        "binomial or paired error, combined as independent: sqrt(sum of squares) / seeds). A pair "
+                        "counts when the model scores the gold "
                         "judge's preferred sample higher; gold ties are left out.",))
 
 
