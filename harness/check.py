@@ -51,6 +51,10 @@ world is noisy between seeds (PPO's two stored seeds differ by 20 win-rate point
 would exceed the whole effect the check exists to catch; with it, a method losing 10 win-rate points is always a
 regression. Timings may double before failing, because shared CI machines are that noisy.
 
+After the table, the check prints the paired comparisons on the headline win rate (every method against PPO and
+SFT), the run's and the stored leaderboard's, as the console and the reports write them
+(:func:`harness.stats.comparison_line`): information beside the verdict, never a failure on its own.
+
 Exit status: 0 when every compared metric holds, 1 on any regression or missing value, 2 when no comparison was
 possible (missing, malformed or inconsistent leaderboard or run dir, no method in common, a rerun that failed): one
 line naming the file and the problem.
@@ -66,6 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.metrics import MetricSpec
+from harness.evals.paired import run_comparisons
 from harness.leaderboard import (
     METRIC_COLUMNS,
     OTHER,
@@ -76,6 +81,9 @@ from harness.leaderboard import (
     load_leaderboard,
     load_results,
 )
+from harness.stats import INTERVAL_CONVENTION, comparison_line, comparisons_on
+
+HEADLINE = "farm_win_rate"  # the metric whose comparisons the check prints
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 FAILING = ("regression", "missing")
@@ -233,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.run is not None and results["preset"] != preset:
             raise CheckInputError(f"{args.run / 'results.json'}: the run is for preset {results['preset']!r}, "
                                   f"not {preset!r}")
-        check_specs(leaderboard, results, (args.run or Path("runs") / f"check-{preset}") / "results.json")
+        run_dir = args.run or Path("runs") / f"check-{preset}"
+        check_specs(leaderboard, results, run_dir / "results.json")
+        results["comparisons"] = run_comparisons(run_dir, results)
     except ValueError as err:  # LeaderboardError, CheckInputError, a bad results.json
         print(f"harness.check: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -246,10 +256,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(leaderboard, results)
     print(format_comparisons(rows))
     print("\n" + "\n".join(_notes(leaderboard, results, common)))
+    print("\n" + "\n".join(comparison_report(leaderboard, results)))
     failures = [r for r in rows if r.verdict in FAILING]
     counts = {v: sum(r.verdict == v for r in rows) for v in ("ok", "improved", "info", "regression", "missing")}
     print("\n" + ", ".join(f"{n} {v}" for v, n in counts.items()) + (": FAIL" if failures else ": PASS"))
     return EXIT_REGRESSION if failures else EXIT_OK
+
+
+def comparison_report(leaderboard: Leaderboard, results: dict) -> list[str]:
+    """The run's and the stored leaderboard's paired comparisons on :data:`HEADLINE`, one line each, then the
+    interval convention."""
+    lines = []
+    for label, comparisons in (("this run", comparisons_on(results, HEADLINE)),
+                               ("stored leaderboard", comparisons_on({"comparisons": leaderboard.comparisons},
+                                                                     HEADLINE))):
+        lines.append(f"paired comparisons, {label}:" if comparisons else
+                     f"paired comparisons, {label}: none stored (written before the harness stored them)")
+        lines += [f"  {comparison_line(c)}" for c in comparisons]
+    return [*lines, INTERVAL_CONVENTION]
 
 
 def _notes(leaderboard: Leaderboard, results: dict, common: list[str]) -> list[str]:

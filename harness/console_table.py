@@ -1,18 +1,19 @@
-"""The table a run prints when it ends: the headline metrics in 120 columns, then RLP - PPO on the farm set.
+"""The table a run prints when it ends: the headline metrics in 120 columns, then every method against PPO and SFT.
 
 The full set of columns stays in ``leaderboard.csv``, ``results.json`` and the reports; this table shows the
 columns that answer the harness's question (does RLP beat PPO?) and as many others as fit. Numbers follow the
-reports' precision rule (:func:`harness.report.content.format_value`), so the two never disagree.
+reports' precision rule (:func:`harness.report.content.format_value`), and the comparisons are the run's stored
+ones written by :func:`harness.stats.comparison_line`, so the two never disagree.
 """
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 from harness.evals.mmlu import knowledge_label
-from harness.report.content import format_value, headline_cell, recorded_direction, recorded_unit
-from harness.stats import method_difference
+from harness.leaderboard import ranked_methods
+from harness.report.content import headline_cell, recorded_direction
+from harness.stats import INTERVAL_CONVENTION, comparison_line, comparisons_on
 
 WIDTH = 120
 
@@ -22,21 +23,20 @@ COLUMNS = ("farm_win_rate", "bar_win_rate", "knowledge_acc", "rm_drift", "rm_acc
 
 ARROWS = {True: " ↑", False: " ↓", None: ""}
 
-HEADLINE = "farm_win_rate"  # the set the RLP - PPO lines compare on
-BASELINE = "ppo"
+HEADLINE = "farm_win_rate"  # the metric the comparison lines are on
 
 
 def format_table(results: dict, width: int = WIDTH) -> str:
     """The console table of a run's ``results.json``, at most ``width`` characters wide.
 
-    Each cell is the mean over seeds ± its 95% interval; with one seed, ± one seed's standard error over items
-    where the metric has one (marked †). Headers carry the metric's direction: ↑ higher is better, ↓ lower.
+    Each cell is the mean over seeds ± the half-width of its 95% interval (:data:`harness.stats.INTERVAL_CONVENTION`;
+    one seed: from the standard error over items, marked †). Headers carry the metric's direction: ↑ higher is
+    better, ↓ lower. Then one line per stored comparison of :data:`HEADLINE` (every method against PPO and SFT).
     """
     methods = results["methods"]
-    seeds = results.get("seeds", 1)
-    grid = {name: [_cell(entry["metrics"].get(column)) for column in COLUMNS] for name, entry in methods.items()}
-    names = [knowledge_label(results) if column == "knowledge_acc" else column for column in COLUMNS]
-    headers = [name + ARROWS[recorded_direction(methods, column)] for name, column in zip(names, COLUMNS)]
+    grid = {name: [_cell(methods[name]["metrics"].get(column)) for column in COLUMNS]
+            for name in ranked_methods(methods)}
+    headers = [column + ARROWS[recorded_direction(methods, column)] for column in COLUMNS]
     widths = [max([len(h), *(len(cells[i]) for cells in grid.values())]) for i, h in enumerate(headers)]
     name_width = max([len("method"), *map(len, methods)])
 
@@ -55,34 +55,24 @@ def format_table(results: dict, width: int = WIDTH) -> str:
     lines += [row(name, cells) for name, cells in grid.items()]
     left_out = [COLUMNS[i] for i in range(len(COLUMNS)) if i not in shown]
     notes = [
-        "↑ higher is better, ↓ lower. " + (f"± 95% interval over {seeds} seeds." if seeds > 1 else
-                                           "± † one seed's standard error over evaluation items."),
-        (f"Not shown: {', '.join(left_out)}. " if left_out else "") + "Every column: leaderboard.csv, report.html.",
-        *rlp_vs_ppo_lines(results),
+        "↑ higher is better, ↓ lower. " + INTERVAL_CONVENTION,
+        f"Ranked by {HEADLINE}. knowledge_acc: task {knowledge_label(results)}. "
+        + (f"Not shown: {', '.join(left_out)}. " if left_out else "") + "Every column: leaderboard.csv, report.html.",
+        *comparison_lines(results),
     ]
     lines += [wrapped for note in notes for wrapped in textwrap.wrap(note, width, subsequent_indent="  ")]
     return "\n".join(lines)
 
 
-def rlp_vs_ppo_lines(results: dict) -> list[str]:
-    """One line per RLP variant of the run: its farm win rate minus PPO's, with the interval or standard error."""
-    variants = [name for name in results["methods"] if name.startswith("rlp_")]
-    unit = recorded_unit(results["methods"], HEADLINE)
-    lines = []
-    for name in variants:
-        difference = method_difference(results, name, BASELINE, HEADLINE)
-        label = f"{name} - {BASELINE}, {HEADLINE}:"
-        if difference is None:
-            lines.append(f"{label} not available ({BASELINE} is not in this run; add it to --methods)")
-            continue
-        error = "" if math.isnan(difference.error) else f" ± {format_value(unit, difference.error)}"
-        lines.append(f"{label} {_signed(unit, difference.estimate)}{error} points ({difference.describe()})")
-    return lines
-
-
-def _signed(unit: str | None, value: float) -> str:
-    text = format_value(unit, value)
-    return text if text.startswith("-") else "+" + text
+def comparison_lines(results: dict) -> list[str]:
+    """One line per stored comparison on the headline metric, or why there is none."""
+    comparisons = comparisons_on(results, HEADLINE)
+    if comparisons:
+        return [comparison_line(c) for c in comparisons]
+    if "comparisons" not in results:
+        return ["No paired comparisons: this results.json predates them; harness.report.write_reports adds them "
+                "from the run's win-rate stages."]
+    return ["No paired comparisons: the run has neither ppo nor sft to compare with (add them to --methods)."]
 
 
 def _cell(summary: dict | None) -> str:

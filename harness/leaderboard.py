@@ -2,12 +2,14 @@
 
 A stored leaderboard is one reference run of a preset, in two files under ``leaderboards/``:
 
-- ``<preset>.csv``: one row per method, the :data:`LEADERBOARD_COLUMNS` in that order (means over seeds). This is
-  the reviewed number: the check compares against these values.
+- ``<preset>.csv``: one row per method, ranked by :data:`HEADLINE_METRIC` (highest first), the
+  :data:`LEADERBOARD_COLUMNS` in that order (means over seeds, and alpaca_eval's counts). This is the reviewed
+  number: the check compares against these values.
 - ``<preset>.json``: what the CSV cannot hold: the command that produced it (preset, methods, seeds), provenance
   (config, git commit, package versions, hardware, stage times), every metric's spec as the run recorded it
   (direction, unit, range: :class:`~harness.core.metrics.MetricSpec`), its per-seed values and standard errors,
-  and the tolerance rules (:data:`TOLERANCES`) the check applies to it.
+  the tolerance rules (:data:`TOLERANCES`) the check applies to it, and the run's paired comparisons (every method
+  against PPO and SFT, :func:`harness.evals.paired.compare_methods`) as the run stored them.
 
 Nothing here reads meaning into a metric's name: how to read a metric comes with it, from where it was measured.
 
@@ -29,19 +31,25 @@ import pandas as pd
 from harness.core.metrics import MetricError, MetricSpec
 from harness.core.publish import write_all_atomic
 from harness.core.schema import build, require_between, require_that
+from harness.evals.paired import run_comparisons
 from harness.provenance import collect_provenance
 from harness.registry import check_preset_name, method_names
 from harness.results_json import missing_as_nan
 
-# The leaderboard contract: one row per method, these columns, in this order.
-LEADERBOARD_COLUMNS = [
-    "method", "preset", "seeds",
+# The leaderboard contract: one row per method, ranked by HEADLINE_METRIC, these columns, in this order.
+HEADLINE_METRIC = "farm_win_rate"
+METRIC_COLUMNS = [
     "farm_win_rate", "farm_standard_error", "farm_lc_win_rate",
     "bar_win_rate", "bar_standard_error", "bar_lc_win_rate",
     "knowledge_acc", "knowledge_stderr", "rm_acc_offline", "rm_acc_step0", "rm_acc_onpolicy", "rm_drift",
     "proxy_reward", "kl", "avg_length", "train_wall_s",
 ]
-METRIC_COLUMNS = LEADERBOARD_COLUMNS[3:]
+# alpaca_eval's counts of each evaluation set (summed over seeds; discrete_win_rate, ties as half, the mean over
+# seeds), as its leaderboards carry them. Not compared by the check, and optional when reading: leaderboards stored
+# before they were added lack them.
+COUNT_COLUMNS = [f"{eval_set}_{count}" for eval_set in ("farm", "bar")
+                 for count in ("n_wins", "n_draws", "n_total", "discrete_win_rate")]
+LEADERBOARD_COLUMNS = ["method", "preset", "seeds", *METRIC_COLUMNS, *COUNT_COLUMNS]
 
 # The columns that show a metric's standard error over evaluation items (the mean over seeds of its per-seed
 # standard errors) rather than a metric: column -> the metric whose standard error it is.
@@ -112,6 +120,7 @@ class Leaderboard:
         provenance: config, git commit, versions, hardware, stage times of the reference run.
         caveat: why its numbers should not be trusted, when someone wrote one into the JSON (``"caveat"``, a
             string; for example, made by code with a known flaw and not rerun yet); None for a sound one.
+        comparisons: the reference run's paired comparisons (empty for a leaderboard stored before them).
     """
 
     preset: str
@@ -124,6 +133,7 @@ class Leaderboard:
     tolerances: dict[str, ToleranceRule]
     provenance: dict
     caveat: str | None = None
+    comparisons: list[dict] = field(default_factory=list)
 
     def tolerance_rule(self, unit: str) -> ToleranceRule:
         """The stored rule for metrics in ``unit``."""
@@ -221,13 +231,26 @@ def loads_strict(text: str, allow_nan: bool = False) -> object:
     return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
 
 
-def leaderboard_table(results: dict) -> pd.DataFrame:
-    """One row per method with the leaderboard columns (means over seeds; NaN where a method has no value).
+def ranked_methods(methods: dict) -> list[str]:
+    """The run's methods by their :data:`HEADLINE_METRIC` mean, highest first; those without one last, in run
+    order."""
+    def key(name: str) -> tuple[bool, float]:
+        mean = methods[name]["metrics"].get(HEADLINE_METRIC, {}).get("mean", math.nan)
+        return math.isnan(mean), -mean if not math.isnan(mean) else 0.0
 
-    A standard-error column holds the mean over seeds of its metric's per-seed standard errors.
+    return sorted(methods, key=key)
+
+
+def leaderboard_table(results: dict) -> pd.DataFrame:
+    """One row per method, ranked (:func:`ranked_methods`), with the leaderboard columns (means over seeds; NaN
+    where a method has no value).
+
+    A standard-error column holds the mean over seeds of its metric's per-seed standard errors (the check's
+    input, not an interval); the count columns alpaca_eval's counts (:data:`COUNT_COLUMNS`).
     """
     rows = []
-    for name, entry in results["methods"].items():
+    for name in ranked_methods(results["methods"]):
+        entry = results["methods"][name]
         row = {"method": name, "preset": results["preset"], "seeds": results["seeds"]}
         for column in METRIC_COLUMNS:
             summary = entry["metrics"].get(STANDARD_ERROR_COLUMNS.get(column, column))
@@ -236,8 +259,25 @@ def leaderboard_table(results: dict) -> pd.DataFrame:
             else:
                 row[column] = finite_mean(summary["standard_errors"]) if column in STANDARD_ERROR_COLUMNS \
                     else summary["mean"]
+        row.update(alpaca_eval_counts(entry["per_seed"]))
         rows.append(row)
     return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+
+
+def alpaca_eval_counts(per_seed: list[dict]) -> dict[str, float]:
+    """:data:`COUNT_COLUMNS` of one method from its per-seed win-rate details (measured in
+    :func:`harness.evals.winrate.win_rate_metrics`): counts summed over seeds, ``discrete_win_rate`` their mean;
+    NaN where a seed lacks the figure."""
+    counts = {}
+    for column in COUNT_COLUMNS:
+        eval_set, _, key = column.partition("_")
+        values = [float(details[key]) if isinstance(details.get(key), (int, float)) else math.nan
+                  for details in (r.get("details", {}).get("eval_sets", {}).get(eval_set, {}) for r in per_seed)]
+        if not values or any(math.isnan(v) for v in values):
+            counts[column] = math.nan
+        else:
+            counts[column] = sum(values) / len(values) if key == "discrete_win_rate" else sum(values)
+    return counts
 
 
 def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Path]:
@@ -268,6 +308,7 @@ def update_leaderboard(run_dir: Path, leaderboards_dir: Path) -> tuple[Path, Pat
         "tolerances": {unit: dataclasses.asdict(rule) for unit, rule in TOLERANCES.items()},
         "per_seed": {name: {metric: _per_seed_values(entry, metric, results["seeds"]) for metric in LEADERBOARD_METRICS}
                      for name, entry in results["methods"].items()},
+        "comparisons": run_comparisons(run_dir, results),
         "provenance": collect_provenance(run_dir, results),
     }
     leaderboards_dir = Path(leaderboards_dir)
@@ -383,8 +424,11 @@ def load_leaderboard(preset: str, leaderboards_dir: Path) -> Leaderboard:
     caveat = record.get("caveat")
     if caveat is not None and not (isinstance(caveat, str) and caveat.strip()):
         raise LeaderboardError(f"{json_path}: 'caveat' must be a non-empty string (why not to trust it) or absent")
+    comparisons = record.get("comparisons", [])
+    if not isinstance(comparisons, list) or not all(isinstance(c, dict) for c in comparisons):
+        raise LeaderboardError(f"{json_path}: 'comparisons' must be a list of comparison objects or absent")
     return Leaderboard(preset, table, command["methods"], command["seeds"], per_seed, standard_errors, specs,
-                       tolerances, record.get("provenance", {}), caveat)
+                       tolerances, record.get("provenance", {}), caveat, comparisons)
 
 
 def _read_specs(record: dict, json_path: Path) -> dict[str, MetricSpec]:
@@ -445,6 +489,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str)  # text, so an error can quote the cell as written
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise LeaderboardError(f"{path}: not a readable CSV ({err})") from None
+    for column in COUNT_COLUMNS:  # optional: leaderboards stored before the counts lack them
+        if column not in table.columns:
+            table[column] = None
     missing = [c for c in LEADERBOARD_COLUMNS if c not in table.columns]
     if missing:
         raise LeaderboardError(f"{path}: missing column {missing[0]!r}; expected {', '.join(LEADERBOARD_COLUMNS)}")
@@ -452,7 +499,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise LeaderboardError(f"{path}: the file has a header but no rows")
     if table["method"].isna().any() or table["method"].duplicated().any():
         raise LeaderboardError(f"{path}: every row needs a distinct method name")
-    for column in ["seeds", *METRIC_COLUMNS]:
+    for column in ["seeds", *METRIC_COLUMNS, *COUNT_COLUMNS]:
         numeric = pd.to_numeric(table[column], errors="coerce")
         bad = table[column][(numeric.isna() & table[column].notna()) | numeric.isin([math.inf, -math.inf])]
         if not bad.empty:

@@ -33,6 +33,7 @@ from harness.core.metrics import Metric, MetricSpec
 from harness.core.precision import set_mixed_precision
 from harness.evals import overoptimisation
 from harness.evals.evaluate import evaluate_policy, knowledge_accuracy
+from harness.evals.paired import compare_methods
 from harness.generation import make_generator
 from harness.jobs import Task
 from harness.leaderboard import leaderboard_table
@@ -156,6 +157,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
                        wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+        results["comparisons"] = compare_methods(out_dir, results)  # every method against PPO and SFT, once
         if curves:
             results["overoptimisation"] = overoptimisation.summarise(curves)
             log(f"over-optimisation fits, mean over seeds: "

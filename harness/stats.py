@@ -1,17 +1,32 @@
-"""The few statistics every table of a run shares: the interval over seeds and the difference of two methods.
+"""The statistics every output of a run shares, and how they are written: one convention, printed one way.
+
+The convention (:data:`INTERVAL_CONVENTION`, the footnote the console, the reports and the check all print): ``±``
+is always the half-width of a 95% interval and ``[low, high]`` that interval.
+
+- A method's value of a metric: the mean over seeds ± the Student t half-width over seeds (:func:`t_half_width`,
+  what ``results.json`` stores as ``ci95``); with one seed, ± 1.96 x the metric's own standard error over
+  evaluation items (:func:`one_seed_half_width`), marked †. Wall times get no interval: they measure the machine.
+- A difference of two methods' win rates: paired over seeds and items (:mod:`harness.evals.paired`), computed once
+  per run and stored in ``results.json`` under ``comparisons``; :func:`comparison_text` writes one.
 
 Kept free of torch, pandas and the rest of the harness so the console table, the reports and the regression check
 can all use it, and so a reader can check each number by hand.
-
-:func:`paired_difference` needs only each seed's aggregate and standard error (what ``results.json`` holds), so the
-console line works from a run's results alone. The report's "Does RLP beat PPO?" table reads the per-item verdicts
-as well and pairs on items too (:func:`harness.evals.paired.paired_difference`), a narrower interval.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+Z_975 = 1.959964  # the normal 0.975 quantile: the one-seed interval's
+
+INTERVAL_CONVENTION = (
+    "± and [low, high] are 95% intervals. A method's value: mean over seeds ± the Student t half-width over seeds "
+    "(one seed: ± 1.96 x its standard error over evaluation items, marked †); wall times have none. A difference "
+    "A - B of two methods' win rates, in points: paired over seeds and items as crossed random effects "
+    "(Satterthwaite's degrees of freedom), computed once per run and stored in results.json's 'comparisons'; "
+    "MDE: the difference that design detects with 80% power in a two-sided 5% test, (t_0.975 + t_0.80) x SE. "
+    "Verdict: better or worse when the interval excludes 0, else unresolved."
+)
 
 
 def t_half_width(values: list[float]) -> float:
@@ -26,78 +41,36 @@ def t_half_width(values: list[float]) -> float:
     return float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
-@dataclass(frozen=True)
-class Difference:
-    """``treatment - control`` of one metric, with its uncertainty.
-
-    Attributes:
-        estimate: the mean difference.
-        error: with several seeds, the half-width of the 95% t-interval of the per-seed differences (paired by
-            seed, so what both methods share within a seed cancels); with one seed, the standard error of the
-            difference, ``sqrt(se_treatment**2 + se_control**2)`` from the two evaluations' own standard errors
-            over items. NaN when it cannot be computed.
-        seeds: the number of seeds both methods have.
-    """
-
-    estimate: float
-    error: float
-    seeds: int
-
-    @property
-    def is_interval(self) -> bool:
-        """True if ``error`` is a 95% interval over seeds, False if it is one seed's standard error."""
-        return self.seeds > 1
-
-    def describe(self) -> str:
-        """What ``error`` is, in words, for a table's footnote."""
-        if self.is_interval:
-            return f"± 95% interval, paired over {self.seeds} seeds"
-        return "± one seed's standard error, sqrt(se1² + se2²) of the two evaluations"
+def one_seed_half_width(standard_error: float) -> float:
+    """The 95% half-width of one seed's value from its standard error over evaluation items (normal quantile)."""
+    return Z_975 * standard_error
 
 
-def paired_difference(treatment: dict[int, float], control: dict[int, float],
-                      treatment_se: dict[int, float] | None = None,
-                      control_se: dict[int, float] | None = None) -> Difference | None:
-    """``treatment - control`` over the seeds both have, paired by seed.
-
-    Args:
-        treatment: seed -> value of the method being compared (an RLP variant).
-        control: seed -> value of the baseline (PPO).
-        treatment_se: seed -> the treatment's standard error over evaluation items; used with one seed only.
-        control_se: the same for the control.
-
-    Returns:
-        The difference, or None when the two share no seed with a finite value on both sides.
-    """
-    seeds = sorted(s for s in treatment.keys() & control.keys()
-                   if math.isfinite(treatment[s]) and math.isfinite(control[s]))
-    if not seeds:
-        return None
-    differences = [treatment[s] - control[s] for s in seeds]
-    estimate = sum(differences) / len(differences)
-    if len(seeds) > 1:
-        return Difference(estimate, t_half_width(differences), len(seeds))
-    (seed,) = seeds
-    se = [(treatment_se or {}).get(seed, math.nan), (control_se or {}).get(seed, math.nan)]
-    return Difference(estimate, math.sqrt(se[0] ** 2 + se[1] ** 2), 1)
+def signed(value: float, decimals: int = 1) -> str:
+    """``+1.2`` / ``-1.2`` / ``–`` (missing): the one way a difference is written."""
+    return "–" if value is None or math.isnan(value) else f"{value:+.{decimals}f}"
 
 
-def method_difference(results: dict, treatment: str, control: str, metric: str) -> Difference | None:
-    """``treatment - control`` of ``metric`` in a run's ``results.json``, paired by seed (see :func:`paired_difference`).
+def comparison_text(record: dict) -> str:
+    """``+9.1 [+3.8, +14.4], MDE 7.9`` (points) for one stored comparison; its ``reason`` if it was not
+    measured. Every output prints a comparison through this function, so all print the same interval."""
+    if math.isnan(stored_number(record.get("difference"))):
+        return str(record.get("reason", "not measured"))
+    return (f"{signed(record['difference'])} [{signed(record['low'])}, {signed(record['high'])}], "
+            f"MDE {stored_number(record['mde']):.1f}")
 
-    The standard errors for one seed are the metric's own per-seed standard errors over evaluation items. None if
-    either method or the metric is missing.
-    """
-    methods = results.get("methods", {})
-    if treatment not in methods or control not in methods:
-        return None
 
-    def by_seed(method: str, key: str) -> dict[int, float]:
-        summary = methods[method].get("metrics", {}).get(metric)
-        return {} if summary is None else {seed: stored_number(v) for seed, v in enumerate(summary.get(key, []))}
+def comparison_line(record: dict) -> str:
+    """``rlp_uml - ppo, farm_win_rate: +0.2 [-4.7, +5.1], MDE 6.8 points: unresolved``."""
+    label = f"{record['method']} - {record['baseline']}, {record['metric']}:"
+    if math.isnan(stored_number(record.get("difference"))):
+        return f"{label} {comparison_text(record)}"
+    return f"{label} {comparison_text(record)} points: {record['verdict']}"
 
-    return paired_difference(by_seed(treatment, "values"), by_seed(control, "values"),
-                             by_seed(treatment, "standard_errors"), by_seed(control, "standard_errors"))
+
+def comparisons_on(results: dict, metric: str) -> list[dict]:
+    """The run's stored comparisons (``results["comparisons"]``) of ``metric``, in stored order."""
+    return [c for c in results.get("comparisons", []) if c.get("metric") == metric]
 
 
 def stored_number(value: object) -> float:

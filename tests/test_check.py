@@ -187,7 +187,7 @@ def test_a_run_with_no_method_of_the_leaderboard_exits_2(stored, capsys):
     results["methods"] = {"sft": results["methods"]["ppo"]}
     (run_dir / "results.json").write_text(json.dumps(results))
     assert _check(run_dir, csv_path) == EXIT_BAD_INPUT
-    assert "the run has none of the leaderboard's methods (ppo, rlp_spg)" in capsys.readouterr().err
+    assert "the run has none of the leaderboard's methods (rlp_spg, ppo)" in capsys.readouterr().err
 
 
 def _stored_run(board_dir: Path, run_dir: Path, seeds: int | None = None, methods: list[str] | None = None,

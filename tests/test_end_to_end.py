@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.leaderboard import LEADERBOARD_COLUMNS
+from harness.leaderboard import LEADERBOARD_COLUMNS, ranked_methods
 from harness.run import main
 from harness.suites.tiny import world
 from harness.trainers.scoring import RewardModelScorer
@@ -86,7 +86,11 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg", "dpo", "expert_iteration",
                                         "grpo", "online_rlhf"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
-    assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == list(results["methods"])
+    assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == ranked_methods(results["methods"])
+    # every method judged against PPO and SFT on each evaluation set, from the run's own verdicts
+    pairs = {(c["method"], c["baseline"], c["eval_set"]) for c in results["comparisons"]}
+    assert {(m, "ppo", "farm") for m in results["methods"] if m not in ("ppo", "sft")} <= pairs
+    assert ("ppo", "sft", "farm") in pairs and all(c["verdict"] != "unmeasured" for c in results["comparisons"])
     for method, entry in results["methods"].items():
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
@@ -118,7 +122,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
     assert [p["n"] for p in curves["best_of_n"]] == [1, 2, 4, 8] and [p["step"] for p in curves["ppo"]] == [0, 4, 8]
     assert [p["step"] for p in curves["grpo"]] == [0, 1, 2]  # GRPO's checkpoints beside PPO's
     report = (finished_run / "report.md").read_text()
-    assert "## Over-optimisation" in report and "## Does RLP beat PPO?" in report
+    assert "## Over-optimisation" in report and "## Verdict" in report and "## RLP's mechanism" in report
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0

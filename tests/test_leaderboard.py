@@ -12,9 +12,11 @@ import pytest
 from harness import leaderboard
 from harness.core.rm_accuracy import DRIFT
 from harness.leaderboard import (
+    COUNT_COLUMNS,
     LEADERBOARD_COLUMNS,
     TOLERANCES,
     LeaderboardError,
+    alpaca_eval_counts,
     load_leaderboard,
     update_leaderboard,
 )
@@ -39,9 +41,13 @@ def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
     assert (csv_path.name, json_path.name) == ("tiny.csv", "tiny.json")
     table = pd.read_csv(csv_path)
     assert list(table.columns) == LEADERBOARD_COLUMNS
-    assert list(table["method"]) == ["ppo", "rlp_spg"] and set(table["seeds"]) == {2}
+    # ranked by the headline win rate: rlp_spg (50) above ppo (42)
+    assert list(table["method"]) == ["rlp_spg", "ppo"] and set(table["seeds"]) == {2}
     # Means over the fixture's two seeds: ppo farm (40 + 44) / 2 = 42, rlp_spg rm_drift (0.04 + 0.06) / 2 = 0.05.
-    assert table.loc[0, "farm_win_rate"] == 42.0 and table.loc[1, "rm_drift"] == pytest.approx(0.05)
+    assert table.loc[1, "farm_win_rate"] == 42.0 and table.loc[0, "rm_drift"] == pytest.approx(0.05)
+    # alpaca_eval's counts, summed over seeds (the fixture records 2 wins and 1 draw per seed, not the rest)
+    assert (table.loc[1, "farm_n_wins"], table.loc[1, "farm_n_draws"]) == (4, 2)
+    assert math.isnan(table.loc[1, "farm_n_total"]) and math.isnan(table.loc[1, "farm_discrete_win_rate"])
     record = json.loads(json_path.read_text())
     assert record["command"] == {"preset": "tiny", "methods": ["ppo", "rlp_spg"], "seeds": 2}
     assert record["per_seed"]["ppo"]["farm_win_rate"] == {"values": [40.0, 44.0], "standard_errors": [3.0, 3.4]}
@@ -52,7 +58,10 @@ def test_update_writes_one_row_per_method_and_the_per_seed_values(stored):
     assert record["tolerances"]["percent"] == {"floor": 5.0, "relative": 0.0, "k_se": 3.0, "cap": 8.0}
     assert record["tolerances"]["seconds"]["cap"] is None  # no cap, stored as null
     # the CSV's standard-error columns are the means of the metric's per-seed standard errors
-    assert table.loc[0, "farm_standard_error"] == pytest.approx(3.2)
+    assert table.loc[1, "farm_standard_error"] == pytest.approx(3.2)
+    # the run's paired comparisons, as results.json holds them (written by the report when the run lacked them)
+    assert [(c["method"], c["baseline"], c["eval_set"]) for c in record["comparisons"]] == [
+        ("rlp_spg", "ppo", "farm"), ("rlp_spg", "ppo", "bar")]
     assert "farm_standard_error" not in record["metrics"]
     assert "tolerance = min(cap, max(floor" in record["tolerance_rule"]
     assert record["provenance"]["config"]["preset"] == "tiny" and "packages" in record["provenance"]
@@ -67,7 +76,7 @@ def test_load_round_trips_and_nan_is_stored_as_null(tmp_path, make_run_dir):
     assert "NaN" not in json_path.read_text()  # strict JSON: NaN became null
     board = load_leaderboard("tiny", tmp_path / "lb")
     assert board.methods == ["ppo", "rlp_spg"] and board.seeds == 2
-    assert math.isnan(board.table.loc[0, "rm_drift"]) and all(math.isnan(v) for v in board.per_seed["ppo"]["rm_drift"])
+    assert math.isnan(board.table.loc[1, "rm_drift"]) and all(math.isnan(v) for v in board.per_seed["ppo"]["rm_drift"])
     assert board.per_seed["rlp_spg"]["farm_win_rate"] == [48.0, 52.0]
     assert board.tolerances == TOLERANCES and board.specs["train_wall_s"] == TRAINING_TIME
     assert board.specs["rm_drift"] == DRIFT and board.standard_errors["ppo"]["farm_win_rate"] == [3.0, 3.4]
@@ -83,7 +92,7 @@ def _rewrite_csv(path: Path, edit) -> None:
     (lambda csv: csv.write_text(",".join(LEADERBOARD_COLUMNS) + "\n"), r"tiny\.csv: the file has a header but no rows"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.drop(columns="kl")), r"tiny\.csv: missing column 'kl'"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.assign(rm_drift=["0.1", "lots"])),
-     r"tiny\.csv: column 'rm_drift', method 'rlp_spg': 'lots' is not a finite number"),
+     r"tiny\.csv: column 'rm_drift', method 'ppo': 'lots' is not a finite number"),
     (lambda csv: _rewrite_csv(csv, lambda t: t.assign(method=["ppo", "dpo2"])),
      r"tiny\.csv: unknown method 'dpo2'"),
     (lambda csv: csv.with_suffix(".json").unlink(), r"tiny\.json: no such file"),
@@ -119,7 +128,7 @@ def test_an_interrupted_update_leaves_the_old_leaderboard_intact(stored, tmp_pat
     monkeypatch.undo()
     assert (csv_path.read_bytes(), json_path.read_bytes()) == before
     assert sorted(p.name for p in csv_path.parent.iterdir()) == ["tiny.csv", "tiny.json"]  # no temporaries left
-    assert load_leaderboard("tiny", csv_path.parent).table.loc[0, "farm_win_rate"] == 42.0
+    assert load_leaderboard("tiny", csv_path.parent).table.loc[1, "farm_win_rate"] == 42.0
 
 
 def test_a_metric_is_stored_with_the_spec_its_run_recorded_whatever_its_name(tmp_path, make_run_dir):
@@ -152,3 +161,27 @@ def test_a_tolerance_rule_rejects_negative_values():
         leaderboard.ToleranceRule(floor=-1)
     with pytest.raises(ValueError, match=r"^k_se: got inf; allowed: a number in \[0, inf\)$"):
         leaderboard.ToleranceRule(floor=1, k_se=math.inf)
+
+
+def test_a_leaderboard_stored_before_counts_and_comparisons_still_loads(stored):
+    _, csv_path, json_path = stored
+    _rewrite_csv(csv_path, lambda t: t.drop(columns=COUNT_COLUMNS))
+    record = json.loads(json_path.read_text())
+    del record["comparisons"]
+    json_path.write_text(json.dumps(record))
+    board = load_leaderboard("tiny", csv_path.parent)
+    assert board.comparisons == [] and board.table[COUNT_COLUMNS].isna().all().all()
+    record["comparisons"] = "yes"
+    json_path.write_text(json.dumps(record))
+    with pytest.raises(LeaderboardError, match=r"tiny\.json: 'comparisons' must be a list"):
+        load_leaderboard("tiny", csv_path.parent)
+
+
+def test_alpaca_eval_counts_by_hand():
+    per_seed = [{"details": {"eval_sets": {"farm": {"n_wins": 3, "n_draws": 1, "n_total": 5,
+                                                     "discrete_win_rate": 70.0}}}},
+                {"details": {"eval_sets": {"farm": {"n_wins": 2, "n_draws": 0, "n_total": 5,
+                                                     "discrete_win_rate": 40.0}}}}]
+    counts = alpaca_eval_counts(per_seed)
+    assert (counts["farm_n_wins"], counts["farm_n_draws"], counts["farm_n_total"]) == (5, 1, 10)
+    assert counts["farm_discrete_win_rate"] == 55.0 and math.isnan(counts["bar_n_wins"])

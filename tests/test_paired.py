@@ -67,3 +67,54 @@ def test_noise_without_seed_or_item_effects_falls_back_to_the_residual_variance(
 def test_bad_shapes_and_missing_verdicts_are_named(a, b, message):
     with pytest.raises(ValueError, match=message):
         paired_difference(a, b)
+
+
+def test_minimum_detectable_effect_by_hand():
+    from harness.evals.paired import minimum_detectable_effect
+
+    # df 2 (three seeds): t_0.975 = 4.3027, t_0.80 = 1.0607; (4.3027 + 1.0607) x 2 = 10.727
+    assert minimum_detectable_effect(2.0, 2) == pytest.approx((4.302653 + 1.060660) * 2.0, rel=1e-5)
+    # the normal case: (1.960 + 0.842) x SE, as df grows
+    assert minimum_detectable_effect(1.0, math.inf) == pytest.approx(1.959964 + 0.841621, rel=1e-5)
+    assert minimum_detectable_effect(0.0, 5) == 0.0 and math.isnan(minimum_detectable_effect(1.0, math.nan))
+    # paired_difference reports it from its own standard error and df: one seed, df 3, se sqrt(1/12)
+    result = paired_difference([[1.0, 0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0, 0.0]])
+    assert result["mde"] == pytest.approx((t.ppf(0.975, 3) + t.ppf(0.8, 3)) * math.sqrt(1 / 12))
+    assert result["per_seed"] == [0.5]
+
+
+def test_verdict_words_and_the_pairs_compared():
+    from harness.evals.paired import comparison_pairs, verdict
+
+    assert (verdict(0.1, 3.0), verdict(-3.0, -0.1), verdict(-1.0, 1.0), verdict(math.nan, 1.0)) == (
+        "better", "worse", "unresolved", "unmeasured")
+    # PPO - SFT once (never SFT - PPO), then every other method against PPO, then against SFT
+    assert comparison_pairs(["sft", "ppo", "dpo", "rlp_spg"]) == [
+        ("ppo", "sft"), ("dpo", "ppo"), ("rlp_spg", "ppo"), ("dpo", "sft"), ("rlp_spg", "sft")]
+    assert comparison_pairs(["dpo", "grpo"]) == []
+    assert comparison_pairs(["ppo", "my_plugin"]) == [("my_plugin", "ppo")]  # any method, built in or not
+
+
+def test_compare_methods_reads_the_run_s_verdicts(tmp_path, make_run_dir):
+    import json
+
+    from harness.evals.paired import compare_methods
+
+    run_dir = make_run_dir(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    farm, bar = compare_methods(run_dir, results)
+    # rlp_spg - ppo per item: 0, 1, 0, 0 in both seeds (conftest VERDICTS): +25 points, se 25, df 3
+    assert (farm["method"], farm["baseline"], farm["eval_set"], farm["metric"]) == (
+        "rlp_spg", "ppo", "farm", "farm_win_rate")
+    assert farm["difference"] == pytest.approx(25.0) and farm["standard_error"] == pytest.approx(25.0)
+    assert farm["half_width"] == pytest.approx(100 * 0.25 * t.ppf(0.975, 3))
+    assert farm["mde"] == pytest.approx(100 * 0.25 * (t.ppf(0.975, 3) + t.ppf(0.8, 3)))
+    assert farm["per_seed"] == [25.0, 25.0] and (farm["n_seeds"], farm["n_items"]) == (2, 4)
+    assert farm["verdict"] == "unresolved" and bar["eval_set"] == "bar"
+    # a stage dir gone: the comparison stays, unmeasured, with its reason
+    for stage in (run_dir / "stages").glob("winrate_farm-ppo*"):
+        for file in stage.iterdir():
+            file.unlink()
+        stage.rmdir()
+    gone = compare_methods(run_dir, results)[0]
+    assert gone["verdict"] == "unmeasured" and math.isnan(gone["difference"]) and "not found" in gone["reason"]

@@ -1,4 +1,4 @@
-"""The report's refinement and mechanism section (harness/report/mechanism.py): per-seed refinement counts, r and
+"""The report's refinement and mechanism section (harness/report/refinement.py): per-seed refinement counts, r and
 r' pooled over seeds on both distributions and by pair kind, and UML's loss curve, on the fixture run."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from harness.core.rm_accuracy import credit_accuracy, paired_accuracy_difference
 from harness.report import write_reports
-from harness.report.mechanism import pooled_accuracy, pooled_difference
+from harness.report.refinement import pooled_accuracy, pooled_difference
 
 # Per seed, per pair: (original's credit, refined's credit); None is a judge tie.
 CREDITS = [[(0, 1), (0, 1), (1, 1), (1, 1), None], [(0, 1), (1, 1)]]

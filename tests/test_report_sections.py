@@ -1,4 +1,4 @@
-"""The report's analysis sections (harness/report/overoptimisation.py, rlp_vs_ppo.py) on the fixture run of
+"""The report's sections (harness/report/verdict.py, overoptimisation.py, mechanism.py) on the fixture run of
 test_report, whose numbers are chosen so every cell can be worked out by hand."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import json
 import pytest
 
 from harness import results_json
+from harness.evals.paired import paired_items
 from harness.report import write_reports
-from harness.report.rlp_vs_ppo import paired_items, pooled_agreement
+from harness.report.mechanism import pooled_agreement
+from harness.report.verdict import flags, headroom_lines, verdict_section
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +26,74 @@ def _rows(markdown: str, first_cell: str) -> list[list[str]]:
             if line.startswith(f"| `{first_cell}` |")]
 
 
-def test_rlp_minus_ppo_is_paired_over_seeds_and_items(reports):
+def test_the_report_opens_with_the_verdict_from_the_stored_comparisons(reports):
     _, markdown, html = reports
-    assert "## Does RLP beat PPO?" in markdown and "<h2>Does RLP beat PPO?</h2>" in html
-    assert "crossed random effects" in markdown  # the report says how the interval is computed
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Verdict", "## Results", "## Paired comparisons"]
+    assert html.index("<h2>Verdict</h2>") < html.index("<h2>Results</h2>") < html.index(
+        "<h2>Paired comparisons</h2>")
     # Per item, rlp_spg - ppo = 0, 1 (the second item: spg wins, ppo loses), 0, 0 in both seeds: mean 0.25.
     # Seed means equal (MS_seed 0), no residual; item means 0, 1, 0, 0: MS_item = 2 * (3 * 0.0625 + 0.5625) / 3
-    # = 0.5; Var = 0.5 / 8 = 0.0625, se 0.25; df = 0.25 / (0.25 / 3) = 3, t = 3.1824: +-0.7956.
-    farm, bar = [row for row in _rows(markdown, "rlp_spg") if row[2] in ("farm", "bar")]
-    assert farm == ["`rlp_spg`", "ppo", "farm", "+25.0 ± 79.6", "\\[-54.6, +104.6\\]", "no difference resolved",
-                    "2", "4"]
-    assert bar[2] == "bar" and bar[3] == "+25.0 ± 79.6"
+    # = 0.5; Var = 0.5 / 8 = 0.0625, se 0.25; df = 0.25 / (0.25 / 3) = 3, t = 3.1824: +-0.7956; MDE (3.1824 +
+    # 0.9785) x 0.25 = 1.040.
+    assert "- rlp\\_spg - ppo, farm\\_win\\_rate: +25.0 \\[-54.6, +104.6\\], MDE 104.0 points: unresolved" in markdown
+    assert "<li>rlp_spg - ppo, farm_win_rate: +25.0 [-54.6, +104.6], MDE 104.0 points: unresolved</li>" in html
+    farm, bar = [row for row in _rows(markdown, "rlp_spg") if len(row) == 8]
+    assert farm == ["`rlp_spg`", "ppo", "farm", "+25.0 \\[-54.6, +104.6\\], MDE 104.0", "unresolved",
+                    "+25.0 / +25.0", "2", "4"]
+    assert bar[2] == "bar" and bar[3] == farm[3]
+
+
+def test_flags_name_below_chance_unstable_seeds_and_a_worse_refined_model(reports):
+    run_dir, _, _ = reports
+    results = json.loads((run_dir / "results.json").read_text())
+    found = flags(results)
+    # both methods' step-0 accuracies (0.45/0.47 and 0.40/0.42) are below 0.5; the fixture's seeds agree
+    assert [f.split(":")[0] for f in found] == ["ppo", "rlp_spg"] and all("rm_acc_step0" in f for f in found)
+    ppo = results["methods"]["ppo"]["metrics"]
+    ppo["kl"]["values"] = [0.65, 2.46, 2.57]  # the issue's SPG: 4.0x between the extremes
+    ppo["farm_win_rate"]["values"] = [20.0, 40.0]  # a spread of 20 > 2 x 1.96 x 3.2 = 12.5
+    for record in results["methods"]["rlp_spg"]["per_seed"]:
+        record["details"]["reward_models_on_policy"]["refined_minus_original"]["difference"] = -0.04
+    found = flags(results)
+    assert "ppo: seeds unstable, KL per seed 0.65 / 2.46 / 2.57 (4.0x between the extremes)." in found
+    assert any(f.startswith("ppo: seeds unstable, farm_win_rate per seed 20.0 / 40.0") for f in found)
+    assert "rlp_spg: its refined reward model is less accurate than the original" in found[-1]
+
+
+def _stored(method: str, baseline: str, difference: float, low: float) -> dict:
+    return {"method": method, "baseline": baseline, "metric": "farm_win_rate", "eval_set": "farm",
+            "difference": difference, "low": low, "high": 2 * difference - low, "mde": 3.0, "per_seed": [],
+            "verdict": "better" if low > 0 else "unresolved"}
+
+
+def test_the_positive_control_adds_the_headroom_and_each_variant_s_share():
+    by_pair = {("online_rlhf", "ppo"): _stored("online_rlhf", "ppo", 10.0, 4.0),
+               ("rlp_uml", "ppo"): _stored("rlp_uml", "ppo", 2.5, -1.0)}
+    assert headroom_lines(by_pair, ["rlp_uml"]) == [
+        "headroom: online_rlhf - ppo, farm_win_rate: +10.0 [+4.0, +16.0], MDE 3.0 points: better",
+        "rlp_uml recovers 25% of the headroom (+2.5 of +10.0 points; point estimates)"]
+    by_pair[("online_rlhf", "ppo")] = _stored("online_rlhf", "ppo", 1.0, -2.0)
+    assert headroom_lines(by_pair, ["rlp_uml"])[1].startswith("No headroom resolved")
+    assert headroom_lines({}, ["rlp_uml"]) == []  # no positive control in the run: no headroom line
+    results = {"methods": {m: {"metrics": {}, "per_seed": []} for m in ("ppo", "online_rlhf", "rlp_uml")},
+               "comparisons": [_stored("online_rlhf", "ppo", 10.0, 4.0), _stored("rlp_uml", "ppo", 2.5, -1.0)]}
+    lines = verdict_section(results).blocks[0].items
+    assert lines[0].startswith("rlp_uml - ppo") and lines[1].startswith("headroom: online_rlhf - ppo")
+    assert len(lines) == 3  # the positive control is not listed again among the other methods
 
 
 def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models(reports):
     _, markdown, _ = reports
     gold, training = _rows(markdown, "gold")[0], _rows(markdown, "training")[0]
     # gold: 13 of 18 decisive = 0.722, se sqrt(0.722 * 0.278 / 18) = 0.106; training 12 / 20 = 0.6, se 0.110
-    assert gold[1:] == ["0.722 ± 0.106", "18", "2", "–"]
-    assert training[1:] == ["0.600 ± 0.110", "20", "0", "0.59"]
-    # original 0.55, 0.65 -> 0.600 ± sqrt(2 * 0.05^2) / 2 = 0.035; refined 0.650 ± 0.035; paired 0.05 ± 0.014
+    # ± 95%: 1.96 x 0.106 = 0.207, 1.96 x 0.110 = 0.215
+    assert gold[1:] == ["0.722 ± 0.207", "18", "2", "–"]
+    assert training[1:] == ["0.600 ± 0.215", "20", "0", "0.59"]
+    # original 0.55, 0.65 -> 0.600, se sqrt(2 * 0.05^2) / 2 = 0.035, ± 1.96 x 0.035 = 0.069; paired 0.05, se
+    # 0.014, ± 0.028
     models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 6][0]
-    assert models[1:] == ["0.600 ± 0.035", "0.650 ± 0.035", "0.050 ± 0.014", "80", "2"]
+    assert models[1:] == ["0.600 ± 0.069", "0.650 ± 0.069", "0.050 ± 0.028", "80", "2"]
 
 
 def test_overoptimisation_section_shows_the_fits_and_the_plot(reports, parse_html):
@@ -54,9 +102,10 @@ def test_overoptimisation_section_shows_the_fits_and_the_plot(reports, parse_htm
     assert (run_dir / "plots" / "overoptimisation.png").read_bytes()[:4] == b"\x89PNG"
     bon = next(row for row in _rows(markdown, "best_of_n") if row[1] == "mean")
     ppo = next(row for row in _rows(markdown, "ppo") if len(row) == 9 and row[1] == "mean")
-    # exact curves: bon alpha 3, beta 1, d* 1.5, KL 2.25, +2.25; RL alpha 1, beta 0.5, d* e = 2.72, KL 7.39, +1.36
-    assert bon[2:] == ["d (alpha - beta d)", "3", "1", "1.5", "2.25", "+2.25", "4"]
-    assert ppo[2:] == ["d (alpha - beta log d)", "1", "0.5", "2.72", "7.39", "+1.36", "4"]
+    # exact curves: bon alpha 3, beta 1, d* 1.5, KL 2.25, +2.25; RL alpha 1, beta 0.5, d* e = 2.72, KL 7.39, +1.36;
+    # one rounding rule: 2 decimals, the gain in points at 1
+    assert bon[2:] == ["d (alpha - beta d)", "3.00", "1.00", "1.50", "2.25", "+2.3", "4"]
+    assert ppo[2:] == ["d (alpha - beta log d)", "1.00", "0.50", "2.72", "7.39", "+1.4", "4"]
     assert len([row for row in _rows(markdown, "best_of_n") if row[1].startswith("seed")]) == 2
     text = "".join(parse_html(html).text)
     assert "Gold win rate and proxy reward against sqrt(KL)" in text and "d (alpha - beta log d)" in text
@@ -68,7 +117,8 @@ def test_sections_are_left_out_when_the_run_has_nothing_for_them(tmp_path, make_
     del results["overoptimisation"], results["methods"]["ppo"]
     (run_dir / "results.json").write_text(json.dumps(results))
     markdown = write_reports(run_dir)[0].read_text()
-    assert "## Over-optimisation" not in markdown and "## Does RLP beat PPO?" not in markdown
+    assert "## Over-optimisation" not in markdown and "## Paired comparisons" not in markdown
+    assert "No ppo in this run" in markdown
 
 
 def test_numbers_stored_as_null_show_as_missing(tmp_path, make_run_dir):
@@ -82,7 +132,7 @@ def test_numbers_stored_as_null_show_as_missing(tmp_path, make_run_dir):
     (run_dir / "results.json").write_text(results_json.dumps(results))
     markdown = write_reports(run_dir)[0].read_text()
     models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 6][0]
-    assert models[1:3] == ["–", "0.650 ± 0.035"]
+    assert models[1:3] == ["–", "0.650 ± 0.069"]
 
 
 def test_items_pair_only_on_the_same_instructions_and_drop_missing_verdicts():

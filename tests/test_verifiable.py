@@ -392,5 +392,5 @@ def test_smollm2_preset_runs_every_method_at_a_minimal_budget(tmp_path):
     history = results["methods"]["ppo"]["per_seed"][0]["details"]["ppo_history"]
     assert [r["step"] for r in history] == [1, 2] and all(0 <= r["truncated"] <= 1 for r in history)
     report = (out / "report.md").read_text()
-    assert "cut-off responses over PPO steps" in report and "## Does RLP beat PPO?" in report
+    assert "share of rollouts cut off" in report and "## Verdict" in report and "## Paired comparisons" in report
     assert "| `rlp_spg` | ppo | farm |" in report and "| `ppo` | sft | farm |" in report

@@ -11,16 +11,36 @@ balanced two-way layout (``D = mu + a_s + b_i + e_si``), whose mean has variance
 
 with Satterthwaite's degrees of freedom for the t quantile. With one seed this is the paired t-interval over
 items. Pairing on items removes the item difficulty both methods share, so the interval is much narrower than
-one built from the two win rates' separate errors. (The console's RLP - PPO line has only each seed's win rate and
-standard error, so it pairs on seeds alone: :func:`harness.stats.paired_difference`.)
+one built from the two win rates' separate errors.
+
+This is the harness's one convention for comparing two methods: :func:`compare_methods` computes every comparison
+of a run once (each method against PPO and against SFT, on each evaluation set), ``results.json`` stores them under
+``comparisons``, and the console, the reports, the stored leaderboard and the check all print those records, so
+they cannot disagree. Why this estimate rather than the t-interval of the per-seed differences: every method
+answers the same items, so item difficulty is shared and cancels, and with three seeds the seed t-interval has 2
+degrees of freedom (t = 4.30) however many items were judged; the crossed estimate keeps the seed term and earns
+its degrees of freedom from both sources (Satterthwaite).
+
+Each comparison also carries its minimum detectable effect (MDE): the true difference the same design would
+detect with 80% power in a two-sided 5% test, ``(t_0.975,df + t_0.80,df) x SE`` from the same standard error and
+degrees of freedom as the interval (``(1.96 + 0.84) x SE`` as df grows). An unresolved difference with a small MDE
+says "no effect of that size"; with a large one, "this run cannot tell".
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from harness.evals.winrate import find_stage
+
+BASELINES = ("ppo", "sft")  # every method of a run is compared with each of these the run has
+POWER = 0.80  # of the minimum detectable effect, in a two-sided test at 5%
+POINTS = ("difference", "standard_error", "half_width", "low", "high", "mde")  # shares of a verdict, as points
 
 
 def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> dict:
@@ -33,8 +53,9 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
 
     Returns:
         ``difference`` (mean of a - b), ``standard_error``, ``df`` (Satterthwaite; ``I - 1`` for one seed),
-        ``half_width`` (t quantile * standard error), ``low``, ``high``, ``n_seeds``, ``n_items``. The standard
-        error and interval are NaN with one item.
+        ``half_width`` (t quantile * standard error), ``low``, ``high``, ``mde`` (:func:`minimum_detectable_effect`),
+        ``n_seeds``, ``n_items``, ``per_seed`` (each seed's mean of a - b). The standard error, interval and MDE are
+        NaN with one item.
 
     Raises:
         ValueError: the two differ in shape, a seed has another number of items, or a value is not finite.
@@ -52,10 +73,30 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
     seeds, items = d.shape
     variance, df = _variance_of_mean(d)
     se = math.sqrt(variance) if not math.isnan(variance) else math.nan
-    half = float(t.ppf(0.975, df)) * se if df > 0 and se > 0 else (0.0 if se == 0 else math.nan)
+    half = _times_se(float(t.ppf(0.975, df)) if df > 0 else math.nan, se)
     mean = float(d.mean())
     return {"difference": mean, "standard_error": se, "df": df, "half_width": half, "low": mean - half,
-            "high": mean + half, "n_seeds": seeds, "n_items": items}
+            "high": mean + half, "mde": minimum_detectable_effect(se, df), "n_seeds": seeds, "n_items": items,
+            "per_seed": d.mean(axis=1).tolist()}
+
+
+def minimum_detectable_effect(standard_error: float, df: float) -> float:
+    """The true difference detected with 80% power by a two-sided 5% t-test: ``(t_0.975,df + t_0.80,df) x SE``.
+
+    ``df`` infinite gives the normal case, ``(1.960 + 0.842) x SE``; NaN where the standard error is.
+    """
+    from scipy.stats import t
+
+    if not df > 0:
+        return math.nan
+    return _times_se(float(t.ppf(0.975, df) + t.ppf(POWER, df)), standard_error)
+
+
+def _times_se(quantile: float, se: float) -> float:
+    """``quantile x se``: 0 for a zero standard error (no spread at all), NaN where either is unknown."""
+    if se == 0:
+        return 0.0
+    return quantile * se if math.isfinite(quantile) and math.isfinite(se) else math.nan
 
 
 def _variance_of_mean(d: np.ndarray) -> tuple[float, float]:
@@ -77,3 +118,91 @@ def _variance_of_mean(d: np.ndarray) -> tuple[float, float]:
         return ms_residual / (seeds * items), float(df_residual)
     satterthwaite = combined**2 / (ms_seed**2 / df_seed + ms_item**2 / df_item + ms_residual**2 / df_residual)
     return combined / (seeds * items), satterthwaite
+
+
+def verdict(low: float, high: float) -> str:
+    """One word for a 95% interval of ``method - baseline``: ``better`` (above 0), ``worse`` (below 0), else
+    ``unresolved``; ``unmeasured`` without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return "unmeasured"
+    return "better" if low > 0 else "worse" if high < 0 else "unresolved"
+
+
+def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, baseline) pairs of a run: each method against each of :data:`BASELINES` it has, PPO - SFT once
+    (not SFT - PPO as well), baselines' own comparison first."""
+    pairs = [(a, b) for a, b in (("ppo", "sft"),) if a in methods and b in methods]
+    for baseline in BASELINES:
+        if baseline in methods:
+            pairs += [(m, baseline) for m in methods if m not in BASELINES]
+    return pairs
+
+
+def compare_methods(run_dir: Path, results: dict) -> list[dict]:
+    """Every comparison of a run (:func:`comparison_pairs`) on each evaluation set's win rate, in points.
+
+    Read from the per-item verdicts of the win-rate stages (``annotations.json``) the results record. A pair whose
+    verdicts are not found (a stage dir gone) or do not share instructions is kept, with NaN numbers, verdict
+    ``unmeasured`` and the ``reason``.
+
+    Returns:
+        One record per (method, baseline, eval set): ``method``, ``baseline``, ``eval_set``, ``metric`` (the
+        win-rate metric's name), and :func:`paired_difference`'s figures times 100 (``difference``,
+        ``standard_error``, ``half_width``, ``low``, ``high``, ``mde``, ``per_seed``), ``df``, ``n_seeds``,
+        ``n_items`` and the :func:`verdict`.
+    """
+    methods = results["methods"]
+    records = []
+    for method, baseline in comparison_pairs(list(methods)):
+        eval_sets = list(dict.fromkeys(name for m in (method, baseline) for r in methods[m].get("per_seed", [])
+                                       for name in r.get("details", {}).get("eval_sets", {})))
+        for eval_set in eval_sets:
+            record = {"method": method, "baseline": baseline, "eval_set": eval_set, "metric": f"{eval_set}_win_rate"}
+            pairs = paired_items(item_wins(run_dir, methods[method], eval_set),
+                                 item_wins(run_dir, methods[baseline], eval_set))
+            if pairs is None or not pairs[0] or len(pairs[0][0]) < 2:
+                records.append({**record, **dict.fromkeys(POINTS + ("df",), math.nan), "per_seed": [],
+                                "n_seeds": 0, "n_items": 0, "verdict": verdict(math.nan, math.nan),
+                                "reason": "per-item verdicts not found for both methods on shared items"})
+                continue
+            r = paired_difference(*pairs)
+            records.append({**record, **{key: 100 * r[key] for key in POINTS}, "df": r["df"],
+                            "per_seed": [100 * v for v in r["per_seed"]], "n_seeds": r["n_seeds"],
+                            "n_items": r["n_items"], "verdict": verdict(r["low"], r["high"])})
+    return records
+
+
+def run_comparisons(run_dir: Path, results: dict) -> list[dict]:
+    """The run's stored comparisons, or for a ``results.json`` written before they were stored, the same computed
+    now from its win-rate stages: what the reports, the leaderboard and the check read."""
+    return results["comparisons"] if "comparisons" in results else compare_methods(run_dir, results)
+
+
+def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
+    """Per seed: the instructions of ``eval_set`` in order and the method's share of each verdict (NaN: none).
+
+    Read from the win-rate stage's ``annotations.json`` (alpaca_eval's file, reference first: ``preference`` 1
+    means the reference won, 2 the model). Seeds whose stage dir is gone are left out.
+    """
+    wins = {}
+    for record in entry.get("per_seed", []):
+        details = record.get("details", {}).get("eval_sets", {}).get(eval_set)
+        stage = find_stage(run_dir, details.get("stage", "")) if details else None
+        if stage is None:
+            continue
+        annotations = json.loads((stage / "annotations.json").read_text())
+        wins[record["seed"]] = ([a["instruction"] for a in annotations],
+                                [math.nan if a["preference"] is None else a["preference"] - 1 for a in annotations])
+    return wins
+
+
+def paired_items(a: dict, b: dict) -> tuple[list[list[float]], list[list[float]]] | None:
+    """The two methods' verdict shares on the seeds both have, items with a verdict everywhere; None if unpaired
+    (no common seed, or other instructions)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds or any(a[s][0] != b[s][0] for s in seeds) or len({tuple(a[s][0]) for s in seeds}) != 1:
+        return None
+    x = np.array([a[s][1] for s in seeds], dtype=float)
+    y = np.array([b[s][1] for s in seeds], dtype=float)
+    keep = np.isfinite(x).all(axis=0) & np.isfinite(y).all(axis=0)
+    return x[:, keep].tolist(), y[:, keep].tolist()

@@ -288,6 +288,25 @@ def _sigmoid(z: float | np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(np.asarray(z) / 2))
 
 
+# What a win-rate stage dir holds (alpaca_eval's formats): the model's outputs, the references, the verdicts.
+STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
+
+
+def find_stage(run_dir: Path, stage: str) -> Path | None:
+    """The win-rate stage dir recorded in results (``details.eval_sets.<set>.stage``): as written, else by name
+    under the run's ``stages/``; None when neither holds :data:`STAGE_FILES`.
+
+    Results record the path the run saw, which may be relative to where it was launched; looking it up by name
+    under the run dir keeps reports working after the run dir is moved.
+    """
+    if not stage:
+        return None
+    for candidate in (Path(stage), Path(run_dir) / "stages" / Path(stage).name):
+        if all((candidate / name).is_file() for name in STAGE_FILES):
+            return candidate
+    return None
+
+
 def write_outputs(
     path: Path,
     instructions: Sequence[str],

@@ -19,42 +19,39 @@ import yaml
 
 from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
-from harness.leaderboard import LEADERBOARD_METRICS, finite_mean
+from harness.evals.winrate import LC_VARIANT, find_stage
+from harness.leaderboard import LEADERBOARD_METRICS, finite_mean, ranked_methods
 from harness.report.ordering import ordering_notes
 from harness.report.sections import Section
+from harness.report.verdict import CHANCE
+from harness.stats import INTERVAL_CONVENTION, one_seed_half_width
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 
-# The headline columns: every leaderboard metric; a metric's standard error is shown inside its cell when there is a
-# single seed.
+# The headline columns: every leaderboard metric, each under its one name (the leaderboard's and results.json's).
 HEADLINE_METRICS = LEADERBOARD_METRICS
+
+# How a unit is written beside a column's name.
+UNIT_LABELS = {"percent": "%", "fraction": "0-1", "characters": "characters", "seconds": "s"}
 
 # How to read the headline table; plain text (no markup), so both renderers can show it as is.
 HEADLINE_NOTES = (
-    "Each cell is the mean over seeds ± the half-width of its 95% t-interval. † marks ± one seed's standard error "
-    "over evaluation items instead, where the metric has one (alpaca_eval's for win rates, the length GLM's for "
-    "length-controlled ones, lm-eval's for the knowledge task, the binomial one for reward-model accuracies): with "
-    "a single seed there is no interval over seeds.",
-    "Bold: the best value of its column, by the metric's direction; columns without a direction (proxy reward, KL, "
-    "length) are not marked. ‡ marks a best value that is below chance (a pairwise accuracy under 0.5): the best "
-    "of the methods there ranks pairs worse than a coin.",
-    "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference; "
-    "accuracies are in [0, 1]. rm_acc_offline: the reward model's accuracy on the held-out val pairs; "
-    "rm_acc_step0 and rm_acc_onpolicy: on judged pairs of fresh samples of the policy PPO starts from (step 0) "
-    "and of the final checkpoint; rm_drift = rm_acc_step0 - rm_acc_onpolicy. "
-    "The knowledge column (knowledge_acc in results.json and the leaderboard) is named after the run's knowledge "
-    "task: MMLU only when the task is MMLU.",
+    INTERVAL_CONVENTION,
+    "Rows are ranked by farm_win_rate, highest first. No value is bold: a best value is named only where a paired "
+    "comparison resolves it (Verdict, Paired comparisons). ‡ marks a value below chance (a pairwise accuracy under "
+    "0.5): that reward model ranks pairs worse than a coin.",
+    "Win rates are in percent (0-100) against the reference outputs, 50 meaning as good as the reference. "
+    f"farm_lc_win_rate and bar_lc_win_rate are this harness's own offline length-controlled variant "
+    f"({LC_VARIANT}: a length GLM on its own verdicts), not AlpacaEval 2's LC win rate, and comparable only "
+    "between runs of this harness. Accuracies are fractions (0-1): knowledge_acc on the run's knowledge task; "
+    "rm_acc_offline the reward model's on the held-out val pairs; rm_acc_step0 and rm_acc_onpolicy on judged pairs "
+    "of fresh samples of the policy PPO starts from (step 0) and of the final checkpoint; rm_drift = rm_acc_step0 - "
+    "rm_acc_onpolicy. avg_length is in characters; train_wall_s in seconds, one measurement, no interval.",
 )
 
 # How to read the stage table (plain text, for both renderers).
 STAGES_NOTE = ("Stages the run used, each dir once: built by this run, with its build time, or reused, built by an "
                "earlier run and costing this one nothing; 'uses' counts how often the run asked for it.")
-
-# Metrics with a chance level, the accuracy a coin flip reaches: a best value under it is marked, not just bolded.
-CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}
-
-# What a win-rate stage dir holds (alpaca_eval's formats), all three needed to show a sample.
-STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
 # Decimals per metric unit (harness.core.metrics.UNITS); any other unit gets 2.
 DECIMALS = {"percent": 1, "fraction": 3, "seconds": 0}
@@ -87,9 +84,8 @@ class Cell:
     """One formatted value of the headline table."""
 
     text: str
-    best: bool = False  # the best value of its column, by the metric's direction
-    standard_error: bool = False  # "±" is a single seed's standard error over items, not an interval over seeds
-    below_chance: bool = False  # the best of its column, yet worse than chance (see CHANCE)
+    standard_error: bool = False  # "±" is from one seed's standard error over items, not from several seeds
+    below_chance: bool = False  # worse than chance (see CHANCE)
 
 
 @dataclass(frozen=True)
@@ -154,16 +150,17 @@ class ReportData:
     base_model: dict | None  # results.json's base_model: its name and knowledge-task score (base_model_sentence)
     methods: list[str]
     metrics: list[str]
-    headers: list[str]  # the headline table's column names: the metric, or for knowledge_acc the task's name
-    headline: dict[str, list[Cell]]  # method -> one cell per metric
-    lc_variants: list[str]
+    units: list[str]  # per headline column, its unit as written beside the name ("" for none)
+    knowledge_task: str  # the task knowledge_acc is measured on
+    headline: dict[str, list[Cell]]  # method -> one cell per metric, methods ranked by the headline win rate
     paper: dict  # label, notes, columns (header labels), rows (method -> cell texts)
     plots: dict[str, str]  # title -> PNG path relative to run_dir
     diagnostics: list[tuple[str, str, str]]  # method, name, mean over seeds (formatted)
     samples: list[Sample]
     provenance: dict
     stages: list[StageRow]
-    sections: list[Section] = dataclasses.field(default_factory=list)  # analyses (over-optimisation, RLP - PPO)
+    sections: list[Section] = dataclasses.field(default_factory=list)  # analyses (over-optimisation, mechanism)
+    lead: list[Section] = dataclasses.field(default_factory=list)  # before the results: verdict, comparisons
 
     @property
     def config_yaml(self) -> str:
@@ -173,11 +170,12 @@ class ReportData:
 
 
 def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> str | None:
-    """``Base model X: knowledge task T accuracy 41.2 ± 1.5 (n=570, 5-shot), before any training.``, then where the
-    task has a chance level, whether that accuracy is above it, or None for older runs.
+    """``Base model X: knowledge_acc 0.412 ± 0.029 on task T (n=570, 5-shot), before any training.``, then where
+    the task has a chance level, whether that accuracy is above it, or None for older runs.
 
-    A small model's MMLU can sit at the guessing level: saying so tells "the methods did not change its knowledge"
-    from "this budget cannot see its knowledge at all".
+    The accuracy is a fraction, as in the knowledge_acc column; ± is its 95% half-width (1.96 x lm-eval's standard
+    error). A small model's MMLU can sit at the guessing level: saying so tells "the methods did not change its
+    knowledge" from "this budget cannot see its knowledge at all".
 
     Args:
         base: ``results.json``'s ``base_model``.
@@ -187,22 +185,23 @@ def base_model_sentence(base: dict | None, name: Callable[[str], str] = str) -> 
         return None
     k = base["knowledge"]
     stderr = k.get("acc_stderr")
-    error = "" if stderr is None or math.isnan(stderr) else f" ± {100 * stderr:.1f}"
-    sentence = (f"Base model {name(str(base['name']))}: knowledge task {name(str(k['task']))} accuracy "
-                f"{100 * k['acc']:.1f}{error} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
+    known = stderr is not None and not math.isnan(stderr)
+    error = f" ± {one_seed_half_width(stderr):.3f}" if known else ""
+    sentence = (f"Base model {name(str(base['name']))}: knowledge_acc {k['acc']:.3f}{error} on task "
+                f"{name(str(k['task']))} (n={k['n']}, {k['num_fewshot']}-shot), before any training.")
     chance = k.get("chance")
     if chance is None:
         return sentence
-    if error and k["acc"] - chance > 2 * stderr:
-        reading = "above it by more than two standard errors"
+    if known and k["acc"] - chance > one_seed_half_width(stderr):
+        reading = "above it, beyond its 95% interval"
     else:
-        reading = ("within two standard errors of it: at this size the task cannot tell the model's knowledge from "
+        reading = ("within its 95% interval of it: at this size the task cannot tell the model's knowledge from "
                    "guessing, so equal knowledge accuracies across methods say nothing")
-    return f"{sentence} Guessing scores {100 * chance:.1f}; the base model is {reading}."
+    return f"{sentence} Guessing scores {chance:.3f}; the base model is {reading}."
 
 
 def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], provenance: dict,
-                      samples_per_set: int = 3, sections: list[Section] = ()) -> ReportData:
+                      samples_per_set: int = 3, sections: list[Section] = (), lead: list[Section] = ()) -> ReportData:
     """Collects the report's content from a run's results, figures and provenance.
 
     Args:
@@ -212,15 +211,17 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         provenance: from :func:`harness.provenance.collect_provenance`.
         samples_per_set: instructions shown per evaluation set.
         sections: analysis sections (:func:`harness.report.build_sections`), shown after the figures.
+        lead: the sections shown before the results table (verdict, paired comparisons).
     """
     methods = results["methods"]
-    headline = {name: [headline_cell(entry["metrics"].get(metric)) for metric in HEADLINE_METRICS]
-                for name, entry in methods.items()}
+    order = ranked_methods(methods)
+    headline = {name: [headline_cell(methods[name]["metrics"].get(metric)) for metric in HEADLINE_METRICS]
+                for name in order}
     for column, metric in enumerate(HEADLINE_METRICS):
-        means = {name: entry["metrics"].get(metric, {}).get("mean", math.nan) for name, entry in methods.items()}
-        for name in best_methods(means, recorded_direction(methods, metric)):
-            below = means[name] < CHANCE.get(metric, -math.inf)
-            headline[name][column] = dataclasses.replace(headline[name][column], best=True, below_chance=below)
+        for name in order:
+            mean = methods[name]["metrics"].get(metric, {}).get("mean", math.nan)
+            if mean < CHANCE.get(metric, -math.inf):
+                headline[name][column] = dataclasses.replace(headline[name][column], below_chance=True)
     return ReportData(
         run_dir=Path(run_dir),
         preset=results["preset"],
@@ -230,12 +231,9 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         base_model=results.get("base_model"),
         methods=list(methods),
         metrics=HEADLINE_METRICS,
-        headers=[knowledge_label(results) if m == "knowledge_acc" else m for m in HEADLINE_METRICS],
+        units=[UNIT_LABELS.get(recorded_unit(methods, m), "") for m in HEADLINE_METRICS],
+        knowledge_task=knowledge_label(results),
         headline=headline,
-        lc_variants=sorted({str(details["lc_variant"]) for entry in methods.values()
-                            for record in entry["per_seed"]
-                            for details in record.get("details", {}).get("eval_sets", {}).values()
-                            if "lc_variant" in details}),
         paper=paper_comparison(results, PAPER_RESULTS),
         plots={title: path.relative_to(run_dir).as_posix() for title, path in plots.items()},
         diagnostics=diagnostic_means(results.get("diagnostics", {})),
@@ -243,6 +241,7 @@ def build_report_data(run_dir: Path, results: dict, plots: dict[str, Path], prov
         provenance=provenance,
         stages=stage_rows(provenance.get("stages", [])),
         sections=list(sections),
+        lead=list(lead),
     )
 
 
@@ -259,27 +258,21 @@ def format_value(unit: str | None, value: float | None) -> str:
 
 
 def headline_cell(summary: dict | None) -> Cell:
-    """Mean ± 95% interval over seeds; with one seed, mean ± the metric's standard error over items where it has
-    one. ``summary`` is the metric's entry in ``results.json`` (None: the method has no such metric)."""
+    """Mean ± the half-width of its 95% interval over seeds; with one seed, ± 1.96 x the metric's standard error
+    over items where it has one (marked); a wall time alone, without an interval (it measures the machine, not
+    the method). ``summary`` is the metric's entry in ``results.json`` (None: the method has no such metric)."""
     if summary is None or math.isnan(summary["mean"]):
         return Cell("–")
     unit = summary["unit"]
     mean = format_value(unit, summary["mean"])
+    if unit == "seconds":
+        return Cell(mean)
     if not math.isnan(summary["ci95"]):
         return Cell(f"{mean} ± {format_value(unit, summary['ci95'])}")
     se = finite_mean(summary["standard_errors"])
     if not math.isnan(se):
-        return Cell(f"{mean} ± {format_value(unit, se)}", standard_error=True)
+        return Cell(f"{mean} ± {format_value(unit, one_seed_half_width(se))}", standard_error=True)
     return Cell(mean)
-
-
-def best_methods(means: dict[str, float], higher_is_better: bool | None) -> set[str]:
-    """The methods holding the best mean (all of them on a tie); none without a direction or a comparison."""
-    finite = {name: mean for name, mean in means.items() if not math.isnan(mean)}
-    if higher_is_better is None or len(finite) < 2:
-        return set()
-    best = max(finite.values()) if higher_is_better else min(finite.values())
-    return {name for name, mean in finite.items() if mean == best}
 
 
 def recorded_direction(methods: dict, metric: str) -> bool | None:
@@ -358,7 +351,7 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
     for name, entry in results["methods"].items():
         eval_sets = entry["per_seed"][0].get("details", {}).get("eval_sets", {}) if entry["per_seed"] else {}
         for eval_set, details in eval_sets.items():
-            stage = resolve_stage(run_dir, details.get("stage", ""))
+            stage = find_stage(run_dir, details.get("stage", ""))
             if stage is not None:
                 per_method.setdefault(eval_set, {})[name] = _read_stage(stage)
 
@@ -375,20 +368,6 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
                 outputs=tuple(SampleOutput(name, *s["outputs"][instruction]) for name, s in stages.items()),
             ))
     return samples
-
-
-def resolve_stage(run_dir: Path, stage: str) -> Path | None:
-    """The win-rate stage dir recorded in results: as written, else by name under the run's ``stages/``.
-
-    Results record the path the run saw, which may be relative to where it was launched; looking it up by name
-    under the run dir keeps reports working after the run dir is moved.
-    """
-    if not stage:
-        return None
-    for candidate in (Path(stage), Path(run_dir) / "stages" / Path(stage).name):
-        if all((candidate / name).is_file() for name in STAGE_FILES):
-            return candidate
-    return None
 
 
 def _read_stage(stage: Path) -> dict:

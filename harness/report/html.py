@@ -13,6 +13,7 @@ import base64
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
 
@@ -37,5 +38,6 @@ def render_html(data: ReportData) -> str:
 
 
 def _shown(value: object) -> object:
-    """Every ``{{ value }}`` passes here before it is escaped: control characters become visible symbols."""
-    return visible(value) if isinstance(value, str) else value
+    """Every ``{{ value }}`` passes here before it is escaped: control characters become visible symbols. A
+    macro's output (``Markup``, already escaped value by value inside the macro) passes unchanged."""
+    return visible(value) if isinstance(value, str) and not isinstance(value, Markup) else value

@@ -15,6 +15,8 @@ import re
 from harness.report.content import HEADLINE_NOTES, STAGES_NOTE, ReportData, base_model_sentence, visible
 from harness.report.sections import Section
 
+APPENDIX = "report-appendix.md"  # sample outputs and provenance, beside report.md
+
 
 def longest_backtick_run(text: str) -> int:
     """Length of the longest run of consecutive backticks in ``text`` (0 if none)."""
@@ -55,15 +57,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(data: ReportData) -> str:
-    """The whole report as Markdown; figures are linked by their path relative to the run dir."""
+    """The report as Markdown, the answer first; figures are linked by their path relative to the run dir. Sample
+    outputs and provenance are in :func:`render_appendix`'s file, linked at the end."""
     parts = [
         f"# Run report: preset {code_span(data.preset)}",
         f"Methods: {', '.join(code_span(m) for m in data.methods)}. Seeds: {data.seeds}. "
         f"Judge: {code_span(data.judge)}."
         + (f" Wall time: {data.wall_s:.0f} s." if data.wall_s is not None else "")
         + (f"\n\n{base_model_sentence(data.base_model, code_span)}" if data.base_model else ""),
+        *(_section(section) for section in data.lead[:1]),
         "## Results",
         _headline(data),
+        *(_section(section) for section in data.lead[1:]),
         "## Beside the paper's numbers",
         _paper(data),
     ]
@@ -75,7 +80,17 @@ def render_markdown(data: ReportData) -> str:
         parts += ["## Method diagnostics", "Scalar diagnostics each method reports, mean over seeds.",
                   table(["method", "diagnostic", "mean"],
                         [[code_span(m, True), code_span(k, True), v] for m, k, v in data.diagnostics])]
-    parts += ["## Sample outputs", _samples(data), "## Provenance", _provenance(data)]
+    parts += ["## Sample outputs and provenance",
+              f"In [{APPENDIX}]({APPENDIX}): the same instructions answered by every method with the judge's "
+              "verdicts, package versions, the resolved config and every stage the run used."]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_appendix(data: ReportData) -> str:
+    """Sample outputs and provenance, the long parts of the report, as their own Markdown file."""
+    parts = [f"# Run report appendix: preset {code_span(data.preset)}",
+             "Sample outputs and provenance of the run; the results are in [report.md](report.md).",
+             "## Sample outputs", _samples(data), "## Provenance", _provenance(data)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -85,6 +100,8 @@ def _section(section: Section) -> str:
     for block in section.blocks:
         if block.kind == "paragraph":
             parts.append(_plain(block.text))
+        elif block.kind == "bullets":
+            parts.append("\n".join(f"- {_plain(item)}" for item in block.items))
         elif block.kind == "figure":
             parts.append(f"### {block.title}\n\n![{block.title}]({block.path})")
         else:
@@ -104,13 +121,9 @@ def _headline(data: ReportData) -> str:
     rows = []
     for method, cells in data.headline.items():
         rows.append([code_span(method, True)] + [
-            (f"**{c.text}**" if c.best else c.text) + (" †" if c.standard_error else "")
-            + (" ‡" if c.below_chance else "") for c in cells])
-    notes = list(HEADLINE_NOTES)
-    if data.lc_variants:
-        notes.append("Length-controlled win rate variant: " + ", ".join(code_span(v) for v in data.lc_variants)
-                     + ".")
-    header = ["method"] + [code_span(h, True) for h in data.headers]
+            c.text + (" †" if c.standard_error else "") + (" ‡" if c.below_chance else "") for c in cells])
+    notes = [*HEADLINE_NOTES, f"knowledge_acc is measured on the knowledge task {code_span(data.knowledge_task)}."]
+    header = ["method"] + [code_span(m, True) + (f" ({u})" if u else "") for m, u in zip(data.metrics, data.units)]
     return table(header, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
