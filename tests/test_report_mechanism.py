@@ -70,14 +70,15 @@ def test_the_section_shows_per_seed_counts_both_distributions_kinds_and_the_uml_
     assert _rows(text, "rlp_spg", 10) == [
         ["`rlp_spg`", "0", "500", "241", "222", "0.05", "0.40", "0.10", "–", "–"],
         ["`rlp_spg`", "1", "500", "242", "223", "0.05", "0.40", "0.10", "–", "–"]]
-    # both distributions pool the same six decisive pairs: r 3 of 6, r' 6 of 6, r' - r 0.5 ± 0.224
+    # both distributions pool the same six decisive pairs: r 3 of 6 (se 0.204), r' 6 of 6, r' - r 0.5 (se 0.224);
+    # ± is the 95% half-width: 1.96 x 0.204 = 0.400, 1.96 x 0.224 = 0.438
     held_out, final = _rows(text, "rlp_spg", 7)[:2]
-    assert held_out == ["`rlp_spg`", "first PPO policy (held out)", "0.500 ± 0.204", "1.000 ± 0.000",
-                        "+0.500 ± 0.224", "6", "2"]
+    assert held_out == ["`rlp_spg`", "first PPO policy (held out)", "0.500 ± 0.400", "1.000 ± 0.000",
+                        "+0.500 ± 0.438", "6", "2"]
     assert final[1] == "final policy" and final[2:] == held_out[2:]
     kinds = [row for row in _rows(text, "rlp_spg", 7) if row[2] == "right vs wrong"]
     assert [row[1] for row in kinds] == ["first PPO policy (held out)", "final policy"]
-    assert kinds[0][3:] == ["0.500 ± 0.204", "1.000 ± 0.000", "+0.500 ± 0.224", "6"]
+    assert kinds[0][3:] == ["0.500 ± 0.400", "1.000 ± 0.000", "+0.500 ± 0.438", "6"]
     assert "](plots/uml_mib_loss.png)" in text
     assert (run_dir / "plots" / "uml_mib_loss.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -83,17 +83,19 @@ def test_the_positive_control_adds_the_headroom_and_each_variant_s_share():
     assert len(lines) == 3  # the positive control is not listed again among the other methods
 
 
-def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models(reports):
+def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models_pooled(reports):
     _, markdown, _ = reports
     gold, training = _rows(markdown, "gold")[0], _rows(markdown, "training")[0]
     # gold: 13 of 18 decisive = 0.722, se sqrt(0.722 * 0.278 / 18) = 0.106; training 12 / 20 = 0.6, se 0.110
     # ± 95%: 1.96 x 0.106 = 0.207, 1.96 x 0.110 = 0.215
     assert gold[1:] == ["0.722 ± 0.207", "18", "2", "–"]
     assert training[1:] == ["0.600 ± 0.215", "20", "0", "0.59"]
-    # original 0.55, 0.65 -> 0.600, se sqrt(2 * 0.05^2) / 2 = 0.035, ± 1.96 x 0.035 = 0.069; paired 0.05, se
-    # 0.014, ± 0.028
-    models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 6][0]
-    assert models[1:] == ["0.600 ± 0.069", "0.650 ± 0.069", "0.050 ± 0.028", "80", "2"]
+    # the refinement section pools the seeds' 2 x 40 pairs: r 0.55, 0.65 -> 0.600, binomial se
+    # sqrt(0.6 x 0.4 / 80) = 0.0548, ± 1.96 x 0.0548 = 0.107; r' 0.65 -> se 0.0533, ± 0.105; r' - r: each seed
+    # +0.05 with se 0.02 over 40 pairs; pooled exactly the same mean with about half the variance of the mean,
+    # se ~ 0.02 / sqrt(2) = 0.0141, ± 0.028
+    models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 7][0]
+    assert models[1:] == ["final policy", "0.600 ± 0.107", "0.650 ± 0.105", "+0.050 ± 0.028", "80", "2"]
 
 
 def test_overoptimisation_section_shows_the_fits_and_the_plot(reports, parse_html):
@@ -131,8 +133,8 @@ def test_numbers_stored_as_null_show_as_missing(tmp_path, make_run_dir):
     results["overoptimisation"]["mean"]["curves"]["best_of_n"][0]["standard_error"] = None
     (run_dir / "results.json").write_text(results_json.dumps(results))
     markdown = write_reports(run_dir)[0].read_text()
-    models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 6][0]
-    assert models[1:3] == ["–", "0.650 ± 0.069"]
+    models = [row for row in _rows(markdown, "rlp_spg") if len(row) == 7][0]
+    assert models[2:4] == ["–", "0.650 ± 0.105"]
 
 
 def test_items_pair_only_on_the_same_instructions_and_drop_missing_verdicts():

@@ -39,8 +39,9 @@ def main(argv: list[str]) -> int:
 
 @pytest.fixture(scope="session")
 def command(smoke_command):
-    """``command(out, *extra)``: the SFT-only smoke run into ``out``, with more arguments."""
-    return lambda out, *extra: [*smoke_command(out, ["sft"]), *extra]
+    """``command(out, *extra)``: the SFT-only smoke run into ``out``, with more arguments, in one process (the
+    tests stop and interrupt it there; tests/test_jobs.py interrupts parallel jobs)."""
+    return lambda out, *extra: [*smoke_command(out, ["sft"]), "--jobs", "1", *extra]
 
 
 @pytest.fixture(scope="module")

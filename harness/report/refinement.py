@@ -18,9 +18,11 @@ from matplotlib.figure import Figure as MplFigure
 
 from harness.report.plots import finish
 from harness.report.sections import Figure, Paragraph, Section, Table, plus_minus
-from harness.stats import stored_number
+from harness.stats import Z_975, stored_number
 
 REFINING_METHODS = ("rlp_uml", "rlp_spg", "online_rlhf")
+HALF_WIDTH = ("± is the 95% half-width, 1.96 x the standard error over the pooled pairs (binomial for an accuracy, "
+              "paired for r' - r).")
 # (details key, what the pairs are samples of)
 DISTRIBUTIONS = (("reward_models_held_out", "first PPO policy (held out)"),
                  ("reward_models_on_policy", "final policy"))
@@ -102,7 +104,7 @@ def accuracy_table(methods: dict, present: list[str]) -> Table | None:
     if not rows:
         return None
     return Table(header=("method", "samples of", "r accuracy", "r' accuracy", "r' - r (paired)", "judged pairs",
-                         "seeds"), rows=tuple(rows))
+                         "seeds"), rows=tuple(rows), notes=(HALF_WIDTH,))
 
 
 def kind_table(methods: dict, present: list[str]) -> Table | None:
@@ -118,7 +120,7 @@ def kind_table(methods: dict, present: list[str]) -> Table | None:
     if not rows:
         return None
     return Table(header=("method", "samples of", "pair kind", "r accuracy", "r' accuracy", "r' - r (paired)",
-                         "judged pairs"), rows=tuple(rows))
+                         "judged pairs"), rows=tuple(rows), notes=(HALF_WIDTH,))
 
 
 def pooled_accuracy(records: list[dict]) -> tuple[float, float, int]:
@@ -166,7 +168,8 @@ def _comparison_cells(records: list[dict]) -> tuple[str, str, str, str]:
     original = pooled_accuracy([r["original"] for r in records])
     refined = pooled_accuracy([r["refined"] for r in records])
     difference = pooled_difference([r["refined_minus_original"] for r in records])
-    return plus_minus(*original[:2]), plus_minus(*refined[:2]), _signed(*difference), str(original[2])
+    return (plus_minus(original[0], Z_975 * original[1]), plus_minus(refined[0], Z_975 * refined[1]),
+            _signed(difference[0], Z_975 * difference[1]), str(original[2]))
 
 
 def _signed(value: float, error: float) -> str:
