@@ -9,8 +9,9 @@ Part 1 draws ``n`` samples for each instruction from the tiny preset's SFT polic
 sample set's setting (10 samples x 500 instructions, temperature 1, the preset's generation config) two ways, in
 alternating order: the harness's :class:`harness.generation.HFGenerator` (our decode loop,
 :func:`harness.generation.sample_responses`), and :func:`batched_generate`, the ``hf`` backend as it was before it:
-left-padded ``model.generate`` calls of up to ``batch_size`` rows (prompts x n). Both load the model before the
-clock starts; tokens are counted by re-tokenising the returned text, the same way for both.
+left-padded ``model.generate`` calls of up to ``--baseline-batch-size`` rows (prompts x n; 128, the tiny preset's
+``generation.batch_size`` before our sampler). Both load the model before the clock starts; tokens are counted by
+re-tokenising the returned text, the same way for both.
 
 The roofline: one-thread-per-``torch_threads`` matmuls of the model's linear layers at the shapes of a decoding
 step (``batch_size`` rows), timed alone; 2 x their weights is the arithmetic of a generated token (attention scores,
@@ -79,11 +80,15 @@ class SamplingBenchConfig:
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Longest sample in tokens (None: the tiny preset's generation setting)."}
     )
+    baseline_batch_size: int = field(
+        default=128, metadata={"help": "Rows per generate call of the baseline (the tiny preset's before our sampler)."}
+    )
     mixed_precision: MixedPrecision = field(default="no", metadata={"help": MIXED_PRECISION_HELP})
     out: Path | None = field(default=None, metadata={"help": "Also write the figures as JSON to this file."})
 
     def __post_init__(self) -> None:
-        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads", "max_new_tokens")
+        require_positive(self, "instructions", "n", "temperature", "repeats", "torch_threads", "max_new_tokens",
+                         "baseline_batch_size")
         require_model_dir(self, "policy")
         require_choice(self, "mixed_precision")
         set_mixed_precision(self.mixed_precision)
@@ -196,6 +201,7 @@ def compare_samplers(bench: SamplingBenchConfig, log: Callable[[str], None] = pr
     instructions = list(models.splits["unlabeled"]["instruction"][: bench.instructions])
     generation = dataclasses.replace(models.config.generation,
                                      max_new_tokens=bench.max_new_tokens or models.config.generation.max_new_tokens)
+    baseline = dataclasses.replace(generation, batch_size=bench.baseline_batch_size)
     generator = make_generator(generation)
     generator.generate(policy, instructions[:1], 1, bench.temperature, 0)  # loads its model before timing
     tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
@@ -208,7 +214,7 @@ def compare_samplers(bench: SamplingBenchConfig, log: Callable[[str], None] = pr
         "harness": lambda seed: generator.generate(policy, instructions, bench.n, bench.temperature, seed,
                                                    desc="harness sampler"),
         "generate": lambda seed: batched_generate(model, tokenizer, instructions, bench.n, bench.temperature,
-                                                  generation, seed),
+                                                  baseline, seed),
     }
 
     def measure(name: str) -> Callable[[int], dict]:
@@ -230,7 +236,8 @@ def compare_samplers(bench: SamplingBenchConfig, log: Callable[[str], None] = pr
     rounds = interleaved({**{name: measure(name) for name in samplers}, "roofline": roofline}, bench.repeats)
     harness = [r["tokens_per_s"] for r in rounds["harness"]]
     return {
-        "policy": policy.name, "generation": asdict(generation), "flops_per_token": flops_per_token(shapes),
+        "policy": policy.name, "generation": asdict(generation), "baseline_generation": asdict(baseline),
+        "flops_per_token": flops_per_token(shapes),
         "rounds": rounds,
         "speedup_tokens_per_s": paired_ratios(harness, [r["tokens_per_s"] for r in rounds["generate"]]),
         "roofline_share": paired_ratios(harness, [r["tokens_per_s"] for r in rounds["roofline"]]),
