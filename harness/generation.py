@@ -1,4 +1,4 @@
-"""Generation backends: batched text generation from an HF checkpoint dir, and the sampler they share with PPO.
+"""Generation backends: batched text generation from an HF checkpoint dir, and our decode loop.
 
 ``hf`` (our decode loop, :func:`sample_responses`, over the transformers model's forward with its KV cache; prompts
 batched by length and left-padded) works everywhere; ``vllm`` is the GPU backend for large sampling jobs, available
@@ -69,7 +69,7 @@ def sample_responses(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
     eos_token_id: int, pad_token_id: int, num_samples: int = 1,
 ) -> torch.Tensor:
-    """``num_samples`` responses to each left-padded prompt: the decode loop of the ``hf`` backend and PPO's rollouts.
+    """``num_samples`` responses to each left-padded prompt: the decode loop of the ``hf`` backend.
 
     It draws from the distribution ``model.generate`` samples with ``do_sample=True, top_k=0, top_p=1`` (or decodes
     greedily at temperature 0), calling the model's own forward with transformers' ``DynamicCache``, in fewer ops a

@@ -26,11 +26,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
 
 from harness.core.chat import prompt_text
 from harness.core.types import PPOCheckpoint, PPORun
-from harness.generation import sample_responses
 from harness.trainers.config import PPOConfig
 from harness.trainers.ppo_losses import (
     clipped_policy_loss,
@@ -175,6 +174,14 @@ def train_ppo(
         raise ValueError(f"the tokenizer of {policy_dir} has no eos token; PPO needs one to end responses")
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    # Every sampling knob is set so that nothing in the checkpoint's generation_config (top_k=50 by default,
+    # repetition penalties, ...) reshapes the distribution: PPO's ratio assumes samples from softmax(logits / T).
+    sampling = GenerationConfig(
+        do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0, typical_p=1.0, repetition_penalty=1.0,
+        no_repeat_ngram_size=0, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
+        use_cache=True,
+    )
+
     # Models: the policy and the value model train; the reference and the scorer stay frozen. Dropout is off
     # throughout (eval mode), so that before the first update the PPO ratio is exactly 1.
     policy = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
@@ -202,18 +209,16 @@ def train_ppo(
         chats = [prompt_text(tokenizer, p) for p in batch_prompts]
         encoded = tokenizer(chats, padding=True, padding_side="left", add_special_tokens=False,
                             return_tensors="pt").to(device)
+        context_len = encoded.input_ids.shape[1]  # P
 
         # autocast (a no-op unless mixed precision is configured) so the unprepared reference and scorer run at
         # the same precision as the prepared policy, keeping the first step's KL at zero
         with torch.no_grad(), accelerator.autocast():
-            # 2. Generate from softmax(logits / T), the distribution PPO's ratio assumes (no top-k or penalties
-            #    from the checkpoint's generation_config). Finished rows are padded to the longest response.
-            responses = sample_responses(
-                accelerator.unwrap_model(policy), encoded.input_ids, encoded.attention_mask,
-                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_token_id=eos_id,
-                pad_token_id=pad_id,
-            )  # (B, R)
-            sequences = torch.cat([encoded.input_ids, responses], dim=1)  # (B, P + R)
+            # 2. Generate. Finished rows are padded to the longest response in the batch.
+            sequences = accelerator.unwrap_model(policy).generate(
+                **encoded, generation_config=sampling
+            )  # (B, P + R)
+            responses = sequences[:, context_len:]  # (B, R)
             response_len = responses.shape[1]  # R
             response_mask = _response_mask(responses, eos_id)  # (B, R)
             attention_mask = torch.cat([encoded.attention_mask, response_mask], dim=1)  # (B, P + R)
