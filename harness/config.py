@@ -120,8 +120,8 @@ class GenerationConfig:
     """How text is generated for evaluation, policy samples and drift (PPO rollouts generate on their own)."""
 
     backend: Literal["hf", "vllm"] = field(
-        default="hf", metadata={"help": "'hf' (batched transformers generate, CPU or GPU) or 'vllm' (GPU, "
-                                "pip install .[vllm])."},
+        default="hf", metadata={"help": "'hf' (our batched decode loop over the transformers model, CPU or GPU) "
+                                "or 'vllm' (GPU, pip install .[vllm])."},
     )
     batch_size: int = field(default=64, metadata={"help": "Sequences per generate call (prompts x samples each)."})
     max_new_tokens: int = field(default=32, metadata={"help": "Longest response, in tokens."})

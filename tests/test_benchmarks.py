@@ -23,7 +23,14 @@ from benchmarks.common import (
 )
 from benchmarks.ppo_vs_trl import PPOBenchConfig, ppo_config
 from benchmarks.profile_run import Kind, stage_table, time_by_kind
-from benchmarks.sampling import SamplingBenchConfig, generation_share
+from benchmarks.sampling import (
+    SamplingBenchConfig,
+    flops_per_token,
+    generation_share,
+    linear_shapes,
+    matmul_rate,
+    summary,
+)
 from benchmarks.stage_sharing import StageSharingBenchConfig, trained_stages
 from harness.core.schema import require_positive
 
@@ -99,6 +106,41 @@ def test_generation_share_splits_the_built_time():
     assert share["share"] == pytest.approx(2 / 9)
     with pytest.raises(ValueError, match="reused"):
         generation_share([dict(s, reused=True) for s in STAGES])
+
+
+def test_a_tokens_arithmetic_is_two_flops_per_weight_of_every_linear_layer():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    shapes = linear_shapes(model)
+    # q, k, v, o: 8x8 each; gate and up 8x16, down 16x8; the head 8x10 (the embedding is a lookup, not a matmul)
+    assert sorted(shapes) == sorted([(8, 8)] * 4 + [(8, 16), (8, 16), (16, 8), (8, 10)])
+    # 2 x (4 x 64 + 3 x 128 + 80) = 2 x 720
+    assert flops_per_token(shapes) == 1440
+
+
+def test_matmul_rate_times_the_step_shapes():
+    rate = matmul_rate([(32, 64), (64, 32)], rows=16, dtype=torch.float32, seconds=0.05)
+    assert 1e6 < rate < 1e14  # FLOP/s: a number a CPU can reach, whatever the load
+
+
+def test_sampling_summary_prints_the_speed_up_and_the_roofline_share():
+    def rounds(tokens_per_s: list[float]) -> list[dict]:
+        return [{"tokens_per_s": t, "samples_per_s": t / 10} for t in tokens_per_s]
+
+    figures = {"samplers": {
+        "generation": {"batch_size": 128}, "flops_per_token": 2_000_000,
+        "rounds": {"harness": rounds([9000, 12000]), "generate": rounds([3000, 3000]),
+                   "roofline": [{"flop_per_s": 4e10, "tokens_per_s": 20000},
+                                {"flop_per_s": 5e10, "tokens_per_s": 25000}]},
+        "speedup_tokens_per_s": [3.0, 4.0], "roofline_share": [0.45, 0.48]}}
+    lines = summary(figures).splitlines()
+    assert lines[0].startswith("harness") and "tokens/s 1.05e+04 (min 9e+03, max 1.2e+04, n=2)" in lines[0]
+    assert lines[2] == "speed-up harness / generate (tokens/s, per round): 3.5 (min 3, max 4, n=2)"
+    # 4e10 and 5e10 FLOP/s over 2 MFLOP a token: 20k and 25k tokens/s
+    assert "45 (min 40, max 50, n=2) GFLOP/s; 2.00 MFLOP a token" in lines[3] and "128 rows" in lines[3]
+    assert lines[4] == "harness share of the roofline (per round): 0.465 (min 0.45, max 0.48, n=2)"
 
 
 def test_stage_table_adds_the_time_outside_stages():
