@@ -21,30 +21,24 @@ import tempfile
 import warnings
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
+from harness.core.cli import OneLineParser, fail
+
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
 # the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line with exit status 2 (argparse prints the whole usage)."""
-
-    def error(self, message: str) -> None:  # noqa: D102
-        raise SystemExit(_fail(message))
-
-
 def _fail(message: str) -> int:
-    print(f"harness.run: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return fail("harness.run", message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.registry import METHODS, PRESETS
     from harness.trainers.tracking import TRACKERS
 
-    parser = _Parser(
+    parser = OneLineParser(
+        tool="harness.run",
         prog="python -m harness.run",
         description="Train RLHF methods behind one interface and score them the same way.",
         epilog=f"methods: {', '.join(METHODS)} (or 'all')\npresets: {', '.join(PRESETS)}",
