@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into --out even if it holds a finished run of another command or files the "
                         "harness did not write; the old results are replaced only when this run finishes")
-    parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
-                        "(default: <out>/stages)")
+    parser.add_argument("--cache", type=Path, default=None, help="stage cache dir (default: the user's, shared by "
+                        "every run: $RLP_HARNESS_CACHE/stages, else $XDG_CACHE_HOME/rlp-harness/stages, else "
+                        "~/.cache/rlp-harness/stages; python -m harness.cache ls|du|prune manages it)")
     parser.add_argument("--update-leaderboard", action="store_true",
                         help="store this run as the preset's leaderboard (leaderboards/<preset>.csv and .json), "
                         "the reference of python -m harness.check")
@@ -122,6 +123,12 @@ def parse_and_validate(argv: list[str] | None = None):
     for flag, path in (("--out", args.out), ("--cache", args.cache), ("--leaderboards", leaderboards)):
         if path is not None and not _writable(path):
             raise SystemExit(_fail(f"{flag}: {path} is not a writable directory"))
+    if args.cache is None:
+        from harness.cache import default_stage_cache
+
+        if not _writable(default_stage_cache()):
+            raise SystemExit(_fail(f"the stage cache {default_stage_cache()} is not a writable directory; set "
+                                   "RLP_HARNESS_CACHE to a dir that is, or pass --cache DIR"))
     return config, methods, args
 
 

@@ -20,6 +20,7 @@ import yaml
 from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import LEADERBOARD_METRICS, finite_mean
+from harness.outputs import output_dir
 from harness.report.ordering import ordering_notes
 from harness.report.sections import Section
 
@@ -358,7 +359,7 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
     for name, entry in results["methods"].items():
         eval_sets = entry["per_seed"][0].get("details", {}).get("eval_sets", {}) if entry["per_seed"] else {}
         for eval_set, details in eval_sets.items():
-            stage = resolve_stage(run_dir, details.get("stage", ""))
+            stage = resolve_stage(run_dir, details.get("stage", ""), name, 0, eval_set)
             if stage is not None:
                 per_method.setdefault(eval_set, {})[name] = _read_stage(stage)
 
@@ -377,15 +378,19 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
     return samples
 
 
-def resolve_stage(run_dir: Path, stage: str) -> Path | None:
-    """The win-rate stage dir recorded in results: as written, else by name under the run's ``stages/``.
+def resolve_stage(run_dir: Path, stage: str, method: str, seed: int, eval_set: str) -> Path | None:
+    """A dir with a method's alpaca_eval files (:data:`STAGE_FILES`) for one seed and evaluation set: the win-rate
+    stage recorded in results, else the run's own copy in ``outputs/`` (:mod:`harness.outputs`), else a stage of
+    that name under the run's ``stages/`` (a run whose ``--cache`` was inside its run dir); None if none is left.
 
-    Results record the path the run saw, which may be relative to where it was launched; looking it up by name
-    under the run dir keeps reports working after the run dir is moved.
+    Results record the stage's path as the run saw it: in the shared stage cache, which ``python -m harness.cache
+    prune`` may have cleaned since, or relative to where the run was launched. The copy in ``outputs/`` keeps
+    reports of a moved run dir, or of one whose stages were pruned, complete.
     """
     if not stage:
         return None
-    for candidate in (Path(stage), Path(run_dir) / "stages" / Path(stage).name):
+    copies = (output_dir(run_dir, method, seed, eval_set), Path(run_dir) / "stages" / Path(stage).name)
+    for candidate in (Path(stage), *copies):
         if all((candidate / name).is_file() for name in STAGE_FILES):
             return candidate
     return None

@@ -58,7 +58,7 @@ def rlp_vs_ppo_section(run_dir: Path, results: dict) -> Section | None:
     return Section("Does RLP beat PPO?", tuple(blocks))
 
 
-def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
+def item_wins(run_dir: Path, method: str, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
     """Per seed: the instructions of ``eval_set`` in order and the method's share of each verdict (NaN: none).
 
     Read from the win-rate stage's ``annotations.json`` (alpaca_eval's file, reference first: ``preference`` 1
@@ -67,7 +67,7 @@ def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list
     wins = {}
     for record in entry["per_seed"]:
         details = record.get("details", {}).get("eval_sets", {}).get(eval_set)
-        stage = resolve_stage(run_dir, details.get("stage", "")) if details else None
+        stage = resolve_stage(run_dir, details.get("stage", ""), method, record["seed"], eval_set) if details else None
         if stage is None:
             continue
         annotations = json.loads((stage / "annotations.json").read_text())
@@ -93,8 +93,8 @@ def difference_table(run_dir: Path, methods: dict, comparisons: list[tuple[str, 
     rows = []
     for method, baseline in comparisons:
         for eval_set in eval_sets:
-            pairs = paired_items(item_wins(run_dir, methods[method], eval_set),
-                                 item_wins(run_dir, methods[baseline], eval_set))
+            pairs = paired_items(item_wins(run_dir, method, methods[method], eval_set),
+                                 item_wins(run_dir, baseline, methods[baseline], eval_set))
             if pairs is None or not pairs[0] or not pairs[0][0]:
                 rows.append((method, baseline, eval_set, "per-item verdicts not found", "–", "–", "–", "–"))
                 continue
