@@ -582,15 +582,17 @@ def build_parser() -> argparse.ArgumentParser:
                            description="List, measure and prune the stage cache that runs share.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--cache", type=Path, default=None,
+    where.add_argument("--cache", type=Path, default=None, metavar="DIR",
                        help=f"the stage cache (default: {default_stage_cache()}, from $RLP_HARNESS_CACHE, else "
                        "$XDG_CACHE_HOME/rlp-harness, else ~/.cache/rlp-harness); a run's --cache")
-    ls = commands.add_parser("ls", parents=[where], help="every stage: its size, when built and last used")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[where], help=summary, description=summary[0].upper() + summary[1:])
+
+    ls = command("ls", "every stage: its size, when built and last used")
     ls.add_argument("--sort", choices=list(SORTS), default="used",
                     help="most recently used, most recently built or largest first, or by name (default: used)")
-    commands.add_parser("du", parents=[where], help="the cache's total size, and per kind of stage")
-    prune = commands.add_parser("prune", parents=[where],
-                                help="delete the stages no run used for DAYS days, and stale half-built ones")
+    command("du", "the cache's total size, and per kind of stage")
+    prune = command("prune", "delete the stages no run used for DAYS days, and stale half-built ones")
     prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
                        help="delete stages last used more than DAYS days ago (a number >= 0; 0 deletes every stage "
                        "no run holds at that moment, including ones a run in progress may ask for again)")
