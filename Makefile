@@ -14,7 +14,8 @@ TORCH_INDEX_TIMEOUT ?= 5
 
 setup:
 	@index='$(TORCH_INDEX)'; \
-	if [ -n "$$index" ] && ! why=$$($(PYTHON) scripts/index_answers.py "$$index/torch/" $(TORCH_INDEX_TIMEOUT) 2>&1); then \
+	if [ -n "$$index" ] && \
+		! why=$$($(PYTHON) scripts/index_answers.py "$$index/torch/" $(TORCH_INDEX_TIMEOUT) 2>&1); then \
 		echo "make setup: $$index did not answer ($$why); installing torch without it, so on Linux pip takes" \
 			"PyPI's CUDA build (several GB) unless a CPU wheel of $(TORCH_PIN) is found elsewhere (pip's find-links or" \
 			"other indexes). TORCH_INDEX=<url> names another index; TORCH_INDEX= skips this check."; \

@@ -405,7 +405,8 @@ def test_prune_deletes_what_no_run_used_for_days_and_keeps_the_recent_and_the_lo
     with FileLock(tmp_path / ".locks" / f"{locked.name}.lock"):  # a run is building or reusing it right now
         lines = _cache_command(capsys, "prune", "--older-than", "7", "--cache", str(tmp_path))
     assert lines == [f"deleted {old.name} ({old_size})", f"kept {locked.name}: a run holds its lock",
-                     f"deleted half-built {stale.name}", f"deleted 1 stage unused for 7 days ({old_size}) and 1 half-built"]
+                     f"deleted half-built {stale.name}",
+                     f"deleted 1 stage unused for 7 days ({old_size}) and 1 half-built"]
     assert not old.exists() and not stale.exists()
     assert stages["sft"].is_dir() and stages["new_ppo"].is_dir() and locked.is_dir()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
