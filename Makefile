@@ -5,11 +5,23 @@ PYTHON ?= python
 # NVIDIA libraries; `make setup TORCH_INDEX=` leaves the choice to pip's own configuration.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_PIN := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+# pip retries an index it cannot reach 5 times, with back-off, for each package it resolves (torch and its 9
+# dependencies): 1.5 min where the name does not resolve, far more where connections hang. So setup asks the index
+# once, for at most this many seconds, and leaves it out if it does not answer.
+TORCH_INDEX_TIMEOUT ?= 5
 
 .PHONY: setup run test test-slow check leaderboard example-report
 
 setup:
-	$(PYTHON) -m pip install '$(TORCH_PIN)' $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	@index='$(TORCH_INDEX)'; \
+	if [ -n "$$index" ] && \
+		! why=$$($(PYTHON) scripts/index_answers.py "$$index/torch/" $(TORCH_INDEX_TIMEOUT) 2>&1); then \
+		echo "make setup: $$index did not answer ($$why); installing torch without it, so on Linux pip takes" \
+			"PyPI's CUDA build (several GB) unless a CPU wheel of $(TORCH_PIN) is found elsewhere (pip's find-links or" \
+			"other indexes). TORCH_INDEX=<url> names another index; TORCH_INDEX= skips this check."; \
+		index=; \
+	fi; \
+	set -x; $(PYTHON) -m pip install '$(TORCH_PIN)' $${index:+--extra-index-url "$$index"}
 	$(PYTHON) -m pip install -e '.[dev]'
 	$(PYTHON) -m pip install --no-deps -r requirements-nodeps.txt
 

@@ -290,22 +290,28 @@ REDUCED_BUDGET = (
 )
 
 
-def harness_run_args(out_dir: Path, methods: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """The arguments of ``python -m harness.run`` for one run."""
+def harness_run_args(out_dir: Path, methods: Sequence[str], overrides: Sequence[str], stage_cache: Path) -> list[str]:
+    """The arguments of ``python -m harness.run`` for one run, its stages in ``stage_cache``.
+
+    A benchmark names the stage cache: by default a run reuses the stages of every earlier run of the user (and
+    :func:`shared_model_cache` points that default at the benchmarks' cache), so a timed run would build nothing.
+    """
     sets = [arg for override in overrides for arg in ("--set", override)]
-    return ["--methods", *methods, "--out", str(out_dir), *sets]
+    return ["--methods", *methods, "--out", str(out_dir), "--cache", str(stage_cache), *sets]
 
 
-def harness_run_command(out_dir: Path, methods: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """The ``python -m harness.run`` command line of one run, with this interpreter."""
-    return [sys.executable, "-m", "harness.run", *harness_run_args(out_dir, methods, overrides)]
+def harness_run_command(out_dir: Path, methods: Sequence[str], overrides: Sequence[str],
+                        stage_cache: Path) -> list[str]:
+    """The ``python -m harness.run`` command line of one run, with this interpreter (:func:`harness_run_args`)."""
+    return [sys.executable, "-m", "harness.run", *harness_run_args(out_dir, methods, overrides, stage_cache)]
 
 
 @contextlib.contextmanager
 def shared_model_cache(cache_dir: Path, overrides: Sequence[str]) -> Iterator[Path]:
     """Builds the preset's base model once in ``cache_dir/models`` and points every run started inside the block
-    at that cache (``RLP_HARNESS_CACHE``, read by :func:`harness.pipeline.default_model_cache` in this process and
-    in the runs it starts), so a benchmark times runs, not base-model builds, and leaves the user's cache alone."""
+    at that cache (``RLP_HARNESS_CACHE``, read by :func:`harness.cache.user_cache_dir` in this process and in the
+    runs it starts), so a benchmark times runs, not base-model builds, and leaves the user's cache alone. The runs'
+    stages go where :func:`harness_run_args` says, not into that cache."""
     from harness.config import load_preset
     from harness.registry import PRESETS, make_suite
 

@@ -4,8 +4,9 @@
     python -m benchmarks.profile_run --reduced            # the same methods at the reduced budget (seconds)
     python -m benchmarks.profile_run --run runs/tiny      # only the stage breakdown of a finished run
 
-A profiled run executes ``harness.run.main`` in this process under cProfile, in a temporary out dir (the base
-model is built once and shared through the benchmarks' cache, so it is not in the figures). cProfile slows
+A profiled run executes ``harness.run.main`` in this process under cProfile, in a temporary out dir with a stage
+cache of its own (the base model is built once and shared through the benchmarks' cache, so it is not in the
+figures; the stages are built, as by a first run). cProfile slows
 Python-heavy code, so its wall time is an upper bound of the unprofiled run's; the stage shares and the ranking of
 functions are what it is for. Two views of the profile are printed: the functions with the largest cumulative
 time, and the time spent inside a few named kinds of work (they nest, so their shares do not add up to 100%).
@@ -126,7 +127,7 @@ def profile_run(bench: ProfileBenchConfig) -> tuple[dict, pstats.Stats, float]:
     overrides = (REDUCED_BUDGET if bench.reduced else ()) + bench.overrides
     with tempfile.TemporaryDirectory(prefix="profile_run-") as scratch, shared_model_cache(bench.cache_dir, overrides):
         out = Path(scratch) / "run"
-        argv = harness_run_args(out, bench.methods, overrides)
+        argv = harness_run_args(out, bench.methods, overrides, stage_cache=Path(scratch) / "stages")
         profiler = cProfile.Profile()
         status, wall_s = timed(lambda: profiler.runcall(harness_main, argv))
         if status != 0:

@@ -71,13 +71,13 @@ def trained_stages(run_dir: Path) -> int:
 
 
 def run_harness(out_dir: Path, methods: tuple[str, ...], overrides: tuple[str, ...]) -> dict:
-    """One ``python -m harness.run`` process: its wall time, the run's own (results.json ``wall_s``: without
-    interpreter start-up and imports), and how many stages it built.
+    """One ``python -m harness.run`` process with a stage cache of its own: its wall time, the run's own
+    (results.json ``wall_s``: without interpreter start-up and imports), and how many stages it built.
 
     Raises:
         RuntimeError: the run failed; the message ends with its last output lines.
     """
-    command = harness_run_command(out_dir, methods, overrides)
+    command = harness_run_command(out_dir, methods, overrides, stage_cache=out_dir.parent / f"{out_dir.name}-stages")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = out_dir.parent / f"{out_dir.name}.out"
     with log.open("w") as sink:

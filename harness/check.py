@@ -5,7 +5,9 @@
     python -m harness.check --preset tiny --leaderboards leaderboards
 
 Without ``--run`` the check reruns the command recorded in ``leaderboards/<preset>.json`` (its preset, methods and
-seeds) through ``harness.run`` into ``runs/check-<preset>``; finished stages there are reused on the next check.
+seeds) through ``harness.run`` into ``runs/check-<preset>``, with the stage cache ``runs/check-<preset>/stages``
+of its own: the check trains what it compares instead of reusing the user's stages, which runs of older code may
+have built (stage keys hash configs and data, not code). Its finished stages are reused on the next check.
 
 What is compared. Every method the run and the leaderboard both have; a leaderboard method the run did not train
 (the quick start trains two of the four) is listed as not run and does not fail the check. Seeds are matched: the
@@ -203,12 +205,14 @@ class CheckInputError(ValueError):
 
 
 def rerun(leaderboard: Leaderboard) -> Path:
-    """Runs the leaderboard's stored command into ``runs/check-<preset>`` and returns that run dir."""
+    """Runs the leaderboard's stored command into ``runs/check-<preset>``, with its own stage cache in that dir (see
+    the module docstring), and returns that run dir."""
     from harness import run
 
     out = Path("runs") / f"check-{leaderboard.preset}"
     argv = ["--preset", leaderboard.preset, "--methods", *leaderboard.methods, "--seeds", str(leaderboard.seeds),
-            "--out", str(out), "--overwrite"]  # the check's own dir: a changed stored command replaces its run
+            "--out", str(out), "--cache", str(out / "stages"),
+            "--overwrite"]  # the check's own dir: a changed stored command replaces its run
     try:
         status = run.main(argv)
     except SystemExit as err:  # harness.run rejects bad input with SystemExit(2)

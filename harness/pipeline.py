@@ -25,7 +25,7 @@ import yaml
 from harness import distributed, logs, results_json, rundir
 from harness import jobs as jobs_module
 from harness.annotators import make_annotator
-from harness.cache import StageCache
+from harness.cache import StageCache, default_stage_cache, user_cache_dir
 from harness.config import RunConfig
 from harness.context import RunContext
 from harness.core.errors import ConfigError
@@ -85,7 +85,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         methods: method names from the registry, in the order to train them.
         seeds: number of training seeds (0 .. seeds-1).
         out_dir: the run dir (locked for the duration of the run).
-        cache_dir: where stages live; ``out_dir/stages`` by default.
+        cache_dir: where stages live; the user's stage cache (:func:`harness.cache.default_stage_cache`), shared
+            by every run, by default.
         model_cache: where suites build or convert their base model; :func:`default_model_cache` by default.
         verbose: show the libraries' warnings, logs and progress bars on the console too (always in ``run.log``).
         report_to: the experiment tracker of the trainers and PPO (:data:`harness.trainers.tracking.TRACKERS`), logging
@@ -118,10 +119,11 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
           logs.library_output(out_dir / "run.log" if main else Path(os.devnull), verbose),
           reporting_to(report_to, out_dir / "tracking")):
         log = RunLog(out_dir / "run.log") if main else _quiet
-        cache_dir = cache_dir or out_dir / "stages"
+        cache_dir = cache_dir or default_stage_cache()
         cache = StageCache(cache_dir, log=log)
         if main:
             cache.remove_stale_temporaries()
+        log(f"stage cache {cache.root} (python -m harness.cache ls|du|prune)")
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
@@ -309,14 +311,10 @@ def resolve_base_model(config: RunConfig, suite, models_dir: Path) -> Path:
 
 
 def default_model_cache() -> Path:
-    """Where base models are built or converted once per user: ``$RLP_HARNESS_CACHE/models``, else
-    ``$XDG_CACHE_HOME/rlp-harness/models``, else ``~/.cache/rlp-harness/models`` (as the Hugging Face caches do),
-    so a new run dir never rebuilds the tiny base model."""
-    root = os.environ.get("RLP_HARNESS_CACHE")
-    if root:
-        return Path(root).expanduser() / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "rlp-harness" / "models"
+    """Where base models are built or converted once per user: ``models/`` of :func:`harness.cache.user_cache_dir`
+    (``$RLP_HARNESS_CACHE/models``, else ``$XDG_CACHE_HOME/rlp-harness/models``, else
+    ``~/.cache/rlp-harness/models``), beside the stages, so a new run dir never rebuilds the tiny base model."""
+    return user_cache_dir() / "models"
 
 
 def base_model_record(ctx: RunContext) -> dict:

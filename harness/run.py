@@ -22,23 +22,16 @@ import tempfile
 import warnings
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
+from harness.core.cli import OneLineParser, fail
+
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
 # the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line with exit status 2 (argparse prints the whole usage)."""
-
-    def error(self, message: str) -> None:  # noqa: D102
-        raise SystemExit(_fail(message))
-
-
 def _fail(message: str) -> int:
-    print(f"harness.run: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return fail("harness.run", message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = [name for name in method_names() if name not in METHODS]  # read from metadata: none is imported
     plugin_line = f"\nplugin methods: {', '.join(plugins)} (name them: 'all' is the built-in ones)" if plugins else ""
-    parser = _Parser(
+    parser = OneLineParser(
+        tool="harness.run",
         prog="python -m harness.run",
         description="Train RLHF methods behind one interface and score them the same way.",
         epilog=f"methods: {', '.join(METHODS)} (or 'all'){plugin_line}\npresets: {', '.join(PRESETS)}",
@@ -65,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into --out even if it holds a finished run of another command or files the "
                         "harness did not write; the old results are replaced only when this run finishes")
-    parser.add_argument("--cache", type=Path, default=None, help="stage cache dir shared across runs "
-                        "(default: <out>/stages)")
+    parser.add_argument("--cache", type=Path, default=None, help="stage cache dir (default: the user's, shared by "
+                        "every run: $RLP_HARNESS_CACHE/stages, else $XDG_CACHE_HOME/rlp-harness/stages, else "
+                        "~/.cache/rlp-harness/stages; python -m harness.cache ls|du|prune manages it)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="worker processes that train and evaluate independent tasks at once, one torch thread "
                         "each (runtime.jobs; default: one per CPU core, 1 on a GPU); results do not depend on it")
@@ -138,6 +133,12 @@ def parse_and_validate(argv: list[str] | None = None):
     for flag, path in (("--out", args.out), ("--cache", args.cache), ("--leaderboards", leaderboards)):
         if path is not None and not _writable(path):
             raise SystemExit(_fail(f"{flag}: {path} is not a writable directory"))
+    if args.cache is None:
+        from harness.cache import default_stage_cache
+
+        if not _writable(default_stage_cache()):
+            raise SystemExit(_fail(f"the stage cache {default_stage_cache()} is not a writable directory; set "
+                                   "RLP_HARNESS_CACHE to a dir that is, or pass --cache DIR"))
     return config, methods, args
 
 

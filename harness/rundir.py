@@ -9,7 +9,8 @@ unless ``--overwrite`` is given. Here "a run dir of its own" means:
 - if it holds a finished run (``results.json``), that run had the same methods, seeds and resolved config. Rerunning
   the same command is how a killed run resumes, and it reproduces the same results; a different command (another
   method set, ``--set ppo.kl_coef=0.05``) would silently replace them, so it is refused: pass another ``--out``
-  (runs of one preset share stages through ``--cache``), or ``--overwrite``.
+  (which reuses every stage of the first: stages live in the user's stage cache, not in the run dir), or
+  ``--overwrite``.
 
 A run's outputs (config, results, the alpaca_eval ``outputs/`` and the reports, written by the pipeline) change
 together, at the very end: they are written into a staging dir ``<out>/.publish-<random>`` and moved into place

@@ -13,7 +13,9 @@ own, and what the tests share is in one place. They are:
   fields that differ between identical runs (end-to-end tests);
 - ``make_run_dir`` and ``parse_html``: a finished run dir with hand-chosen numbers, and an HTML parser (report,
   leaderboard and check tests);
-- ``write_hub_mirror``: a local mirror of the alpacafarm suite's hub files (suite and bad-input tests).
+- ``write_hub_mirror``: a local mirror of the alpacafarm suite's hub files (suite and bad-input tests);
+- ``stage_cache`` (autouse): each test module's own stage cache, the default of every run the module makes, so no
+  test writes into the user's stage cache or finds another module's stages; the base models stay the user's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -54,7 +57,7 @@ from harness.evals.winrate import (  # noqa: E402
     write_annotations,
     write_outputs,
 )
-from harness.pipeline import TRAINING_TIME, aggregate  # noqa: E402
+from harness.pipeline import TRAINING_TIME, aggregate, default_model_cache  # noqa: E402
 from harness.suites.alpacafarm.suite import SOURCES  # noqa: E402
 from harness.suites.hub import mirror_path  # noqa: E402
 from harness.suites.tiny.config import BaseModelConfig  # noqa: E402
@@ -62,6 +65,29 @@ from harness.suites.tiny.pretrain import build_base_model  # noqa: E402
 from methods.best_of_n import best_of_n_kl  # noqa: E402
 
 torch.set_num_threads(1)
+
+# The user's model cache, found before any fixture points RLP_HARNESS_CACHE elsewhere.
+USER_MODELS = default_model_cache()
+
+
+# -- the harness cache of a test module ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def stage_cache(tmp_path_factory) -> Iterator[Path]:
+    """The module's own harness cache (``RLP_HARNESS_CACHE`` while its fixtures and tests run); yields its stages
+    dir, where the runs of the module put their stages unless given ``--cache``.
+
+    Its ``models/`` is a link to the user's model cache: the tiny base model at the default size takes minutes to
+    build, and is built once per user as for any run. The stages are the module's: no test writes into the user's
+    stage cache, and a module's runs find only the stages its own runs built (a test that needs none of them passes
+    ``--cache`` of its own). Autouse fixtures come first within their scope, so the module's fixtures see it too.
+    """
+    root = tmp_path_factory.mktemp("harness-cache")
+    USER_MODELS.mkdir(parents=True, exist_ok=True)
+    (root / "models").symlink_to(USER_MODELS, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RLP_HARNESS_CACHE", str(root))
+        yield root / "stages"
 
 
 # -- tiny chat models --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -127,7 +128,8 @@ def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path
         files_before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*"))
         second = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         alone = tmp_path / "alone" / "run"  # the same run with nobody in its way, on the other core meanwhile
-        assert main(smoke_command(alone, ["sft"])) == 0
+        # (with stages of its own: the paused run may hold the lock of a stage it is building in the shared cache)
+        assert main([*smoke_command(alone, ["sft"]), "--cache", str(tmp_path / "alone" / "stages")]) == 0
         _, second_err = second.communicate(timeout=300)
         files_after = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("*"))
         first.send_signal(signal.SIGCONT)
@@ -291,3 +293,167 @@ def test_a_bf16_run_keys_its_stages_apart_and_float32_keys_are_unchanged(tmp_pat
     bf16 = stage()
     assert bf16 != float32 and len(built) == 2  # not handed the float32 stage: built anew
     assert stage() == bf16 and len(built) == 2  # and reused as any stage is
+
+
+# -- python -m harness.cache: ls, du, prune ---------------------------------------------------------------------------
+
+DAY = 86400
+
+
+def _aged(stage: Path, built_days: float, used_days: float | None = None) -> Path:
+    """Makes ``stage`` look built ``built_days`` ago and last reused ``used_days`` ago (never, if None)."""
+    now = time.time()
+    os.utime(stage / "stage.json", (now - built_days * DAY,) * 2)
+    if used_days is not None:
+        (stage / ".last-used").touch()
+        os.utime(stage / ".last-used", (now - used_days * DAY,) * 2)
+    return stage
+
+
+def _filled_cache(root: Path) -> dict[str, Path]:
+    """Three stages of known sizes and ages: sft (3000 bytes of weights, built 40 days ago, used 1 day ago), an
+    old ppo (2000 bytes, built 30 days ago, never reused) and a new ppo (1000 bytes, built 2 days ago, used 12 hours
+    ago)."""
+    cache = StageCache(root, log=lambda _: None)
+
+    def stage(name: str, size: int) -> Path:
+        return cache.stage(name, {"size": size}, lambda out: (out / "w.bin").write_bytes(b"w" * size)).path
+
+    return {"sft": _aged(stage("sft", 3000), 40, used_days=1), "old_ppo": _aged(stage("ppo", 2000), 30),
+            "new_ppo": _aged(stage("ppo", 1000), 2, used_days=0.5)}
+
+
+def _stale_temporary(root: Path) -> Path:
+    """The half-built stage of a builder that was killed: marked as the cache's, its lock free."""
+    stale = root / ".tmp-ppo-0123456789abcdef-deadbeef"
+    stale.mkdir()
+    (stale / ".harness-owned").write_text(json.dumps({"stage": "ppo-0123456789abcdef"}))
+    (stale / "half.bin").write_bytes(b"h" * 500)
+    return stale
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1000:.1f} kB"
+
+
+def _cache_command(capsys, *argv: str) -> list[str]:
+    from harness.cache import main as cache_main
+
+    assert cache_main(list(argv)) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_ls_lists_every_stage_with_its_size_build_and_last_use_most_recent_first(tmp_path, capsys):
+    stages = _filled_cache(tmp_path)
+    lines = _cache_command(capsys, "ls", "--cache", str(tmp_path))
+    assert lines[0] == f"stage cache {tmp_path}" and lines[1].split() == ["STAGE", "SIZE", "BUILT", "LAST", "USED"]
+    assert [line.split() for line in lines[2:5]] == [  # name, size, built, last used (never reused: its build)
+        [stages["new_ppo"].name, *_kb(_bytes(stages["new_ppo"])).split(), "2", "days", "ago", "12", "hours", "ago"],
+        [stages["sft"].name, *_kb(_bytes(stages["sft"])).split(), "5", "weeks", "ago", "1", "day", "ago"],
+        [stages["old_ppo"].name, *_kb(_bytes(stages["old_ppo"])).split(), "4", "weeks", "ago", "4", "weeks", "ago"]]
+    assert lines[5:] == [f"3 stages, {_kb(sum(_bytes(s) for s in stages.values()))}"]
+
+    def order(sort: str) -> list[str]:
+        return [line.split()[0] for line in _cache_command(capsys, "ls", "--cache", str(tmp_path), "--sort", sort)[2:5]]
+
+    assert order("size") == [stages[k].name for k in ("sft", "old_ppo", "new_ppo")]
+    assert order("built") == [stages[k].name for k in ("new_ppo", "old_ppo", "sft")]
+    assert order("name") == sorted(s.name for s in stages.values())
+
+
+def test_ls_counts_half_built_stages_apart(tmp_path, capsys):
+    _filled_cache(tmp_path)
+    stale = _stale_temporary(tmp_path)
+    lines = _cache_command(capsys, "ls", "--cache", str(tmp_path))
+    assert lines[-2].startswith("3 stages, ")
+    assert lines[-1] == f"1 half-built ({_bytes(stale)} B): 0 being built, 1 stale, which prune deletes"
+
+
+def test_du_gives_the_total_and_each_kind_of_stage_largest_first(tmp_path, capsys):
+    stages = _filled_cache(tmp_path)
+    stale = _stale_temporary(tmp_path)
+    lines = _cache_command(capsys, "du", "--cache", str(tmp_path))
+    assert lines[0] == f"stage cache {tmp_path}" and lines[1].split() == ["KIND", "STAGES", "SIZE"]
+    rows = [re.split(r" {2,}", line.strip()) for line in lines[2:]]  # columns are 2 or more spaces apart
+    assert rows == [["ppo", "2", _kb(_bytes(stages["old_ppo"]) + _bytes(stages["new_ppo"]))],
+                    ["sft", "1", _kb(_bytes(stages["sft"]))],
+                    ["(half-built)", f"{_bytes(stale)} B"],
+                    ["(cache files)", "0 B"],  # the stage locks: empty files
+                    ["total", "3", _kb(_bytes(tmp_path))]]
+
+
+def test_prune_deletes_what_no_run_used_for_days_and_keeps_the_recent_and_the_locked(tmp_path, capsys):
+    from filelock import FileLock
+
+    stages = _filled_cache(tmp_path)
+    locked = _aged(StageCache(tmp_path, log=lambda _: None).stage(
+        "reward", {"x": 1}, lambda out: (out / "w.bin").write_bytes(b"r")).path, 60)
+    stale = _stale_temporary(tmp_path)
+    old = stages["old_ppo"]
+
+    dry = _cache_command(capsys, "prune", "--older-than", "7", "--dry-run", "--cache", str(tmp_path))
+    assert dry == [f"would delete {locked.name} ({_bytes(locked)} B)", f"would delete {old.name} ({_kb(_bytes(old))})",
+                   f"would delete half-built {stale.name}",
+                   f"would delete 2 stages unused for 7 days ({_kb(_bytes(locked) + _bytes(old))}) and 1 half-built"]
+    assert all(p.is_dir() for p in [*stages.values(), locked, stale]), "a dry run deletes nothing"
+
+    old_size = _kb(_bytes(old))
+    with FileLock(tmp_path / ".locks" / f"{locked.name}.lock"):  # a run is building or reusing it right now
+        lines = _cache_command(capsys, "prune", "--older-than", "7", "--cache", str(tmp_path))
+    assert lines == [f"deleted {old.name} ({old_size})", f"kept {locked.name}: a run holds its lock",
+                     f"deleted half-built {stale.name}",
+                     f"deleted 1 stage unused for 7 days ({old_size}) and 1 half-built"]
+    assert not old.exists() and not stale.exists()
+    assert stages["sft"].is_dir() and stages["new_ppo"].is_dir() and locked.is_dir()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+    # its lock free again and still unused, the locked stage goes next time; 0 days deletes every stage
+    _cache_command(capsys, "prune", "--older-than", "0", "--cache", str(tmp_path))
+    assert _entries(tmp_path) == []
+
+
+def test_a_reused_stage_counts_as_used_and_is_not_pruned(tmp_path):
+    cache = StageCache(tmp_path, log=lambda _: None)
+    built = _aged(cache.stage("sft", {"x": 1}, lambda out: (out / "w.bin").write_bytes(b"w")).path, 30)
+    assert cache.stage("sft", {"x": 1}, lambda out: pytest.fail("rebuilt")).reused  # a run reuses it today
+    assert cache.prune(older_than_days=7).deleted == [] and built.is_dir()
+    eight_days_on = cache.prune(older_than_days=7, now=time.time() + 8 * DAY)
+    assert [s.path for s in eight_days_on.deleted] == [built] and not built.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["clean"], "argument COMMAND: invalid choice: 'clean' (choose from 'ls', 'du', 'prune')"),
+    ([], "the following arguments are required: COMMAND"),
+    (["prune", "--older-than", "-1"], "--older-than: got -1; allowed: a number of days >= 0"),
+    (["prune", "--older-than", "nan"], "--older-than: got nan; allowed: a number of days >= 0"),
+    (["prune"], "the following arguments are required: --older-than"),
+    (["ls", "--sort", "age"], "argument --sort: invalid choice: 'age' (choose from 'used', 'built', 'size', 'name')"),
+    (["du", "--cache", "{tmp}"], "--cache: {tmp} is not a stage cache (it has no .locks/); allowed: a dir a run "
+                                 "used as its --cache"),
+], ids=["unknown command", "no command", "negative days", "nan days", "no days", "unknown sort", "not a cache"])
+def test_bad_cache_commands_are_one_line_and_exit_2(tmp_path, argv, message):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "harness.cache", *[a.format(tmp=tmp_path) for a in argv]],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"harness.cache: error: {message.format(tmp=tmp_path)}"]
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_the_default_cache_is_the_users_beside_its_models(monkeypatch, tmp_path, capsys):
+    from harness.cache import default_stage_cache
+    from harness.pipeline import default_model_cache
+
+    monkeypatch.delenv("RLP_HARNESS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_stage_cache() == tmp_path / "xdg" / "rlp-harness" / "stages"
+    assert default_model_cache() == tmp_path / "xdg" / "rlp-harness" / "models"
+    monkeypatch.setenv("RLP_HARNESS_CACHE", str(tmp_path / "big-disk"))
+    assert default_stage_cache() == tmp_path / "big-disk" / "stages"
+    assert default_model_cache() == tmp_path / "big-disk" / "models"
+    assert _cache_command(capsys, "ls") == [f"stage cache {tmp_path / 'big-disk' / 'stages'}: empty, no run has used "
+                                            "it yet"]

@@ -349,7 +349,7 @@ def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path)
     monkeypatch.setattr("harness.run.main", fake_run)
     assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent)]) == EXIT_OK
     assert calls == [["--preset", "tiny", "--methods", "ppo", "rlp_spg", "--seeds", "2",
-                      "--out", "runs/check-tiny", "--overwrite"]]
+                      "--out", "runs/check-tiny", "--cache", "runs/check-tiny/stages", "--overwrite"]]
 
     monkeypatch.setattr("harness.run.main", lambda argv: 2)  # a rerun that fails is no comparison
     assert check.main(["--leaderboards", str(csv_path.parent)]) == EXIT_BAD_INPUT

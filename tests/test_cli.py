@@ -63,14 +63,25 @@ def test_out_path_that_is_a_file_is_refused(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--out:" in capsys.readouterr().err
 
 
-def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, capsys):
+def test_a_default_stage_cache_that_cannot_be_written_is_one_line_naming_the_way_out(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("RLP_HARNESS_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--methods", "sft", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        f"harness.run: error: the stage cache {tmp_path}/file/cache/stages is not a writable directory; set "
+        "RLP_HARNESS_CACHE to a dir that is, or pass --cache DIR\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_api_judge_without_key_stops_before_training(tmp_path, monkeypatch, capsys, stage_cache):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     code = main(["--methods", "ppo", "--out", str(tmp_path / "run"),
                  "--set", "eval.judge=alpaca_farm_greedy_gpt4"])
     assert code == 2
     err = capsys.readouterr().err
     assert "OPENAI_API_KEY" in err and len(err.strip().splitlines()) == 1
-    assert not list((tmp_path / "run" / "stages").glob("sft-*")), "no training may start"
+    assert not list(stage_cache.glob("sft-*")), "no training may start"
 
 
 def test_help_lists_methods_and_presets():

@@ -76,12 +76,12 @@ def test_the_default_run_never_opens_a_network_connection(finished_run):
     assert NETWORK_ATTEMPTS == []
 
 
-def test_no_file_of_the_run_contains_the_api_key(finished_run):
-    leaked = [p for p in finished_run.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
-    assert leaked == []
+def test_no_file_of_the_run_contains_the_api_key(finished_run, stage_cache):
+    written = [*finished_run.rglob("*"), *stage_cache.rglob("*")]  # the run dir and the stages the run built
+    assert [p for p in written if p.is_file() and FAKE_KEY.encode() in p.read_bytes()] == []
 
 
-def test_every_method_is_trained_evaluated_and_reported(finished_run):
+def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cache):
     results = json.loads((finished_run / "results.json").read_text())
     assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg", "dpo", "expert_iteration",
                                         "grpo", "online_rlhf"]
@@ -95,7 +95,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run):
         metrics = entry["metrics"]
         assert 0 <= metrics["farm_win_rate"]["mean"] <= 100
         assert 0 <= metrics["knowledge_acc"]["mean"] <= 1
-        assert_offline_accuracy_measured(finished_run, results, metrics["rm_acc_offline"]["mean"])
+        assert_offline_accuracy_measured(stage_cache, results, metrics["rm_acc_offline"]["mean"])
         if method in ("dpo", "expert_iteration"):  # trained, but no RL run whose drift to follow
             assert "drift" not in entry["per_seed"][0]["details"] and metrics["train_wall_s"]["mean"] > 0, method
             assert metrics["kl"]["mean"] is None, method  # not measured (null), rather than a 0 it is not
@@ -152,25 +152,25 @@ def test_ppo_raises_the_proxy_reward_over_its_run(finished_run):
         assert later > rewards[0] + 0.1, (method, rewards)
 
 
-def test_the_refined_reward_models_score_pairs_differently_from_the_original(finished_run):
+def test_the_refined_reward_models_score_pairs_differently_from_the_original(finished_run, stage_cache):
     """RLP retrains the reward model (UML with its multi-view loss, SPG with synthetic pairs), online RLHF with fresh
     labels: each refined model scores the same answers differently from the original, and from the others."""
     results = json.loads((finished_run / "results.json").read_text())
     stages = {s["path"] for s in results["stages"] if s["stage"] == "reward" and s["seed"] == 0}
     answers = json.loads((finished_run / "outputs" / "sft" / "farm" / "model_outputs.json").read_text())
     instructions, outputs = [a["instruction"] for a in answers], [a["output"] for a in answers]
-    scores = {path: RewardModelScorer(finished_run / "stages" / path).score(instructions, outputs).tolist()
+    scores = {path: RewardModelScorer(stage_cache / path).score(instructions, outputs).tolist()
               for path in sorted(stages)}
     assert len(scores) == 4  # the original, the two RLP refinements and online RLHF's
     distinct = {tuple(round(x, 4) for x in values) for values in scores.values()}
     assert len(distinct) == 4, scores
 
 
-def assert_offline_accuracy_measured(run_dir: Path, results: dict, accuracy: float | None) -> None:
+def assert_offline_accuracy_measured(stage_cache: Path, results: dict, accuracy: float | None) -> None:
     """A reward model's held-out accuracy counts the val pairs gold ranks; at this budget the SFT policy's two
     samples may tie in gold everywhere, and then the accuracy is missing (null), never a made-up number."""
     paths = {s["path"] for s in results["stages"] if s["stage"] == "reward" and s["seed"] == 0}
-    measured = [json.loads((run_dir / "stages" / p / "metrics.json").read_text())["val"] for p in sorted(paths)]
+    measured = [json.loads((stage_cache / p / "metrics.json").read_text())["val"] for p in sorted(paths)]
     assert measured and all(v["n"] + v["n_annotator_ties"] == 24 for v in measured)  # REDUCED_BUDGET's val_size
     if accuracy is None:
         assert any(v["n"] == 0 for v in measured)
@@ -201,9 +201,22 @@ def test_a_second_identical_run_trains_nothing(finished_run, command, stable):
     assert stable(json.loads((finished_run / "results.json").read_text())) == stable(before)
 
 
+def test_another_experiment_into_another_out_rebuilds_only_what_its_change_touches(finished_run, smoke_command):
+    """The README's `--set ppo.kl_coef=0.05 --out runs/kl05`: the stage cache is the user's, not the run dir's, so
+    SFT, the preference pairs and the reward model of the first run are reused, and PPO is trained anew."""
+    out = finished_run.parent / "kl05"
+    assert main([*smoke_command(out, ["ppo"]), *PPO_THAT_LEARNS, "--set", "ppo.kl_coef=0.05"]) == 0
+    log = (out / "run.log").read_text()
+    trained = set(re.findall(r"\] stage (\S+) +training ", log))
+    reused = set(re.findall(r"\] stage (\S+) +reused ", log))
+    assert {"sft", "preference_pairs", "reward"} <= reused - trained, log
+    assert "ppo" in trained and not {"sft", "preference_pairs", "reward"} & trained, trained
+    assert not (out / "stages").exists()
+
+
 def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path, command, stable):
-    out = finished_run.parent / "killed"
-    argv = [sys.executable, "-m", "harness.run", *command(out)]
+    out, stages = finished_run.parent / "killed", tmp_path / "stages"  # a cache of its own: the run builds PPO
+    argv = [sys.executable, "-m", "harness.run", *command(out), "--cache", str(stages)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "run.log"
@@ -215,12 +228,12 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_
     assert process.poll() is None, "the run ended before PPO started"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert list((out / "stages").glob(".tmp-ppo-*")), "the kill should land inside the PPO stage"
+    assert list(stages.glob(".tmp-ppo-*")), "the kill should land inside the PPO stage"
     assert not (out / "results.json").exists()
 
-    assert main(command(out)) == 0
+    assert main([*command(out), "--cache", str(stages)]) == 0
     log_text = log.read_text()
     assert "stage sft              reused" in log_text  # finished before the kill, so reused
-    assert not list((out / "stages").glob(".tmp-*"))
+    assert not list(stages.glob(".tmp-*"))
     expected = stable(json.loads((finished_run / "results.json").read_text()))
     assert stable(json.loads((out / "results.json").read_text())) == expected

@@ -108,8 +108,9 @@ def _stage_names(cache: Path) -> set[str]:
 def test_two_jobs_build_the_same_stages_and_measure_the_same_as_one(tmp_path, smoke_command, stable):
     methods = ["ppo", "rlp_spg", "best_of_n"]
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main([*smoke_command(one, methods), "--seeds", "2", "--jobs", "1"]) == 0
-    assert main([*smoke_command(two, methods), "--seeds", "2", "--jobs", "2"]) == 0
+    for out, jobs_ in ((one, "1"), (two, "2")):  # each with a cache of its own, so each builds every stage
+        cache = ["--cache", str(out / "stages")]
+        assert main([*smoke_command(out, methods), "--seeds", "2", "--jobs", jobs_, *cache]) == 0
     assert _stage_names(one / "stages") == _stage_names(two / "stages")
     results_one = json.loads((one / "results.json").read_text())
     results_two = json.loads((two / "results.json").read_text())
@@ -124,8 +125,8 @@ def test_ctrl_c_ends_every_job_and_the_rerun_resumes(tmp_path, smoke_command, st
     """SIGINT (what a terminal sends the whole process group on Ctrl-C) mid-run: exit 130, no job left running,
     nothing half published, and the same command then finishes with the results of an uninterrupted run."""
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "harness.run", *smoke_command(out, ["ppo", "rlp_spg"]), "--seeds", "2",
-            "--jobs", "2"]
+    command = [*smoke_command(out, ["ppo", "rlp_spg"]), "--seeds", "2", "--cache", str(out / "stages")]
+    argv = [sys.executable, "-m", "harness.run", *command, "--jobs", "2"]
     process = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
     log = out / "run.log"
@@ -142,10 +143,12 @@ def test_ctrl_c_ends_every_job_and_the_rerun_resumes(tmp_path, smoke_command, st
     assert not (out / "results.json").exists()
     assert not _processes_in_group(process.pid), "a job outlived the run"
 
-    assert main([*smoke_command(out, ["ppo", "rlp_spg"]), "--seeds", "2", "--jobs", "2"]) == 0
+    assert list((out / "stages").iterdir()), "the interrupted run built no stage"
+    assert main([*command, "--jobs", "2"]) == 0
     assert "reused" in log.read_text() and not list((out / "stages").glob(".tmp-*"))
     fresh = tmp_path / "fresh"
-    assert main([*smoke_command(fresh, ["ppo", "rlp_spg"]), "--seeds", "2", "--jobs", "1"]) == 0
+    assert main([*smoke_command(fresh, ["ppo", "rlp_spg"]), "--seeds", "2", "--jobs", "1",
+                 "--cache", str(fresh / "stages")]) == 0
     assert stable(json.loads((out / "results.json").read_text())) == stable(
         json.loads((fresh / "results.json").read_text()))
 

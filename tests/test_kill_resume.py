@@ -24,8 +24,10 @@ TRIALS = 12
 
 
 def command(smoke_command, out, leaderboards):
-    return [sys.executable, "-m", "harness.run", *smoke_command(out), "--update-leaderboard",
-            "--leaderboards", str(leaderboards)]
+    """The smoke run into ``out``, with a stage cache of its own beside it (``stages/``), so every trial builds
+    every stage and its kill can land in any of them."""
+    return [sys.executable, "-m", "harness.run", *smoke_command(out), "--cache", str(out.parent / "stages"),
+            "--update-leaderboard", "--leaderboards", str(leaderboards)]
 
 
 def run(cmd, kill_after=None):
@@ -56,13 +58,12 @@ def test_random_kills_never_lose_finished_work(tmp_path, stable, smoke_command):
     rng = random.Random(0)
     killed = 0
     for trial in range(TRIALS):
-        # Each trial has its own model cache (beside its run dir), so kills also land in pretraining.
         out, boards = tmp_path / f"trial{trial}" / "run", tmp_path / f"boards{trial}"
+        stages = out.parent / "stages"
         if not run(command(smoke_command, out, boards), kill_after=rng.uniform(0.5, duration)):
             continue
         killed += 1
-        finished = {p.name for p in (out / "stages").glob("*-*") if not p.name.startswith(".")} \
-            if (out / "stages").exists() else set()
+        finished = {p.name for p in stages.glob("*-*") if not p.name.startswith(".")} if stages.exists() else set()
         log_before = (out / "run.log").read_text() if (out / "run.log").exists() else ""
         for board in boards.glob("tiny.*"):  # a leaderboard that exists is whole
             if board.suffix == ".csv":
@@ -77,5 +78,5 @@ def test_random_kills_never_lose_finished_work(tmp_path, stable, smoke_command):
         assert stable(json.loads((out / "results.json").read_text())) == expected, f"trial {trial}"
         board = pd.read_csv(boards / "tiny.csv").drop(columns=["train_wall_s"])
         pd.testing.assert_frame_equal(board, expected_board)
-        assert not list((out / "stages").glob(".tmp-*"))
+        assert not list(stages.glob(".tmp-*"))
     assert killed >= 10, f"only {killed} of {TRIALS} trials were killed before finishing"

@@ -425,3 +425,20 @@ def test_training_time_counts_the_stages_marked_training_once_each():
               {"stage": "winrate_farm", "path": "winrate-1", "build_wall_s": 7.0, "training": False},
               {"stage": "new_method", "path": "new-1", "build_wall_s": 2.5, "training": True}]  # any name
     assert training_wall_time(stages) == 16.5
+
+
+def test_a_run_whose_stages_were_pruned_reports_from_its_own_outputs(tmp_path, make_run_dir):
+    """Stages live in the shared cache, which ``python -m harness.cache prune`` may clean: the samples and the
+    per-item RLP - PPO figures are then read from the run's own copy in ``outputs/``, and the report is unchanged."""
+    from harness.outputs import output_dir
+
+    run_dir = make_run_dir(tmp_path)
+    before = write_reports(run_dir)[0].read_text()
+    for stage in (run_dir / "stages").glob("winrate_*"):
+        eval_set, _, method_seed = stage.name.removeprefix("winrate_").partition("-")
+        method, seed = method_seed[:-1], int(method_seed[-1])  # the fixture names them <method><seed>
+        shutil.copytree(stage, output_dir(run_dir, method, seed, eval_set))
+    shutil.rmtree(run_dir / "stages")
+    after = write_reports(run_dir)[0].read_text()
+    assert "No sample outputs" not in after and "per-item verdicts not found" not in after
+    assert after == before

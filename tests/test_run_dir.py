@@ -2,7 +2,8 @@
 does, each answered by one line and exit 2, or by the results a clean run gets, and never by lost or wrong data.
 
 Every real run here is the SFT-only smoke run at the reduced budget (about ten seconds after imports); the module
-trains it once and the other cases reuse its stages. The two-process case takes about 30 seconds of real processes.
+trains it once and the other cases reuse its stages from the module's stage cache (the default of its runs, as the
+user's is of theirs). The two-process case takes about 30 seconds of real processes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from harness.run import main as run_main
 
 REPO = Path(__file__).parent.parent
 RUN_FILES = ("config.yaml", "results.json", "leaderboard.csv", "diagnostics.json", "report.md", "report.html")
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def env() -> dict[str, str]:
+    """The environment of a run in a child process: this one's as it is now (with the module's stage cache)."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def main(argv: list[str]) -> int:
@@ -53,10 +58,10 @@ def finished(tmp_path_factory, command) -> Path:
 
 
 def _snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file of a run dir outside its stages, with its modification time (the lock, which holds the pid of
-    the last run that took it, aside)."""
+    """Every file of a run dir, with its modification time (the lock, which holds the pid of the last run that
+    took it, aside)."""
     return {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(out.rglob("*")) if p.is_file() and "stages" not in p.parts and p.name != ".lock"}
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +84,14 @@ def _leftovers(root: Path) -> list[str]:
 def _copy(finished: Path, name: str) -> Path:
     copy = finished.parent / name
     shutil.copytree(finished, copy, symlinks=True)
+    return copy
+
+
+def _own_cache(stage_cache: Path, tmp_path: Path) -> Path:
+    """A copy of the module's stage cache (modification times kept, as ``cp -p`` keeps them), for a test that
+    damages stages: the module's own stay intact for the other tests."""
+    copy = tmp_path / "stages"
+    shutil.copytree(stage_cache, copy, symlinks=True)
     return copy
 
 
@@ -161,7 +174,7 @@ def test_a_full_disk_at_the_end_is_one_line_and_the_old_results_stay(finished, c
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write(), not a killed process
 
-    process = subprocess.run([sys.executable, "-m", "harness.run", *command(out)], cwd=REPO, env=ENV,
+    process = subprocess.run([sys.executable, "-m", "harness.run", *command(out)], cwd=REPO, env=env(),
                              capture_output=True, text=True, preexec_fn=limit_file_size, timeout=600)
     assert process.returncode == 2, process.stderr[-3000:]
     assert process.stderr.splitlines()[-1].startswith("harness.run: error: ")
@@ -204,37 +217,54 @@ def test_a_publication_interrupted_between_two_moves_is_completed_by_the_next_ru
 
 # -- the same run through other paths, copies and damaged stages ------------------------------------------------------
 
-def test_the_run_through_a_symlink_a_relative_path_or_a_copy_trains_nothing(finished, monkeypatch, command, results_of):
-    link = finished.parent / "link"
+def test_the_same_command_into_another_out_trains_nothing(finished, command, results_of, stage_cache):
+    """The stages are the user's (here the module's cache), not the run dir's: a second run dir gets the results
+    of the first without training anything, and holds no stages of its own."""
+    out = finished.parent / "second"
+    assert main(command(out)) == 0
+    log = (out / "run.log").read_text()
+    assert " training " not in log and "stage sft              reused" in log, log
+    assert f"stage cache {stage_cache} " in log
+    assert results_of(out) == results_of(finished) and not (out / "stages").exists()
+
+
+def test_the_run_through_a_symlink_a_relative_path_or_a_copy_trains_nothing(finished, monkeypatch, command, results_of,
+                                                                            stage_cache, tmp_path):
+    """The run dir and the stage cache, each reached through a symlink, a relative path, or copied elsewhere."""
+    link, cache_link = finished.parent / "link", tmp_path / "cache-link"
     link.symlink_to(finished, target_is_directory=True)
-    copy = _copy(finished, "copy")
+    cache_link.symlink_to(stage_cache, target_is_directory=True)
+    copy, cache_copy = _copy(finished, "copy"), _own_cache(stage_cache, tmp_path)
     monkeypatch.chdir(finished.parent)
-    for out in (link, Path("alone"), copy):
+    relative_cache = Path(os.path.relpath(stage_cache, finished.parent))
+    for out, cache in ((link, cache_link), (Path("alone"), relative_cache), (copy, cache_copy)):
         log_before = (out / "run.log").read_text()
-        assert main(command(out)) == 0
+        assert main(command(out, "--cache", str(cache))) == 0
         new_lines = (out / "run.log").read_text()[len(log_before):]
         assert " training " not in new_lines and " reused " in new_lines, (out, new_lines)
         assert results_of(out) == results_of(finished)
 
 
-def test_a_hand_edited_win_rate_is_detected_rebuilt_and_never_reported(finished, command, results_of):
-    out = _copy(finished, "edited")
-    stage = next((out / "stages").glob("winrate_farm-*"))
+def test_a_hand_edited_win_rate_is_detected_rebuilt_and_never_reported(finished, command, results_of, stage_cache,
+                                                                       tmp_path):
+    out, cache = _copy(finished, "edited"), _own_cache(stage_cache, tmp_path)
+    stage = next(cache.glob("winrate_farm-*"))
     metrics = json.loads((stage / "metrics.json").read_text())
     metrics["win_rate"] = 99.9
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    assert main(command(out)) == 0
+    assert main(command(out, "--cache", str(cache))) == 0
     log = (out / "run.log").read_text()
     assert f"damaged  {stage.name}: metrics.json " in log and "rebuilding it" in log
     assert results_of(out) == results_of(finished)
     assert json.loads((out / "results.json").read_text())["methods"]["sft"]["metrics"]["farm_win_rate"]["mean"] != 99.9
 
 
-def test_a_truncated_checkpoint_is_rebuilt_before_anything_loads_it(finished, command, results_of):
-    out = _copy(finished, "truncated")
-    weights = next((out / "stages").glob("sft-*")) / "model.safetensors"
+def test_a_truncated_checkpoint_is_rebuilt_before_anything_loads_it(finished, command, results_of, stage_cache,
+                                                                     tmp_path):
+    out, cache = _copy(finished, "truncated"), _own_cache(stage_cache, tmp_path)
+    weights = next(cache.glob("sft-*")) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert main(command(out)) == 0
+    assert main(command(out, "--cache", str(cache))) == 0
     assert f"damaged  {weights.parent.name}: model.safetensors has 100 bytes" in (out / "run.log").read_text()
     assert results_of(out) == results_of(finished)
 
@@ -293,7 +323,7 @@ def test_two_runs_on_one_cache_both_get_the_results_each_gets_alone(finished, tm
             with (tmp_path / f"{out.name}.err").open("w") as err:
                 processes.append(subprocess.Popen(
                     [sys.executable, "-m", "harness.run", *command(out, "--cache", str(cache))],
-                    cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err))
+                    cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=err))
             if out is outs[0]:
                 _wait_for(out / "run.log", "stage sft              training", processes[0])
                 processes[0].send_signal(signal.SIGSTOP)

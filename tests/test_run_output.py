@@ -90,14 +90,14 @@ def test_outputs_are_where_alpaca_eval_users_look_and_its_loader_reads_them(mini
             assert win_rate == pytest.approx(results["methods"][method]["metrics"][f"{eval_set}_win_rate"]["mean"])
 
 
-def test_tensorboard_has_every_trained_stage_with_ppo_statistics_per_step(minimal_run):
+def test_tensorboard_has_every_trained_stage_with_ppo_statistics_per_step(minimal_run, stage_cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out, _, _ = minimal_run
     runs = {p.parent.name: p.parent for p in (out / "tracking").glob("*/events.out.tfevents.*")}
     # one run per trained stage, named like its stage dir
     assert {name.split("-")[0] for name in runs} == {"sft", "reward", "ppo"}
-    assert all((out / "stages" / name).is_dir() for name in runs), runs
+    assert all((stage_cache / name).is_dir() for name in runs), runs
     (ppo_run,) = [path for name, path in runs.items() if name.startswith("ppo-")]
     scalars = EventAccumulator(str(ppo_run)).Reload().Tags()["scalars"]
     for tag in ("ppo/proxy_reward", "ppo/kl", "ppo/truncated", "ppo/policy_loss", "ppo/value_loss"):

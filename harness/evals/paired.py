@@ -158,8 +158,8 @@ def compare_methods(run_dir: Path, results: dict) -> list[dict]:
                                        for name in r.get("details", {}).get("eval_sets", {})))
         for eval_set in eval_sets:
             record = {"method": method, "baseline": baseline, "eval_set": eval_set, "metric": f"{eval_set}_win_rate"}
-            pairs = paired_items(item_wins(run_dir, methods[method], eval_set),
-                                 item_wins(run_dir, methods[baseline], eval_set))
+            pairs = paired_items(item_wins(run_dir, method, methods[method], eval_set),
+                                 item_wins(run_dir, baseline, methods[baseline], eval_set))
             if pairs is None or not pairs[0] or len(pairs[0][0]) < 2:
                 records.append({**record, **dict.fromkeys(POINTS + ("df",), math.nan), "per_seed": [],
                                 "n_seeds": 0, "n_items": 0, "verdict": verdict(math.nan, math.nan),
@@ -178,7 +178,7 @@ def run_comparisons(run_dir: Path, results: dict) -> list[dict]:
     return results["comparisons"] if "comparisons" in results else compare_methods(run_dir, results)
 
 
-def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
+def item_wins(run_dir: Path, method: str, entry: dict, eval_set: str) -> dict[int, tuple[list[str], list[float]]]:
     """Per seed: the instructions of ``eval_set`` in order and the method's share of each verdict (NaN: none).
 
     Read from the win-rate stage's ``annotations.json`` (alpaca_eval's file, reference first: ``preference`` 1
@@ -187,7 +187,7 @@ def item_wins(run_dir: Path, entry: dict, eval_set: str) -> dict[int, tuple[list
     wins = {}
     for record in entry.get("per_seed", []):
         details = record.get("details", {}).get("eval_sets", {}).get(eval_set)
-        stage = find_stage(run_dir, details.get("stage", "")) if details else None
+        stage = find_stage(run_dir, details.get("stage", ""), method, record["seed"], eval_set) if details else None
         if stage is None:
             continue
         annotations = json.loads((stage / "annotations.json").read_text())

@@ -31,6 +31,7 @@ from alpaca_eval.metrics import pairwise_to_winrate
 from harness.core.metrics import Metric, MetricSpec
 from harness.core.publish import write_atomic
 from harness.core.types import Preference
+from harness.outputs import output_dir
 from harness.suites.base import Annotator
 
 LC_VARIANT = "offline-length-glm"
@@ -292,16 +293,20 @@ def _sigmoid(z: float | np.ndarray) -> np.ndarray:
 STAGE_FILES = ("model_outputs.json", "reference_outputs.json", "annotations.json")
 
 
-def find_stage(run_dir: Path, stage: str) -> Path | None:
-    """The win-rate stage dir recorded in results (``details.eval_sets.<set>.stage``): as written, else by name
-    under the run's ``stages/``; None when neither holds :data:`STAGE_FILES`.
+def find_stage(run_dir: Path, stage: str, method: str, seed: int, eval_set: str) -> Path | None:
+    """A dir with a method's alpaca_eval files (:data:`STAGE_FILES`) for one seed and evaluation set: the win-rate
+    stage recorded in results (``details.eval_sets.<set>.stage``), else the run's own copy in ``outputs/``
+    (:mod:`harness.outputs`), else a stage of that name under the run's ``stages/`` (a run whose ``--cache`` was
+    inside its run dir); None if none is left.
 
-    Results record the path the run saw, which may be relative to where it was launched; looking it up by name
-    under the run dir keeps reports working after the run dir is moved.
+    Results record the stage's path as the run saw it: in the shared stage cache, which ``python -m harness.cache
+    prune`` may have cleaned since, or relative to where the run was launched. The copy in ``outputs/`` keeps
+    reports of a moved run dir, or of one whose stages were pruned, complete.
     """
     if not stage:
         return None
-    for candidate in (Path(stage), Path(run_dir) / "stages" / Path(stage).name):
+    copies = (output_dir(run_dir, method, seed, eval_set), Path(run_dir) / "stages" / Path(stage).name)
+    for candidate in (Path(stage), *copies):
         if all((candidate / name).is_file() for name in STAGE_FILES):
             return candidate
     return None

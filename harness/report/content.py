@@ -351,7 +351,7 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
     for name, entry in results["methods"].items():
         eval_sets = entry["per_seed"][0].get("details", {}).get("eval_sets", {}) if entry["per_seed"] else {}
         for eval_set, details in eval_sets.items():
-            stage = find_stage(run_dir, details.get("stage", ""))
+            stage = find_stage(run_dir, details.get("stage", ""), name, 0, eval_set)
             if stage is not None:
                 per_method.setdefault(eval_set, {})[name] = _read_stage(stage)
 
