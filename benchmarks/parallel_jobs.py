@@ -82,8 +82,8 @@ def run_harness(out_dir: Path, bench: ParallelJobsBenchConfig, overrides: tuple[
     Raises:
         RuntimeError: the run failed; the message ends with its last output lines.
     """
-    command = [*harness_run_command(out_dir, bench.methods, overrides), "--seeds", str(bench.seeds),
-               "--jobs", str(jobs), "--cache", str(out_dir.parent / f"{out_dir.name}-stages")]
+    command = [*harness_run_command(out_dir, bench.methods, overrides, out_dir.parent / f"{out_dir.name}-stages"),
+               "--seeds", str(bench.seeds), "--jobs", str(jobs)]
     log = out_dir.parent / f"{out_dir.name}.out"
     with log.open("w") as sink, busy_core(bench.busy):
         done, wall_s = timed(lambda: subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
