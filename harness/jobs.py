@@ -32,6 +32,7 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -54,8 +55,11 @@ def job_label() -> str:
 
 def bar(desc: str) -> dict:
     """tqdm's ``desc`` and ``position`` for a progress bar of this process: in the k-th job, labelled ``[job k]``
-    and drawn on line k-1, so the jobs' bars do not overwrite each other."""
-    return {"desc": f"{job_label()}{desc}", "position": _JOB - 1} if _JOB else {"desc": desc}
+    and, on a terminal, drawn on line k-1, so the jobs' bars do not overwrite each other (into a file or a pipe
+    tqdm's cursor moves would only leave escape codes, so there each bar keeps to its own line)."""
+    if not _JOB:
+        return {"desc": desc}
+    return {"desc": f"{job_label()}{desc}", **({"position": _JOB - 1} if sys.stderr.isatty() else {})}
 
 
 def available_cores() -> int:

@@ -127,13 +127,14 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         log(f"suite {suite.name}: " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
 
         with distributed.main_process_first():
-            base_model = resolve_base_model(config, suite, model_cache or default_model_cache())
+            model_cache = model_cache or default_model_cache()
+            base_model = resolve_base_model(config, suite, model_cache)
         generator = make_generator(config.generation, config.model.trust_remote_code)
 
         tasks = run_tasks_of(config, methods, seeds)
         if jobs > 1:
             log(f"{len(tasks)} tasks in {jobs} parallel jobs, {threads} torch thread(s) each")
-        setup = WorkerSetup(config, methods, cache_dir, out_dir, base_model, verbose, report_to, threads)
+        setup = WorkerSetup(config, methods, cache_dir, model_cache, out_dir, verbose, report_to, threads)
         _ENVIRONMENT = RunEnvironment(config, methods, suite, splits, judge, cache, generator, base_model, log)
         try:
             done = jobs_module.run_tasks(tasks, run_task, jobs, setup)
@@ -242,13 +243,14 @@ _JOB_SETTINGS = contextlib.ExitStack()
 @dataclass(frozen=True)
 class WorkerSetup:
     """Builds a job's :class:`RunEnvironment` in its own process, as :func:`run` builds the run's: the same suite,
-    data, judge, cache and base model, logging to the same ``run.log`` with the job's label."""
+    data, judge, cache and base model (resolved again, which finds the one the run built and sets up the suite's
+    own caches as it does in the run's process), logging to the same ``run.log`` with the job's label."""
 
     config: RunConfig
     methods: list[str]
     cache_dir: Path
+    model_cache: Path
     out_dir: Path
-    base_model: Path
     verbose: bool
     report_to: str
     threads: int | None
@@ -263,9 +265,10 @@ class WorkerSetup:
         _JOB_SETTINGS.enter_context(reporting_to(self.report_to, self.out_dir / "tracking"))
         log = RunLog(self.out_dir / "run.log")
         suite, judge = prepare(self.config)
+        base_model = resolve_base_model(self.config, suite, self.model_cache)
         generator = make_generator(self.config.generation, self.config.model.trust_remote_code)
         _ENVIRONMENT = RunEnvironment(self.config, self.methods, suite, suite.splits(), judge,
-                                      StageCache(self.cache_dir, log=log), generator, self.base_model, log)
+                                      StageCache(self.cache_dir, log=log), generator, base_model, log)
         gc.collect()
         gc.freeze()  # the imports' objects live as long as the job (see harness.run)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from harness.core.cli import OneLineParser, fail
 
+# alpaca_eval's import warning, in the -W syntax: silenced in this process and in the jobs it starts.
+QUIET_WARNING = "ignore:pkg_resources is deprecated:UserWarning"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # Storage failures that end a run with one line (exit 2) instead of a traceback: a full disk or quota, a file over
 # the size limit, a read-only file system, no permission. Nothing of the run is half published (harness.rundir).
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     # alpaca_eval imports pkg_resources, and setuptools warns about that to everyone who imports alpaca_eval: two
     # lines on stderr the user can do nothing about (pyproject pins setuptools<82, which still has it).
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    # The same for the parallel jobs (harness.jobs), new interpreters that read their warning filters from here.
+    if QUIET_WARNING not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), QUIET_WARNING)))
     config, methods, args = parse_and_validate(argv)
     if args.list_fields:
         from harness.config import describe_fields

@@ -115,7 +115,8 @@ def test_a_second_run_in_the_same_dir_stops_and_the_first_is_unaffected(tmp_path
     """Two real runs in one --out: the second stops at once with one line naming the holder and writes nothing; the
     first finishes with the results of the same run done alone (wall-clock fields aside)."""
     out = tmp_path / "shared" / "run"
-    command = [sys.executable, "-m", "harness.run", *smoke_command(out, ["sft"])]
+    # one process: the test pauses it (tests/test_jobs.py interrupts parallel jobs)
+    command = [sys.executable, "-m", "harness.run", *smoke_command(out, ["sft"]), "--jobs", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     with (tmp_path / "first.err").open("w") as first_err:  # a file, not a pipe nobody reads while it runs
         first = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=first_err)
