@@ -28,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json  # noqa: E402
 import math  # noqa: E402
+import time  # noqa: E402
 from html.parser import HTMLParser  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Iterator  # noqa: E402
@@ -202,6 +203,22 @@ def reduced_budget() -> list[str]:
 def smoke_command():
     """``smoke_command(out, methods=("all",))``: the command-line arguments of a run at the minimal budget."""
     return _smoke_command
+
+
+@pytest.fixture(scope="session")
+def wait_for_log_line():
+    """``wait_for_log_line(log, text, process)``: polls a running ``harness.run``'s log until ``text`` appears
+    (at most 300 s), and fails if the run ended first (it was too fast to interrupt where a test meant to)."""
+    return _wait_for_log_line
+
+
+def _wait_for_log_line(log: Path, text: str, process, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and text in log.read_text():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the run ended before {text!r} appeared in {log}"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -214,18 +213,14 @@ def test_another_experiment_into_another_out_rebuilds_only_what_its_change_touch
     assert not (out / "stages").exists()
 
 
-def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path, command, stable):
+def test_a_run_killed_mid_stage_resumes_with_the_same_results(finished_run, tmp_path, command, stable,
+                                                               wait_for_log_line):
     out, stages = finished_run.parent / "killed", tmp_path / "stages"  # a cache of its own: the run builds PPO
     argv = [sys.executable, "-m", "harness.run", *command(out), "--cache", str(stages)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "run.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and "stage ppo              training" in log.read_text():
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before PPO started"
+    wait_for_log_line(log, "stage ppo              training", process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert list(stages.glob(".tmp-ppo-*")), "the kill should land inside the PPO stage"

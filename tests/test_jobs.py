@@ -121,7 +121,7 @@ def test_two_jobs_build_the_same_stages_and_measure_the_same_as_one(tmp_path, sm
 
 
 @pytest.mark.slow  # three runs at the minimal budget: about two minutes on a quiet machine
-def test_ctrl_c_ends_every_job_and_the_rerun_resumes(tmp_path, smoke_command, stable):
+def test_ctrl_c_ends_every_job_and_the_rerun_resumes(tmp_path, smoke_command, stable, wait_for_log_line):
     """SIGINT (what a terminal sends the whole process group on Ctrl-C) mid-run: exit 130, no job left running,
     nothing half published, and the same command then finishes with the results of an uninterrupted run."""
     out = tmp_path / "run"
@@ -130,12 +130,7 @@ def test_ctrl_c_ends_every_job_and_the_rerun_resumes(tmp_path, smoke_command, st
     process = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
     log = out / "run.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and "stage ppo              training" in log.read_text():
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before PPO started"
+    wait_for_log_line(log, "stage ppo              training", process)
     os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: every process of the group
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err.decode()[-2000:]
