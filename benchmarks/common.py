@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -118,6 +119,20 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
 def spread(values: Sequence[float]) -> str:
     """``median (min .., max .., n=..)``: how the benchmarks print a repeated measurement."""
     return f"{statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g}, n={len(values)})"
+
+
+@contextlib.contextmanager
+def busy_core(active: bool) -> Iterator[None]:
+    """A process spinning on one core while the block runs (nothing when not ``active``)."""
+    if not active:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 # -- command lines from config dataclasses ---------------------------------------------------------------------------

@@ -21,14 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from benchmarks.common import (
     DEFAULT_CACHE,
     REDUCED_BUDGET,
+    busy_core,
     describe_machine,
     harness_run_command,
     interleaved,
@@ -60,20 +60,6 @@ class ParallelJobsBenchConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, "seeds", "repeats")
-
-
-@contextmanager
-def busy_core(active: bool) -> Iterator[None]:
-    """A process spinning on one core while the block runs (nothing when not ``active``)."""
-    if not active:
-        yield
-        return
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
 
 
 def run_harness(out_dir: Path, bench: ParallelJobsBenchConfig, overrides: tuple[str, ...], jobs: int) -> dict:

@@ -171,7 +171,7 @@ def _worker(number: int, inbox, outbox, setup: Callable[[], None] | None) -> Non
     global _JOB
     _JOB = number
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=end_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         if setup is not None:
             setup()
@@ -186,9 +186,10 @@ def _worker(number: int, inbox, outbox, setup: Callable[[], None] | None) -> Non
             outbox.put((number, index, None, _portable(err)))
 
 
-def _end_with_parent(parent: int) -> None:
-    """Ends this worker as soon as the run's process is gone (killed with SIGKILL, which it cannot pass on), so no
-    orphaned job goes on building stages nobody will read; what it half built stays in a marked temporary dir."""
+def end_with_parent(parent: int) -> None:
+    """Ends this process as soon as ``parent`` is gone (killed with SIGKILL, which it cannot pass on), so no
+    orphaned worker goes on building what nobody will read; what it half built stays in a marked temporary dir.
+    Run it in a daemon thread."""
     while os.getppid() == parent:
         time.sleep(0.2)
     os._exit(1)

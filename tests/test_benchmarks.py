@@ -284,3 +284,29 @@ def test_parallel_jobs_summary_judges_the_speedup_by_the_load_it_ran_under():
     assert "target >= 1.0 (beside a busy process): met" in summary({**quiet, "config": {"busy": True}})
     with pytest.raises(ValueError, match="seeds"):
         ParallelJobsBenchConfig(seeds=0)
+
+
+def test_base_model_build_summary_judges_the_default_build_against_its_target():
+    from benchmarks.base_model_build import BaseModelBuildBenchConfig, summary
+
+    info = {"cpu": "x", "cores": 2, "load": [0.1, 0.2, 0.3]}
+    figures = {"rounds": {"one_process": [300.0], "two_processes": [160.0]}, "speedup": [300 / 160],
+               "config": {"steps": 1200, "busy": False}, "machine": info, "machine_at_end": info}
+    text = summary(figures)
+    assert "speed-up 1 / 2 processes (per round): 1.88 (min 1.88, max 1.88, n=1)" in text
+    assert "target <= 150 s on a quiet machine: not met" in text
+    assert "target" not in summary({**figures, "config": {"steps": 300, "busy": False}})  # not the default build
+    with pytest.raises(ValueError, match="steps"):
+        BaseModelBuildBenchConfig(steps=0)
+
+
+def test_growth_points_are_checked_and_tabled():
+    from benchmarks.growth import GrowthBenchConfig, summary
+
+    with pytest.raises(ValueError, match=r"entries like 500:1:2"):
+        GrowthBenchConfig(points=("500:1",))
+    info = {"cpu": "x", "cores": 2, "load": [0.1, 0.2, 0.3]}
+    point = {"unlabeled": 8000, "seeds": 1, "jobs": 2, "wall_s": 412.4, "peak_rss_gb": 1.234, "load_after": [1, 2, 3],
+             "stage_s": {"policy_samples": 150.2, "reward": 90.0, "ppo": 60.0, "other": 40.0}}
+    assert "| 8000 | 1 | 2 | 412 | 1.23 | 150 | 90 | 60 | 40 | 1.0/2.0/3.0 |" in summary(
+        {"points": [point], "machine": info})

@@ -109,6 +109,7 @@ BAD_VALUES = [
     ("suite.flip_rate=2", "suite.flip_rate: got 2.0; allowed: a number in [0, 1]"),
     ("suite.base_model.steps=0", "suite.base_model.steps: got 0; allowed: a number > 0"),
     ("suite.base_model.num_heads=3", "suite.base_model.hidden_size: got 128; allowed: a multiple of num_heads (3)"),
+    ("suite.base_model.processes=3", "suite.base_model.batch_size: got 32; allowed: a multiple of processes (3)"),
     ("suite.base_model.warmup_steps=-1", "suite.base_model.warmup_steps: got -1; allowed: a number >= 0"),
     ("suite.base_model.warmup_steps=1200", "suite.base_model.warmup_steps: got 1200; allowed: a number below steps "
                                            "(1200)"),

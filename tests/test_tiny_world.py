@@ -397,6 +397,26 @@ def test_a_killed_build_leaves_nothing_that_a_later_run_would_use(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_processes_train_the_same_model_as_one(tmp_path):
+    """The data-parallel build splits every batch in two and averages the gradients, which is the whole batch's
+    gradient: the weights after a few steps match a one-process build up to float rounding, and the summary's
+    loss is the whole batch's."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    builds = {p: pretrain.build_base_model(dataclasses.replace(TOY_BASE, steps=4, processes=p), tmp_path / str(p), 1)
+              for p in (1, 2)}
+    one, two = (AutoModelForCausalLM.from_pretrained(builds[p]).state_dict() for p in (1, 2))
+    other_seed = pretrain.build_base_model(dataclasses.replace(TOY_BASE, steps=4, seed=1), tmp_path / "seed1", 1)
+    different = AutoModelForCausalLM.from_pretrained(other_seed).state_dict()
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
+    assert max((one[k] - different[k]).abs().max().item() for k in one) > 1e-2  # the tolerance tells models apart
+    losses = [json.loads((builds[p] / "pretraining.json").read_text())["final_loss"] for p in (1, 2)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+    assert sorted(x.name for x in builds[1].iterdir()) == sorted(x.name for x in builds[2].iterdir())
+
+
 def test_base_model_dir_name_tracks_the_config():
     name = pretrain.base_model_dir_name
     assert name(TOY_BASE) == name(dataclasses.replace(TOY_BASE))

@@ -16,7 +16,8 @@ from harness.core.schema import require_at_least, require_positive, require_prob
 class BaseModelConfig:
     """The tiny LLaMA-architecture base model and its from-scratch pretraining on the world's raw text.
 
-    The defaults give about 1 M parameters and a build of about four minutes on 2 CPU cores, once (it is cached).
+    The defaults give about 1 M parameters and a build of a few minutes on 2 CPU cores (two data-parallel
+    processes), once (it is cached; docs/performance.md has the measured times).
     The world's facts are fixed (they do not depend on any seed), so the same base model serves every
     ``world_seed``.
     """
@@ -44,6 +45,12 @@ class BaseModelConfig:
                   "not yet copy words from a question into its answer."},
     )
     batch_size: int = field(default=32, metadata={"help": "Rows of seq_len tokens per pretraining step."})
+    processes: int = field(
+        default=2,
+        metadata={"help": "Data-parallel processes of the build (PyTorch DDP over gloo, one thread each), each taking "
+                  "an equal share of every batch: the same optimisation as one process, on as many cores. Part of "
+                  "the base model's identity, since it changes float rounding; runs on any core count."},
+    )
     seq_len: int = field(
         default=64, metadata={"help": "Tokens per row: documents, each ended by eos, are packed back to back."}
     )
@@ -77,11 +84,14 @@ class BaseModelConfig:
             self,
             "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
             "steps", "batch_size", "seq_len", "learning_rate", "tokenizer_documents", "fact_frequency_decay",
+            "processes",
         )
         require_probability(self, "qa_correct_prob", "qa_pad_prob", "qa_evasive_prob")
         require_that(self.hidden_size % self.num_heads == 0, self, "hidden_size",
                      f"a multiple of num_heads ({self.num_heads})")
         require_at_least(self, 0, "warmup_steps")
+        require_that(self.batch_size % self.processes == 0, self, "batch_size",
+                     f"a multiple of processes ({self.processes})")
         require_that(self.warmup_steps < self.steps, self, "warmup_steps", f"a number below steps ({self.steps})")
         require_that(self.seq_len <= self.max_position_embeddings, self, "seq_len",
                      f"at most max_position_embeddings ({self.max_position_embeddings})")

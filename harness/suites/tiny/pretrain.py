@@ -7,7 +7,9 @@ tokenizer with its chat template), so ``AutoModelForCausalLM``/``AutoTokenizer.f
 no custom code. The corpus never shows the chat markers: the base model knows the world's facts and answer
 formats but not how to follow a chat turn, which is what SFT adds.
 
-Cost: the defaults (1200 steps of 32 x 64 tokens, ~1 M parameters) take about four minutes on 2 CPU cores. Fewer
+Cost: the defaults (1200 steps of 32 x 64 tokens, ~1 M parameters) are trained by two data-parallel processes of
+one thread each (``BaseModelConfig.processes``), which split every batch and average their gradients: the same
+optimisation as one process, on both cores of a 2-core machine (docs/performance.md has the measured times). Fewer
 steps leave a model that cannot yet copy words from a question into its answer, which SFT then cannot teach.
 """
 
@@ -20,6 +22,8 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +33,7 @@ from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.core.publish import publish_dir
+from harness.jobs import end_with_parent
 from harness.suites.tiny.config import BaseModelConfig
 from harness.suites.tiny.tokenizer import train_tokenizer
 from harness.suites.tiny.world import pretraining_documents
@@ -50,10 +55,10 @@ def ensure_base_model(config: BaseModelConfig, cache_dir: Path, num_threads: int
     Args:
         config: the base model's architecture and pretraining.
         cache_dir: where built models live (one sub-directory per config hash).
-        num_threads: torch CPU threads for the build (does not change what is built); None keeps the caller's
-            setting, which a run takes from ``runtime.torch_threads``. Two threads on 2 cores that other processes
-            also use ran 30 times slower than one (7 s a step instead of 0.2), so the build never asks for more
-            threads than its caller chose.
+        num_threads: torch CPU threads of each build process (does not change what is built); None shares the
+            caller's setting (a run's ``runtime.torch_threads``) among the ``config.processes`` processes, at least
+            one each. Two threads on 2 cores that other processes also use ran 30 times slower than one (7 s a
+            step instead of 0.2), so the build never asks for more threads than its caller chose.
 
     Returns:
         The checkpoint dir ``cache_dir/tiny-base-<hash>``.
@@ -77,7 +82,8 @@ def build_base_model(config: BaseModelConfig, out_dir: Path, num_threads: int | 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with publish_dir(out_dir, published_by_another=out_dir.is_dir) as staging:
-        _pretrain(config, staging, torch.get_num_threads() if num_threads is None else num_threads)
+        threads = max(1, torch.get_num_threads() // config.processes) if num_threads is None else num_threads
+        _pretrain(config, staging, threads)
     return out_dir
 
 
@@ -107,46 +113,42 @@ def _packed_rows(
 
 
 def _pretrain(config: BaseModelConfig, out_dir: Path, num_threads: int) -> None:
+    """Trains on ``config.processes`` data-parallel processes (this one alone when it is 1) and writes the
+    checkpoint and ``pretraining.json`` into ``out_dir``."""
     start = time.perf_counter()
-    with _torch_settings(num_threads):
-        torch.manual_seed(config.seed)
-        documents = pretraining_documents(config)
-        tokenizer = train_tokenizer(
-            itertools.islice(documents, config.tokenizer_documents), config.vocab_size, config.max_position_embeddings
+    if config.processes == 1:
+        _train_rank(0, config, out_dir, num_threads, rendezvous=None)
+    else:
+        # A file store in the staging dir: no port to pick or collide with when two builds run at once.
+        rendezvous = out_dir / "rendezvous"
+        torch.multiprocessing.spawn(
+            _train_rank, args=(config, out_dir, num_threads, rendezvous, os.getpid()), nprocs=config.processes
         )
-        rows = _packed_rows(documents, tokenizer, config.steps * config.batch_size, config.seq_len)  # (S*B, T)
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=config.hidden_size,
-                intermediate_size=config.intermediate_size,
-                num_hidden_layers=config.num_layers,
-                num_attention_heads=config.num_heads,
-                num_key_value_heads=config.num_heads,
-                max_position_embeddings=config.max_position_embeddings,
-                tie_word_embeddings=True,
-                bos_token_id=None,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
+        rendezvous.unlink(missing_ok=True)
+    summary_path = out_dir / "pretraining.json"
+    summary = {**json.loads(summary_path.read_text()), "seconds": round(time.perf_counter() - start, 1)}
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _train_rank(
+    rank: int, config: BaseModelConfig, out_dir: Path, num_threads: int, rendezvous: Path | None,
+    parent: int | None = None,
+) -> None:
+    """One data-parallel process: every rank builds the same corpus, tokenizer and initial weights, takes its
+    equal share of each batch, and DDP averages the gradients, so the update is the whole batch's. Rank 0 saves."""
+    if rendezvous is not None:
+        threading.Thread(target=end_with_parent, args=(parent,), daemon=True).start()
+        torch.distributed.init_process_group(
+            "gloo", init_method=rendezvous.resolve().as_uri(), rank=rank, world_size=config.processes
         )
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
-        model.train()
-        losses = []
-        progress = tqdm(rows.split(config.batch_size), desc="pretraining tiny base model", unit="step")
-        for batch in progress:  # (B, T)
-            loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-        model.eval()
+    try:
+        with _torch_settings(num_threads):
+            model, tokenizer, losses = _train(config, rank, distributed=rendezvous is not None)
+    finally:
+        if rendezvous is not None:
+            torch.distributed.destroy_process_group()
+    if rank != 0:
+        return
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
@@ -157,10 +159,59 @@ def _pretrain(config: BaseModelConfig, out_dir: Path, num_threads: int) -> None:
         "build_version": BUILD_VERSION,
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_loss": sum(tail) / len(tail),
-        "seconds": round(time.perf_counter() - start, 1),
-        "num_threads": num_threads,
+        "num_threads": num_threads,  # of each process
     }
     (out_dir / "pretraining.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _train(
+    config: BaseModelConfig, rank: int, distributed: bool
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast, list[float]]:
+    """The pretraining loop of one rank; returns the trained model, the tokenizer and the whole batch's losses."""
+    torch.manual_seed(config.seed)
+    documents = pretraining_documents(config)
+    tokenizer = train_tokenizer(
+        itertools.islice(documents, config.tokenizer_documents), config.vocab_size, config.max_position_embeddings
+    )
+    rows = _packed_rows(documents, tokenizer, config.steps * config.batch_size, config.seq_len)  # (S*B, T)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_heads,
+            max_position_embeddings=config.max_position_embeddings,
+            tie_word_embeddings=True,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
+    model.train()
+    losses = []
+    progress = tqdm(rows.split(config.batch_size), desc="pretraining tiny base model", unit="step", disable=rank > 0)
+    for batch in progress:  # (B, T)
+        share = batch.chunk(config.processes)[rank]  # (B / processes, T): equal token counts, so mean of means
+        loss = trained(input_ids=share, labels=share).loss
+        loss.backward()  # DDP averages the ranks' gradients here: the gradient of the whole batch's mean loss
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss = loss.detach()
+        if distributed:
+            torch.distributed.all_reduce(batch_loss, op=torch.distributed.ReduceOp.AVG)
+        losses.append(batch_loss.item())
+        progress.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return model, tokenizer, losses
 
 
 def _lr_factor(step: int, config: BaseModelConfig) -> float:
