@@ -121,6 +121,13 @@ def spread(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g}, n={len(values)})"
 
 
+def run_failed(benchmark: str, command: Sequence[str], returncode: int, log: Path) -> RuntimeError:
+    """The error a benchmark raises when a run it started exits with ``returncode``: the command and the last 15
+    lines of its output (``log``)."""
+    tail = "\n".join(Path(log).read_text().splitlines()[-15:])
+    return RuntimeError(f"{benchmark}: {' '.join(command)} exited with {returncode}:\n{tail}")
+
+
 @contextlib.contextmanager
 def busy_core(active: bool) -> Iterator[None]:
     """A process spinning on one core while the block runs (nothing when not ``active``)."""

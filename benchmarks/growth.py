@@ -1,6 +1,6 @@
 """How a run's wall time and memory grow with the work: |U|, seeds and jobs, at the tiny preset's full budget.
 
-    python -m benchmarks.growth                                  # the six default points (about 45 minutes)
+    python -m benchmarks.growth                                  # the six default points (the first five: 40 min)
     python -m benchmarks.growth --points 500:1:2 8000:1:2        # |U|:seeds:jobs
 
 Each point is one fresh ``python -m harness.run --methods ppo rlp_spg`` (its own stage cache, so every stage is
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmarks.common import DEFAULT_CACHE, describe_machine, harness_run_command, machine, run_and_report, \
-    shared_model_cache, timed
+    run_failed, shared_model_cache, timed
 from harness.core.schema import require_that
 
 DEFAULT_POINTS = ("500:1:2", "2000:1:2", "8000:1:2", "500:3:2", "500:5:2", "500:3:1")
@@ -85,8 +85,7 @@ def run_point(point: str, root: Path, methods: tuple[str, ...], preference_size:
         done.set()
         watcher.join()
     if returncode != 0:
-        tail = "\n".join((root / f"{out.name}.out").read_text().splitlines()[-15:])
-        raise RuntimeError(f"growth: {' '.join(command)} exited with {returncode}:\n{tail}")
+        raise run_failed("growth", command, returncode, root / f"{out.name}.out")
     stages = json.loads((out / "results.json").read_text())["stages"]
     stage_s = dict.fromkeys([*SPLIT_STAGES, "other"], 0.0)
     for stage in stages:

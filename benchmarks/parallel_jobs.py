@@ -35,6 +35,7 @@ from benchmarks.common import (
     machine,
     paired_ratios,
     run_and_report,
+    run_failed,
     shared_model_cache,
     spread,
     timed,
@@ -75,8 +76,7 @@ def run_harness(out_dir: Path, bench: ParallelJobsBenchConfig, overrides: tuple[
         done, wall_s = timed(lambda: subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                                     stdout=sink, stderr=subprocess.STDOUT))
     if done.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise RuntimeError(f"parallel_jobs: {' '.join(command)} exited with {done.returncode}:\n{tail}")
+        raise run_failed("parallel_jobs", command, done.returncode, log)
     results = json.loads((out_dir / "results.json").read_text())
     return {"jobs": jobs, "wall_s": wall_s, "run_wall_s": results["wall_s"]}
 

@@ -115,27 +115,25 @@ def _packed_rows(
 def _pretrain(config: BaseModelConfig, out_dir: Path, num_threads: int) -> None:
     """Trains on ``config.processes`` data-parallel processes (this one alone when it is 1) and writes the
     checkpoint and ``pretraining.json`` into ``out_dir``."""
-    start = time.perf_counter()
+    start = time.time()  # wall clock, not perf_counter: rank 0 may be another process
     if config.processes == 1:
-        _train_rank(0, config, out_dir, num_threads, rendezvous=None)
+        _train_rank(0, config, out_dir, num_threads, start)
     else:
         # A file store in the staging dir: no port to pick or collide with when two builds run at once.
         rendezvous = out_dir / "rendezvous"
         torch.multiprocessing.spawn(
-            _train_rank, args=(config, out_dir, num_threads, rendezvous, os.getpid()), nprocs=config.processes
+            _train_rank, args=(config, out_dir, num_threads, start, rendezvous, os.getpid()), nprocs=config.processes
         )
         rendezvous.unlink(missing_ok=True)
-    summary_path = out_dir / "pretraining.json"
-    summary = {**json.loads(summary_path.read_text()), "seconds": round(time.perf_counter() - start, 1)}
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _train_rank(
-    rank: int, config: BaseModelConfig, out_dir: Path, num_threads: int, rendezvous: Path | None,
-    parent: int | None = None,
+    rank: int, config: BaseModelConfig, out_dir: Path, num_threads: int, start: float,
+    rendezvous: Path | None = None, parent: int | None = None,
 ) -> None:
     """One data-parallel process: every rank builds the same corpus, tokenizer and initial weights, takes its
-    equal share of each batch, and DDP averages the gradients, so the update is the whole batch's. Rank 0 saves."""
+    equal share of each batch, and DDP averages the gradients, so the update is the whole batch's. Rank 0 saves
+    the model and the summary (``start``: the build's start, ``time.time()``)."""
     if rendezvous is not None:
         threading.Thread(target=end_with_parent, args=(parent,), daemon=True).start()
         torch.distributed.init_process_group(
@@ -160,6 +158,7 @@ def _train_rank(
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_loss": sum(tail) / len(tail),
         "num_threads": num_threads,  # of each process
+        "seconds": round(time.time() - start, 1),
     }
     (out_dir / "pretraining.json").write_text(json.dumps(summary, indent=2) + "\n")
 
