@@ -127,3 +127,24 @@ def test_without_a_pair_the_refined_reward_model_is_the_original():
 def test_config_rejects_bad_values_naming_the_field(value):
     with pytest.raises(ConfigError, match="online_rlhf.pairs_per_instruction"):
         build(OnlineRLHFConfig, {"pairs_per_instruction": value}, "online_rlhf")
+
+
+def test_gold_labels_keep_only_the_pairs_gold_decides_with_golds_label():
+    instructions, samples = world_samples(300, 4)
+    trained = OnlineRLHF().train(ctx := FakeContext(OnlineRLHFConfig(pairs_per_instruction=2, labels="gold"),
+                                                    instructions, samples))
+    pairs = ctx.extra_pairs.to_dict()
+    triples = online_pairs(instructions, samples, 2)
+    gold = ctx.suite.gold_annotator().annotate(*map(list, zip(*triples)))
+    decisive = [(t, g) for t, g in zip(triples, gold) if g != Preference.TIE]
+    assert 100 <= len(decisive) < len(triples)  # some ties dropped, many pairs kept
+    assert list(zip(pairs["instruction"], pairs["output_1"], pairs["output_2"])) == [t for t, _ in decisive]
+    assert pairs["preference"] == [g for _, g in decisive]
+    d = trained.diagnostics
+    assert d["n_pairs"] == len(decisive) and d["gold_agreement"]["accuracy"] == 1.0 and d["gold_tie_share"] == 0
+    assert "labelled by gold (ties dropped)" in ctx.logs[-1]
+
+
+def test_config_rejects_an_unknown_labeller_naming_the_field():
+    with pytest.raises(ConfigError, match="online_rlhf.labels.*annotator.*gold"):
+        build(OnlineRLHFConfig, {"labels": "crowd"}, "online_rlhf")
