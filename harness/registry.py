@@ -41,6 +41,7 @@ METHODS: dict[str, str] = {
     "expert_iteration": "methods.expert_iteration:ExpertIteration",
     "grpo": "methods.grpo:GRPO",
     "online_rlhf": "methods.online_rlhf:OnlineRLHF",
+    "online_rlhf_gold": "methods.online_rlhf:OnlineRLHFGold",
 }
 
 # A preset's name names files: runs/<preset>, leaderboards/<preset>.csv. Letters, digits, '-' and '_' only, so that

@@ -17,19 +17,20 @@ round, built to share every stage RLP shares, so the two differ only in where th
 If this method does not beat PPO, no method that learns the reward on the policy's samples from weaker signals
 (RLP's) can be expected to: ``online_rlhf - PPO`` is the headroom RLP's question is asked against.
 
-``labels: gold`` swaps the training annotator for the noise-free gold judge and drops the pairs gold calls a tie
-(they carry no signal). No annotator budget buys that, so it is a diagnostic rather than a method: the ceiling of
-what labels on the policy's samples can teach this reward model. Its refined reward model's accuracy on held-out
-pairs of the first PPO policy (the mechanism check) says whether the world lets a reward model learn to rank the
-policy's outputs at all; if even gold labels cannot, no headroom is there to find.
+``online_rlhf_gold`` (:class:`OnlineRLHFGold`) labels the same pairs with the noise-free gold judge instead and drops
+the pairs gold calls a tie (they carry no signal). No annotator budget buys that, so it is a diagnostic rather than
+a method: the ceiling of what labels on the policy's samples can teach this reward model. Its reward model's
+accuracy on held-out pairs of the first PPO policy (the mechanism check) says whether the world lets a reward model
+learn to rank the policy's outputs at all (if even gold labels cannot, there is no headroom to find), and the gap
+between the two controls separates label noise from the reward model's capacity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
-from harness.core.schema import require_choice, require_positive
+from harness.core.schema import require_positive
 from harness.core.types import Preference, Refinement, TrainedPolicy
 from harness.suites.annotators import labelled_pairs
 from methods.base import RunContext
@@ -47,12 +48,6 @@ class OnlineRLHFConfig:
                   "the same among the samples left), fewer where they run out. 1 gives one pair per instruction, "
                   "as the preference split has; n / 2 uses every sample once."},
     )
-    labels: Literal["annotator", "gold"] = field(
-        default="annotator",
-        metadata={"help": "Who labels the new pairs: 'annotator', the suite's training annotator that labelled the "
-                  "preference split (the positive control), or 'gold', the noise-free judge with its ties dropped "
-                  "(a diagnostic: the most that labels on the policy's samples can teach this reward model)."},
-    )
     gold_check: bool = field(
         default=True,
         metadata={"help": "Also judge the new pairs with the gold judge, to record how often the training "
@@ -62,7 +57,6 @@ class OnlineRLHFConfig:
 
     def __post_init__(self):
         require_positive(self, "pairs_per_instruction")
-        require_choice(self, "labels")
 
 
 def online_pairs(instructions: Sequence[str], samples: Sequence[Sequence[str]],
@@ -109,6 +103,7 @@ class OnlineRLHF:
     name = "online_rlhf"
     config_section = "online_rlhf"
     config_class = OnlineRLHFConfig
+    gold_labels = False  # who labels the new pairs: the training annotator here, gold in OnlineRLHFGold
 
     def train(self, ctx: RunContext) -> TrainedPolicy:
         from datasets import Dataset
@@ -121,14 +116,14 @@ class OnlineRLHF:
         instructions, samples = ctx.policy_samples(first.policy)
         triples = online_pairs(instructions, samples, cfg.pairs_per_instruction)
         columns = [list(column) for column in zip(*triples)] or [[], [], []]
-        annotator = ctx.suite.gold_annotator() if cfg.labels == "gold" else ctx.suite.training_annotator()
+        annotator = ctx.suite.gold_annotator() if self.gold_labels else ctx.suite.training_annotator()
         rows = labelled_pairs(annotator, *columns)
-        if cfg.labels == "gold":
+        if self.gold_labels:
             rows = [row for row in rows if row["preference"] != Preference.TIE]
             columns = [[row[key] for row in rows] for key in ("instruction", "output_1", "output_2")]
         labels = [row["preference"] for row in rows]
-        ctx.log(f"online_rlhf: {len(rows)} pairs from {len(instructions)} instructions, labelled by "
-                + ("gold (ties dropped)" if cfg.labels == "gold" else "the training annotator"))
+        ctx.log(f"{self.name}: {len(rows)} pairs from {len(instructions)} instructions, labelled by "
+                + ("gold (ties dropped)" if self.gold_labels else "the training annotator"))
         diagnostics = {"n_instructions": len(instructions), "n_pairs": len(rows),
                        "share_of_reward_data": share_of_reward_data(ctx, len(rows)),
                        **length_shares({"output_1": columns[1], "output_2": columns[2], "preference": labels})}
@@ -140,3 +135,12 @@ class OnlineRLHF:
         second = ctx.ppo(sft, refined)
         return TrainedPolicy(method=self.name, policy=second.policy, reward_model=refined, ppo=second,
                              refinement=Refinement(first.policy, frozenset(instructions)), diagnostics=diagnostics)
+
+
+class OnlineRLHFGold(OnlineRLHF):
+    """The same pairs labelled by gold, its ties dropped: the ceiling of on-policy labels, a diagnostic (see the
+    module docstring). Its own ``online_rlhf_gold`` section, so a preset can give it more pairs than the control."""
+
+    name = "online_rlhf_gold"
+    config_section = "online_rlhf_gold"
+    gold_labels = True

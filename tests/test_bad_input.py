@@ -25,7 +25,7 @@ from harness.suites.hub import mirror_path
 REPO = Path(__file__).parent.parent
 ERROR_PREFIX = "harness.run: error: "
 SECTIONS = ("preset, suite, runtime, model, generation, sft, reward, ppo, policy_samples, eval, best_of_n, uml, spg, "
-            "dpo, expert_iteration, grpo, online_rlhf")
+            "dpo, expert_iteration, grpo, online_rlhf, online_rlhf_gold")
 JSON_FORMATS = "a JSON list of records or JSON Lines (one record per line)"
 # A file that cannot be read even by root, who ignores permission bits: reading /proc/self/mem from its start fails
 # with EIO, because no process maps address 0. A symlink to it stands in for an unreadable preset or data file.

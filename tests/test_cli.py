@@ -12,7 +12,7 @@ from harness.run import main
 
 BAD_COMMAND_LINES = [
     (["--methods", "quark"], "--methods: unknown method 'quark'; choose from sft, ppo, best_of_n, rlp_uml, rlp_spg, "
-                             "dpo, expert_iteration, grpo, online_rlhf or all"),
+                             "dpo, expert_iteration, grpo, online_rlhf, online_rlhf_gold or all"),
     (["--methods", "ppo", "--preset", "nosuch"], "--preset: unknown preset 'nosuch'"),
     (["--methods", "ppo", "--seeds", "0"], "--seeds: must be a positive integer, got 0"),
     (["--methods", "ppo", "--seeds", "-3"], "--seeds: must be a positive integer, got -3"),

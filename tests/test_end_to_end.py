@@ -83,7 +83,7 @@ def test_no_file_of_the_run_contains_the_api_key(finished_run, stage_cache):
 def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cache):
     results = json.loads((finished_run / "results.json").read_text())
     assert list(results["methods"]) == ["sft", "ppo", "best_of_n", "rlp_uml", "rlp_spg", "dpo", "expert_iteration",
-                                        "grpo", "online_rlhf"]
+                                        "grpo", "online_rlhf", "online_rlhf_gold"]
     table = pd.read_csv(finished_run / "leaderboard.csv")
     assert list(table.columns) == LEADERBOARD_COLUMNS and list(table["method"]) == ranked_methods(results["methods"])
     # every method judged against PPO and SFT on each evaluation set, from the run's own verdicts
@@ -105,7 +105,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cach
             assert [point["step"] for point in curve] == ([0, 1, 2] if method == "grpo" else [0, 4, 8]), method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
-        if method in ("rlp_uml", "rlp_spg", "online_rlhf"):
+        if method in ("rlp_uml", "rlp_spg", "online_rlhf", "online_rlhf_gold"):
             # the mechanism check: the original and the refined reward model on the same held-out pairs of the first
             # PPO policy and of the final one, by pair kind (the tiny world's gold tells them)
             details = entry["per_seed"][0]["details"]

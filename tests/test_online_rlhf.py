@@ -15,7 +15,7 @@ from harness.core.schema import build
 from harness.core.types import PPORun, Preference
 from harness.suites.tiny import TinySuite, TinyWorldConfig
 from harness.suites.tiny.world import build_splits, parse_instruction, respond
-from methods.online_rlhf import OnlineRLHF, OnlineRLHFConfig, online_pairs
+from methods.online_rlhf import OnlineRLHF, OnlineRLHFConfig, OnlineRLHFGold, online_pairs
 
 
 def world_samples(n_instructions: int, n: int) -> tuple[list[str], list[list[str]]]:
@@ -131,8 +131,9 @@ def test_config_rejects_bad_values_naming_the_field(value):
 
 def test_gold_labels_keep_only_the_pairs_gold_decides_with_golds_label():
     instructions, samples = world_samples(300, 4)
-    trained = OnlineRLHF().train(ctx := FakeContext(OnlineRLHFConfig(pairs_per_instruction=2, labels="gold"),
-                                                    instructions, samples))
+    ctx = FakeContext(OnlineRLHFConfig(pairs_per_instruction=2), instructions, samples)
+    ctx.config.options["online_rlhf_gold"] = ctx.config.options.pop("online_rlhf")
+    trained = OnlineRLHFGold().train(ctx)
     pairs = ctx.extra_pairs.to_dict()
     triples = online_pairs(instructions, samples, 2)
     gold = ctx.suite.gold_annotator().annotate(*map(list, zip(*triples)))
@@ -142,9 +143,4 @@ def test_gold_labels_keep_only_the_pairs_gold_decides_with_golds_label():
     assert pairs["preference"] == [g for _, g in decisive]
     d = trained.diagnostics
     assert d["n_pairs"] == len(decisive) and d["gold_agreement"]["accuracy"] == 1.0 and d["gold_tie_share"] == 0
-    assert "labelled by gold (ties dropped)" in ctx.logs[-1]
-
-
-def test_config_rejects_an_unknown_labeller_naming_the_field():
-    with pytest.raises(ConfigError, match="online_rlhf.labels.*annotator.*gold"):
-        build(OnlineRLHFConfig, {"labels": "crowd"}, "online_rlhf")
+    assert trained.method == "online_rlhf_gold" and "labelled by gold (ties dropped)" in ctx.logs[-1]

@@ -81,6 +81,11 @@ def test_the_positive_control_adds_the_headroom_and_each_variant_s_share():
     lines = verdict_section(results).blocks[0].items
     assert lines[0].startswith("rlp_uml - ppo") and lines[1].startswith("headroom: online_rlhf - ppo")
     assert len(lines) == 3  # the positive control is not listed again among the other methods
+    by_pair[("online_rlhf_gold", "ppo")] = _stored("online_rlhf_gold", "ppo", 4.0, 1.0)
+    assert headroom_lines(by_pair, [])[0] == ("ceiling (gold labels): online_rlhf_gold - ppo, farm_win_rate: +4.0 "
+                                              "[+1.0, +7.0], MDE 3.0 points: better")
+    assert headroom_lines({("online_rlhf_gold", "ppo"): by_pair[("online_rlhf_gold", "ppo")]}, [])[0].startswith(
+        "ceiling (gold labels)")  # the ceiling alone, without the control
 
 
 def test_the_mechanism_tables_show_spg_pair_accuracy_and_both_reward_models_pooled(reports):

@@ -22,7 +22,7 @@ from harness.stats import Z_975
 # One colour per method in every figure (matplotlib's tab10, colour-blind safer than its defaults' order).
 METHOD_COLOURS = {"sft": "#7f7f7f", "ppo": "#1f77b4", "rlp_uml": "#2ca02c", "rlp_spg": "#d62728",
                   "best_of_n": "#9467bd", "dpo": "#8c564b", "expert_iteration": "#e377c2", "grpo": "#ff7f0e",
-                  "online_rlhf": "#17becf"}
+                  "online_rlhf": "#17becf", "online_rlhf_gold": "#9edae5"}
 OTHER_COLOURS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")  # plug-ins, by name hash
 CHANCE_ACCURACY = 0.5  # a coin flip's pairwise accuracy
 CHARACTERS_PER_INCH = 13  # legend text at font size 8, with its marker: how many label columns fit a figure

@@ -20,7 +20,7 @@ from harness.report.plots import finish
 from harness.report.sections import Figure, Paragraph, Section, Table, plus_minus
 from harness.stats import Z_975, stored_number
 
-REFINING_METHODS = ("rlp_uml", "rlp_spg", "online_rlhf")
+REFINING_METHODS = ("rlp_uml", "rlp_spg", "online_rlhf", "online_rlhf_gold")
 HALF_WIDTH = ("± is the 95% half-width, 1.96 x the standard error over the pooled pairs (binomial for an accuracy, "
               "paired for r' - r).")
 # (details key, what the pairs are samples of)

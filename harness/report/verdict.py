@@ -6,8 +6,9 @@ for the flags. Three sections, shown before the results table:
 
 - **Verdict**: PPO - SFT (RLP's question means something only where PPO beats SFT), each RLP variant - PPO, then
   every other method - PPO, on the headline win rate. Where the run has the positive control
-  (:data:`POSITIVE_CONTROL`, RLP's supervised counterpart, trained online on gold labels), the headroom
-  ``online_rlhf - ppo`` and each RLP variant's share of it recovered.
+  (:data:`POSITIVE_CONTROL`, RLP's supervised counterpart, labelled by the training annotator), the headroom
+  ``online_rlhf - ppo`` and each RLP variant's share of it recovered; where it has the gold-label ceiling
+  (:data:`GOLD_CEILING`), ``online_rlhf_gold - ppo``, the most that labels on the policy's samples gained here.
 - **Flags**: what should stop a reader trusting a number: a reward model below chance, seeds that disagree more
   than their evaluation noise allows, a refined reward model less accurate than the one it replaced.
 - **Paired comparisons**: every method against PPO and against SFT on every evaluation set, with per-seed values.
@@ -22,6 +23,7 @@ from harness.stats import comparison_line, comparison_text, comparisons_on, sign
 
 HEADLINE = "farm_win_rate"  # the metric the verdict is read on: the in-distribution set's win rate
 POSITIVE_CONTROL = "online_rlhf"  # RLP's supervised counterpart; its lead over PPO is the headroom RLP can win
+GOLD_CEILING = "online_rlhf_gold"  # the same with noise-free labels: the most on-policy labels can gain here
 CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}  # a coin flip's pairwise accuracy
 KL_SPREAD = 2.0  # a method's per-seed KL differing by this factor or more: its seeds did not train alike
 
@@ -43,7 +45,7 @@ def verdict_section(results: dict) -> Section:
             lines.append(comparison_line(by_pair[pair]))
     lines += headroom_lines(by_pair, [m for m in methods if is_rlp(m)])
     others = [by_pair[(m, "ppo")] for m in methods
-              if (m, "ppo") in by_pair and not is_rlp(m) and m != POSITIVE_CONTROL]
+              if (m, "ppo") in by_pair and not is_rlp(m) and m not in (POSITIVE_CONTROL, GOLD_CEILING)]
     lines += [comparison_line(c) for c in others]
     if not by_pair and "comparisons" not in results:
         lines.append("No paired comparisons in results.json (written before the harness stored them).")
@@ -57,11 +59,14 @@ def verdict_section(results: dict) -> Section:
 
 def headroom_lines(by_pair: dict[tuple[str, str], dict], variants: list[str]) -> list[str]:
     """With the positive control in the run: ``headroom: online_rlhf - ppo ...`` and each RLP variant's share of
-    it, ``(rlp - ppo) / (online_rlhf - ppo)``, from the point estimates; no share where no headroom is resolved."""
+    it, ``(rlp - ppo) / (online_rlhf - ppo)``, from the point estimates; no share where no headroom is resolved.
+    With the gold-label ceiling, its line first: ``ceiling (gold labels): online_rlhf_gold - ppo ...``."""
+    ceiling = by_pair.get((GOLD_CEILING, "ppo"))
+    lines = [f"ceiling (gold labels): {comparison_line(ceiling)}"] if ceiling else []
     headroom = by_pair.get((POSITIVE_CONTROL, "ppo"))
     if headroom is None:
-        return []
-    lines = [f"headroom: {comparison_line(headroom)}"]
+        return lines
+    lines.append(f"headroom: {comparison_line(headroom)}")
     if headroom["verdict"] != "better":
         return lines + [f"No headroom resolved ({POSITIVE_CONTROL} does not beat ppo), so no RLP variant's share "
                         "of it is computed."]
