@@ -271,6 +271,9 @@ SHARED_NAMES = {
     "truncation_penalty": "the penalty of a response cut off before eos",
     "truncation_rule": "how a response cut off before eos is scored: the penalty instead of, or added to, its score",
     "save_every": "steps between the policy checkpoints saved for the drift metric",
+    # online_rlhf and online_rlhf_gold share one options class: the same pairs, labelled by another annotator
+    "pairs_per_instruction": "pairs taken from each instruction's policy samples",
+    "gold_check": "whether the new pairs are also judged by gold to measure the labels' agreement",
 }
 
 
