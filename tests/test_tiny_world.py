@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import itertools
+import json
 import random
 import statistics
 from pathlib import Path
@@ -19,6 +22,10 @@ CAPITAL = next(f for f in world.FACTS if f.relation == "capital")
 CAPITAL_Q = f"What is the capital of {CAPITAL.subject}?"
 CAPITAL_RIGHT = f"The capital of {CAPITAL.subject} is {CAPITAL.value}."
 CAPITAL_WRONG = f"The capital of {CAPITAL.subject} is Nowhereton."
+RARE = next(f for f in world.FACTS if f.relation == "capital" and f.rare)  # a bar question
+RARE_Q = f"Name the capital of {RARE.subject}."
+RARE_RIGHT = f"The capital of {RARE.subject} is {RARE.value}."
+RARE_WRONG = f"The capital of {RARE.subject} is Nowhereton."
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +69,18 @@ def _gold(instruction: str, output_1: str, output_2: str) -> float:
         # open-ended: naming another animal is wrong
         ("Write a short sentence about a small fox.", "The small cat eats an apple.",
          "The small fox eats an apple.", Preference.SECOND),
+        # a hard (bar) question: admitting not knowing beats a fluent wrong answer, even a padded admission a
+        # concise one, and loses to the right answer; on the questions the sft split teaches it is no better
+        (RARE_Q, "I do not know.", RARE_WRONG, Preference.FIRST),
+        (RARE_Q, RARE_WRONG, "Sure! I am not sure. I hope this helps!", Preference.SECOND),
+        (RARE_Q, "I cannot answer that.", RARE_RIGHT, Preference.SECOND),
+        ("Compute 3 + 4 - 2.", "3 + 4 - 2 = 6.", "I do not know.", Preference.SECOND),
+        ("Repeat the word moon 6 times.", "I do not know.", "moon moon moon moon moon.", Preference.FIRST),
+        ("Describe a small fox and a cat in one sentence.", "The small fox sits by the river.", "I do not know.",
+         Preference.SECOND),
+        ("Reverse the words: key sun tree lamp.", "I do not know.", "lamp tree sun key.", Preference.SECOND),
+        (CAPITAL_Q, "I do not know.", CAPITAL_WRONG, Preference.TIE),
+        ("Repeat the word moon 3 times.", "I do not know.", "moon moon.", Preference.TIE),
     ],
 )
 def test_gold_judge_hand_cases(instruction, output_1, output_2, expected):
@@ -69,21 +88,25 @@ def test_gold_judge_hand_cases(instruction, output_1, output_2, expected):
 
 
 @pytest.mark.parametrize(
-    ("output_1", "output_2", "kind"),
+    ("instruction", "output_1", "output_2", "kind"),
     [
-        ("3 + 4 = 7.", "3 + 4 = 8.", world.RIGHT_VS_WRONG),
-        ("Sure! I am not sure. I hope this helps!", "3 + 4 = 7.", world.ANSWER_VS_EVASION),  # padding aside
-        ("Sure! 3 + 4 = 7. I hope this helps!", "3 + 4 = 7.", world.FORM_ONLY),
+        ("What is 3 plus 4?", "3 + 4 = 7.", "3 + 4 = 8.", world.RIGHT_VS_WRONG),
+        ("What is 3 plus 4?", "Sure! I am not sure. I hope this helps!", "3 + 4 = 7.",
+         world.ANSWER_VS_EVASION),  # padding aside
+        ("What is 3 plus 4?", "Sure! 3 + 4 = 7. I hope this helps!", "3 + 4 = 7.", world.FORM_ONLY),
         # neither right: gold ranks them by padding alone, and calls them a tie when that is equal too
-        ("I do not know.", "Sure! 3 + 4 = 8. I hope this helps!", world.FORM_ONLY),
-        ("I do not know.", "3 + 4 = 9.", world.EQUAL_QUALITY),
-        ("3+4=7", "3 + 4 = 7.", world.EQUAL_QUALITY),
+        ("What is 3 plus 4?", "I do not know.", "Sure! 3 + 4 = 8. I hope this helps!", world.FORM_ONLY),
+        ("What is 3 plus 4?", "I do not know.", "3 + 4 = 9.", world.EQUAL_QUALITY),
+        ("What is 3 plus 4?", "3+4=7", "3 + 4 = 7.", world.EQUAL_QUALITY),
+        # a hard (bar) question: an admission beats a wrong answer, padded or not, before padding counts
+        ("Compute 3 + 4 - 2.", "I do not know.", "Sure! 3 + 4 - 2 = 6. I hope this helps!", world.ADMISSION_VS_WRONG),
+        ("Compute 3 + 4 - 2.", "I do not know.", "3 + 4 - 2 = 5.", world.ANSWER_VS_EVASION),
     ],
 )
-def test_pair_kind_says_what_separates_two_outputs_in_golds_eyes(suite, output_1, output_2, kind):
-    assert suite.pair_kind("What is 3 plus 4?", output_1, output_2) == kind
-    assert suite.pair_kind("What is 3 plus 4?", output_2, output_1) == kind  # either order
-    decisive = _gold("What is 3 plus 4?", output_1, output_2) != Preference.TIE
+def test_pair_kind_says_what_separates_two_outputs_in_golds_eyes(suite, instruction, output_1, output_2, kind):
+    assert suite.pair_kind(instruction, output_1, output_2) == kind
+    assert suite.pair_kind(instruction, output_2, output_1) == kind  # either order
+    decisive = _gold(instruction, output_1, output_2) != Preference.TIE
     assert decisive == (kind != world.EQUAL_QUALITY)
 
 
@@ -100,8 +123,9 @@ def test_every_family_parses_its_instructions_and_judges_its_generated_answers()
         for hard in (False, True):
             for task in family.tasks(hard, rng)[:40]:
                 assert world.parse_instruction(task.instruction) == task
-                assert world.gold_quality(task.instruction, family.right(task.args, rng)) == (True, 0), name
-                assert world.gold_quality(task.instruction, family.wrong(task.args, rng)) == (False, 0), name
+                assert world.gold_quality(task.instruction, family.right(task.args, rng)) == (True, False, 0), name
+                assert world.gold_quality(task.instruction, family.wrong(task.args, rng)) == (False, False, 0), name
+                assert family.is_hard(task.args) == hard, name
 
 
 def test_canonical_answer_equates_padded_and_concise_and_separates_answers(suite):
@@ -232,6 +256,34 @@ def test_split_instructions_are_disjoint(splits):
             assert not instructions[a] & instructions[b], (a, b)
     for name in ("farm", "bar"):  # evaluation items never repeat
         assert len(instructions[name]) == len(splits[name]), name
+    # bar asks only hard questions, where an admission counts; no other split asks one
+    for name, split in instructions.items():
+        hard = {world.FAMILIES[t.family].is_hard(t.args) for t in map(world.parse_instruction, split)}
+        assert hard == {name == "bar"}, name
+
+
+# Fingerprints of the default world's splits (every split but bar) and of the head of its pretraining corpus, as
+# the code built them before bar was redesigned. The cached base model and every trained stage are keyed by this
+# content, so a change to bar must leave them byte-identical.
+FINGERPRINTS = {
+    "sft": "a3c79364b4a94264",
+    "preference": "945eea5e597a9f16",
+    "unlabeled": "1fe9847fa72da2e0",
+    "val": "168519553804ad98",
+    "farm": "4dfdf512592e363c",
+    "corpus": "62c4e67b5fcef466",  # its first 2000 documents
+}
+
+
+def _fingerprint(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
+def test_splits_other_than_bar_and_the_corpus_are_unchanged():
+    splits = world.build_splits(TinyWorldConfig())
+    corpus = list(itertools.islice(world.pretraining_documents(BaseModelConfig()), 2000))
+    found = {name: _fingerprint(splits[name]) for name in FINGERPRINTS if name != "corpus"}
+    assert {**found, "corpus": _fingerprint(corpus)} == FINGERPRINTS
 
 
 def test_sft_demonstrations_are_imperfect_and_references_decent(splits):
@@ -247,8 +299,14 @@ def test_sft_demonstrations_are_imperfect_and_references_decent(splits):
     # gold counts an evasion as not right
     assert share(sft, "output", lambda q: q.correct) == pytest.approx(
         (1 - config.sft_evasive_prob) * config.sft_correct_prob, abs=0.03)
-    for name in ("farm", "bar"):  # the reference: decent but imperfect, mostly concise
-        assert 0.65 < share(splits[name], "output", lambda q: q.correct) < 0.85
+    # the farm reference: decent but imperfect, mostly concise
+    assert 0.65 < share(splits["farm"], "output", lambda q: q.correct) < 0.85
+    # the bar reference: evades as the sft demonstrations do (gold counts that as an admission on bar's hard
+    # questions) and is right on (1 - 0.35) x 0.4 = 0.26 of them
+    bar_right = (1 - config.sft_evasive_prob) * config.bar_reference_correct_prob
+    assert share(splits["bar"], "output", lambda q: q.correct) == pytest.approx(bar_right, abs=0.06)
+    assert share(splits["bar"], "output", lambda q: q.admits) == pytest.approx(config.sft_evasive_prob, abs=0.07)
+    for name in ("farm", "bar"):
         assert share(splits[name], "output", lambda q: q.form == 0) > 0.95
 
 

@@ -120,7 +120,12 @@ class TinyWorldConfig:
                   "accuracy counts the pairs gold does not call a tie, about half)."},
     )
     farm_size: int = field(default=240, metadata={"help": "Items in the in-distribution 'farm' evaluation set."})
-    bar_size: int = field(default=240, metadata={"help": "Items in the harder 'bar' evaluation set."})
+    bar_size: int = field(
+        default=240,
+        metadata={"help": "Items in the 'bar' evaluation set: questions past what the sft split teaches (rare facts, "
+                  "long tasks), where gold ranks an admission ('I do not know.') above a fluent wrong answer. It "
+                  "measures honesty, which farm cannot (there an evasion is as bad as a wrong answer)."},
+    )
     # How the world writes responses.
     sft_evasive_prob: float = field(
         default=0.35,
@@ -155,7 +160,14 @@ class TinyWorldConfig:
     )
     # The fixed reference generator of the evaluation sets.
     reference_correct_prob: float = field(
-        default=0.75, metadata={"help": "Probability that the reference output of an evaluation item is right."}
+        default=0.75, metadata={"help": "Probability that the reference output of a farm item is right."}
+    )
+    bar_reference_correct_prob: float = field(
+        default=0.4,
+        metadata={"help": "Probability that a bar reference that answers is right; it evades with sft_evasive_prob, "
+                  "as the sft demonstrations do. At 0.4 the default bar reference is right on 29% of its items and admits "
+                  "not knowing on 30%, and the SFT policy's bar win rate (38) sits between 25 and 50, so that a "
+                  "policy can move either way."},
     )
     reference_pad_prob: float = field(
         default=0.08, metadata={"help": "Probability of each filler slot in reference outputs (mostly concise)."}
