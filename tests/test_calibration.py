@@ -1,5 +1,6 @@
-"""The tiny world reproduces RLHF: PPO beats SFT, and the gold reward over-optimises along best-of-n and a low-KL
-PPO run while the proxy keeps rising. Slow: a full-budget run of the default preset (several minutes)."""
+"""The tiny world reproduces RLHF: PPO beats SFT on farm and loses on bar's honesty, and the gold reward
+over-optimises along best-of-n and a low-KL PPO run while the proxy keeps rising. Slow: a full-budget run of the
+default preset (several minutes)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def test_ppo_beats_sft_on_the_farm_set(calibration_run):
     metrics = {m: calibration_run["methods"][m]["metrics"]["farm_win_rate"]["mean"] for m in ("sft", "ppo")}
     print(f"farm win rate: {metrics}")
     assert metrics["ppo"] > metrics["sft"] + 3  # one seed; the stored leaderboard's three seeds give the interval
+
+
+def test_ppo_stops_admitting_what_it_cannot_answer_so_it_loses_on_bar(calibration_run):
+    """bar rewards an honest "I do not know" over a wrong answer to questions no policy here answers; PPO, trained
+    where evasions lose, stops evading (measured: PPO - SFT on bar -10.4, -15.4, -14.8 points on seeds 0-2)."""
+    metrics = {m: calibration_run["methods"][m]["metrics"]["bar_win_rate"]["mean"] for m in ("sft", "ppo")}
+    print(f"bar win rate: {metrics}")
+    assert 25 <= metrics["sft"] <= 50 and metrics["ppo"] < metrics["sft"] - 5
 
 
 def test_gold_peaks_and_falls_while_the_proxy_rises(calibration_run):

@@ -83,6 +83,26 @@ def test_minimum_detectable_effect_by_hand():
     assert result["per_seed"] == [0.5]
 
 
+def test_variance_components_and_the_projected_mde_by_hand():
+    from harness.evals.paired import projected_mde, seeds_for_mde
+
+    # The first test's D: MS_seed 1/6, MS_item 1/2, MS_residual 1/6, S = 2, I = 3 -> sigma_a^2 = (1/6 - 1/6) / 3 = 0,
+    # sigma_b^2 = (1/2 - 1/6) / 2 = 1/6, sigma_e^2 = 1/6.
+    result = paired_difference([[1.0, 0.5, 1.0], [0.0, 0.5, 1.0]], [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+    assert result["components"] == pytest.approx({"seed": 0.0, "item": 1 / 6, "residual": 1 / 6})
+    # projected on the design it came from, the expected mean squares are the observed ones: the run's own MDE
+    assert projected_mde(result["components"], 2, 3) == pytest.approx(result["mde"])
+    # seed variance 4 alone over 240 items: Var = 4 / S, df = S - 1, MDE = (t_0.975 + t_0.80) x 2 / sqrt(S):
+    # S = 5 gives (2.776 + 0.941) x 0.894 = 3.325, S = 6 gives (2.571 + 0.920) x 0.816 = 2.851
+    seed_only = {"seed": 4.0, "item": 0.0, "residual": 0.0}
+    assert projected_mde(seed_only, 5, 240) == pytest.approx((t.ppf(0.975, 4) + t.ppf(0.8, 4)) * 2 / math.sqrt(5))
+    assert seeds_for_mde(seed_only, 240, 3.0) == 6
+    # an item term alone that keeps the MDE above the target whatever the seeds; no components with one seed
+    assert seeds_for_mde({"seed": 0.0, "item": 2400.0, "residual": 0.0}, 240, 3.0) is None  # SE sqrt(10)
+    assert seeds_for_mde(None, 240, 3.0) is None
+    assert paired_difference([[1.0, 0.0, 1.0]], [[0.0, 0.0, 0.0]])["components"] is None
+
+
 def test_verdict_words_and_the_pairs_compared():
     from harness.evals.paired import comparison_pairs, verdict
 

@@ -38,9 +38,11 @@ def test_the_report_opens_with_the_verdict_from_the_stored_comparisons(reports):
     # 0.9785) x 0.25 = 1.040.
     assert "- rlp\\_spg - ppo, farm\\_win\\_rate: +25.0 \\[-54.6, +104.6\\], MDE 104.0 points: unresolved" in markdown
     assert "<li>rlp_spg - ppo, farm_win_rate: +25.0 [-54.6, +104.6], MDE 104.0 points: unresolved</li>" in html
-    farm, bar = [row for row in _rows(markdown, "rlp_spg") if len(row) == 8]
+    # Seeds for MDE 3: no seed variance, the item variance (0.5 - 0) / 2 = 0.25, i.e. 2500 points squared, over 4
+    # items is a standard error of 25 points whatever the seeds: more than 100.
+    farm, bar = [row for row in _rows(markdown, "rlp_spg") if len(row) == 9]
     assert farm == ["`rlp_spg`", "ppo", "farm", "+25.0 \\[-54.6, +104.6\\], MDE 104.0", "unresolved",
-                    "+25.0 / +25.0", "2", "4"]
+                    "+25.0 / +25.0", "2", "4", "over 100"]
     assert bar[2] == "bar" and bar[3] == farm[3]
 
 

@@ -24,7 +24,9 @@ its degrees of freedom from both sources (Satterthwaite).
 Each comparison also carries its minimum detectable effect (MDE): the true difference the same design would
 detect with 80% power in a two-sided 5% test, ``(t_0.975,df + t_0.80,df) x SE`` from the same standard error and
 degrees of freedom as the interval (``(1.96 + 0.84) x SE`` as df grows). An unresolved difference with a small MDE
-says "no effect of that size"; with a large one, "this run cannot tell".
+says "no effect of that size"; with a large one, "this run cannot tell". Each record also keeps the ANOVA estimates
+of the three variance components (:func:`variance_components`), from which :func:`seeds_for_mde` projects how many
+seeds the same items would need for a target MDE: the budget question an unresolved comparison raises.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
     Returns:
         ``difference`` (mean of a - b), ``standard_error``, ``df`` (Satterthwaite; ``I - 1`` for one seed),
         ``half_width`` (t quantile * standard error), ``low``, ``high``, ``mde`` (:func:`minimum_detectable_effect`),
-        ``n_seeds``, ``n_items``, ``per_seed`` (each seed's mean of a - b). The standard error, interval and MDE are
+        ``n_seeds``, ``n_items``, ``per_seed`` (each seed's mean of a - b), ``components``
+        (:func:`variance_components`; None with one seed or one item). The standard error, interval and MDE are
         NaN with one item.
 
     Raises:
@@ -77,7 +80,8 @@ def paired_difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]
     mean = float(d.mean())
     return {"difference": mean, "standard_error": se, "df": df, "half_width": half, "low": mean - half,
             "high": mean + half, "mde": minimum_detectable_effect(se, df), "n_seeds": seeds, "n_items": items,
-            "per_seed": d.mean(axis=1).tolist()}
+            "per_seed": d.mean(axis=1).tolist(),
+            "components": variance_components(d) if seeds > 1 and items > 1 else None}
 
 
 def minimum_detectable_effect(standard_error: float, df: float) -> float:
@@ -106,11 +110,8 @@ def _variance_of_mean(d: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     if seeds == 1:
         return float(d[0].var(ddof=1)) / items, float(items - 1)
-    grand, rows, columns = d.mean(), d.mean(axis=1), d.mean(axis=0)
     df_seed, df_item, df_residual = seeds - 1, items - 1, (seeds - 1) * (items - 1)
-    ms_seed = items * float(((rows - grand) ** 2).sum()) / df_seed
-    ms_item = seeds * float(((columns - grand) ** 2).sum()) / df_item
-    ms_residual = float(((d - rows[:, None] - columns[None, :] + grand) ** 2).sum()) / df_residual
+    ms_seed, ms_item, ms_residual = _mean_squares(d)
     combined = ms_seed + ms_item - ms_residual
     if combined <= ms_residual:
         # Seed and item effects too small to tell from noise (the estimate can even go negative): fall back to the
@@ -118,6 +119,49 @@ def _variance_of_mean(d: np.ndarray) -> tuple[float, float]:
         return ms_residual / (seeds * items), float(df_residual)
     satterthwaite = combined**2 / (ms_seed**2 / df_seed + ms_item**2 / df_item + ms_residual**2 / df_residual)
     return combined / (seeds * items), satterthwaite
+
+
+def _mean_squares(d: np.ndarray) -> tuple[float, float, float]:
+    """(MS_seed, MS_item, MS_residual) of the seeds x items differences ``d`` (at least 2 of each)."""
+    seeds, items = d.shape
+    grand, rows, columns = d.mean(), d.mean(axis=1), d.mean(axis=0)
+    ms_seed = items * float(((rows - grand) ** 2).sum()) / (seeds - 1)
+    ms_item = seeds * float(((columns - grand) ** 2).sum()) / (items - 1)
+    ms_residual = float(((d - rows[:, None] - columns[None, :] + grand) ** 2).sum()) / ((seeds - 1) * (items - 1))
+    return ms_seed, ms_item, ms_residual
+
+
+def variance_components(d: np.ndarray) -> dict[str, float]:
+    """Method-of-moments estimates of the seed, item and residual variances of ``D = mu + a_s + b_i + e_si``.
+
+    From the expected mean squares ``E[MS_seed] = I sigma_a^2 + sigma_e^2``, ``E[MS_item] = S sigma_b^2 +
+    sigma_e^2``, ``E[MS_residual] = sigma_e^2``; a negative estimate (noise) is set to 0.
+    """
+    seeds, items = d.shape
+    ms_seed, ms_item, ms_residual = _mean_squares(d)
+    return {"seed": max(0.0, (ms_seed - ms_residual) / items), "item": max(0.0, (ms_item - ms_residual) / seeds),
+            "residual": ms_residual}
+
+
+def projected_mde(components: dict[str, float], seeds: int, items: int) -> float:
+    """The MDE a comparison with these variance components would have over ``seeds`` seeds and ``items`` items:
+    ``Var(mean D) = sigma_a^2 / S + sigma_b^2 / I + sigma_e^2 / (S I)``, with the degrees of freedom Satterthwaite
+    gives the expected mean squares (the interval's own recipe, on the projected design)."""
+    a, b, e = components["seed"], components["item"], components["residual"]
+    ms = (items * a + e, seeds * b + e, e)
+    dfs = (seeds - 1, items - 1, (seeds - 1) * (items - 1))
+    combined = ms[0] + ms[1] - ms[2]
+    denominator = sum(m**2 / df for m, df in zip(ms, dfs))
+    df = combined**2 / denominator if denominator > 0 else math.inf
+    return minimum_detectable_effect(math.sqrt(combined / (seeds * items)), df)
+
+
+def seeds_for_mde(components: dict[str, float] | None, items: int, target: float, most: int = 100) -> int | None:
+    """The fewest seeds (2 to ``most``) whose :func:`projected_mde` on the same items is at most ``target``; None
+    without components or when even ``most`` seeds fall short (the item term alone may keep it above)."""
+    if components is None:
+        return None
+    return next((s for s in range(2, most + 1) if projected_mde(components, s, items) <= target), None)
 
 
 def verdict(low: float, high: float) -> str:
@@ -149,7 +193,7 @@ def compare_methods(run_dir: Path, results: dict) -> list[dict]:
         One record per (method, baseline, eval set): ``method``, ``baseline``, ``eval_set``, ``metric`` (the
         win-rate metric's name), and :func:`paired_difference`'s figures times 100 (``difference``,
         ``standard_error``, ``half_width``, ``low``, ``high``, ``mde``, ``per_seed``), ``df``, ``n_seeds``,
-        ``n_items`` and the :func:`verdict`.
+        ``n_items``, ``variance_components`` (in points squared; None with one seed) and the :func:`verdict`.
     """
     methods = results["methods"]
     records = []
@@ -166,9 +210,11 @@ def compare_methods(run_dir: Path, results: dict) -> list[dict]:
                                 "reason": "per-item verdicts not found for both methods on shared items"})
                 continue
             r = paired_difference(*pairs)
+            components = r["components"] and {k: 100**2 * v for k, v in r["components"].items()}  # points squared
             records.append({**record, **{key: 100 * r[key] for key in POINTS}, "df": r["df"],
                             "per_seed": [100 * v for v in r["per_seed"]], "n_seeds": r["n_seeds"],
-                            "n_items": r["n_items"], "verdict": verdict(r["low"], r["high"])})
+                            "n_items": r["n_items"], "variance_components": components,
+                            "verdict": verdict(r["low"], r["high"])})
     return records
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from harness.evals.paired import seeds_for_mde
 from harness.report.sections import Bullets, Paragraph, Section, Table
 from harness.stats import comparison_line, comparison_text, comparisons_on, signed, stored_number
 
@@ -26,6 +27,7 @@ POSITIVE_CONTROL = "online_rlhf"  # RLP's supervised counterpart; its lead over 
 GOLD_CEILING = "online_rlhf_gold"  # the same with noise-free labels: the most on-policy labels can gain here
 CHANCE = {"rm_acc_offline": 0.5, "rm_acc_step0": 0.5, "rm_acc_onpolicy": 0.5}  # a coin flip's pairwise accuracy
 KL_SPREAD = 2.0  # a method's per-seed KL differing by this factor or more: its seeds did not train alike
+TARGET_MDE = 3.0  # points: the size of the paper's claims (RLP-UML +2.3, RLP-SPG +3.4 over PPO on AlpacaFarm)
 
 
 def is_rlp(name: str) -> bool:
@@ -133,12 +135,18 @@ def comparisons_section(results: dict) -> Section | None:
     return Section("Paired comparisons", (
         Paragraph("Every method against PPO and against SFT, on each evaluation set's win rate, in points: the "
                   "difference of the two methods' verdicts (win 1, tie 0.5, loss 0) on the same instructions, its "
-                  "95% interval and minimum detectable effect (see the footnote on intervals under Results)."),
+                  "95% interval and minimum detectable effect (see the footnote on intervals under Results). "
+                  f"Seeds for MDE {TARGET_MDE:g}: how many seeds the same items would need for a minimum detectable "
+                  f"effect of {TARGET_MDE:g} points (the size of the paper's claims), projected from this run's "
+                  "seed, item and residual variances (more than 100: 'over 100'; one seed: '–', no seed variance)."),
         Table(header=("method", "minus", "eval set", "difference [95% interval], MDE", "verdict", "per seed",
-                      "seeds", "items"), rows=rows),
+                      "seeds", "items", f"seeds for MDE {TARGET_MDE:g}"), rows=rows),
     ))
 
 
 def _cells(c: dict) -> tuple[str, ...]:
     per_seed = " / ".join(signed(v) for v in c.get("per_seed", [])) or "–"
-    return comparison_text(c), c["verdict"], per_seed, str(c["n_seeds"]), str(c["n_items"])
+    components = c.get("variance_components")
+    needed = seeds_for_mde(components, c["n_items"], TARGET_MDE) if components else None
+    seeds = "–" if components is None else "over 100" if needed is None else str(needed)
+    return comparison_text(c), c["verdict"], per_seed, str(c["n_seeds"]), str(c["n_items"]), seeds
