@@ -103,6 +103,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cach
             # (save_every=1, 2 steps)
             curve = entry["per_seed"][0]["details"]["drift"]["curve"]
             assert [point["step"] for point in curve] == ([0, 1, 2] if method == "grpo" else [0, 4, 8]), method
+            assert set(curve[0]["by_kind"]) <= set(world.PAIR_KINDS) - {world.EQUAL_QUALITY}, method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
         if method in ("rlp_uml", "rlp_spg", "online_rlhf", "online_rlhf_gold"):
@@ -122,6 +123,7 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cach
     assert [p["step"] for p in curves["grpo"]] == [0, 1, 2]  # GRPO's checkpoints beside PPO's
     report = (finished_run / "report.md").read_text()
     assert "## Over-optimisation" in report and "## Verdict" in report and "## RLP's mechanism" in report
+    assert "## Reward-model accuracy on the policy's own samples, by pair kind" in report
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0

@@ -157,3 +157,27 @@ def test_pooled_agreement_by_hand():
     pooled = pooled_agreement([{"n": 4, "n_ties": 1, "n_agree": 3}, {"n": 2, "n_ties": 2, "n_agree": 0}])
     assert (pooled["accuracy"], pooled["decisive"], pooled["ties"]) == (1.0, 3, 3)
     assert pooled["standard_error"] == 0.0
+
+
+def test_the_drift_by_pair_kind_pools_both_ends_over_seeds():
+    from harness.report.drift import drift_kind_section
+
+    def point(step, accuracy, n, **kinds):
+        return {"step": step, "accuracy": accuracy, "n": n,
+                "by_kind": {k.replace("_", " "): {"accuracy": a, "n": m} for k, (a, m) in kinds.items()}}
+
+    curves = [[point(0, 0.8, 10, answer_vs_evasion=(1.0, 5), right_vs_wrong=(0.6, 5)),
+               point(8, 0.5, 10, right_vs_wrong=(0.5, 10))],
+              [point(0, 0.6, 10, answer_vs_evasion=(0.8, 5), right_vs_wrong=(0.4, 5)),
+               point(8, 0.5, 10, right_vs_wrong=(0.5, 10))]]
+    results = {"methods": {"sft": {"per_seed": [{"details": {}}]},
+                           "ppo": {"per_seed": [{"details": {"drift": {"curve": c}}} for c in curves]}}}
+    rows = drift_kind_section(results).blocks[1].rows
+    # step 0, all pairs: (8 + 6) / 20 = 0.7, 1.96 x sqrt(0.7 x 0.3 / 20) = 0.201; answer vs evasion (5 + 4) / 10 =
+    # 0.9, 1.96 x sqrt(0.09 / 10) = 0.186; right vs wrong (3 + 2) / 10 = 0.5, 1.96 x sqrt(0.025) = 0.310
+    assert rows[:3] == (("ppo", "SFT policy (step 0)", "all judged pairs", "0.700 ± 0.201", "20"),
+                        ("ppo", "SFT policy (step 0)", "answer vs evasion", "0.900 ± 0.186", "10"),
+                        ("ppo", "SFT policy (step 0)", "right vs wrong", "0.500 ± 0.310", "10"))
+    assert rows[3:] == (("ppo", "final checkpoint", "all judged pairs", "0.500 ± 0.219", "20"),
+                        ("ppo", "final checkpoint", "right vs wrong", "0.500 ± 0.219", "20"))
+    assert drift_kind_section({"methods": {"sft": {"per_seed": [{"details": {}}]}}}) is None

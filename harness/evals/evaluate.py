@@ -23,7 +23,6 @@ from harness.core.rm_accuracy import (
     drift_metrics,
     pair_credits,
     paired_accuracy_difference,
-    pairwise_accuracy,
 )
 from harness.core.types import PPOCheckpoint, Refinement, TrainedPolicy
 from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_metric
@@ -185,7 +184,8 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
     The curve starts at step 0, the SFT policy PPO starts from. For each checkpoint: two fresh samples per held-out
     instruction (the first ``eval.drift_instructions`` of the val split; temperature 1, as PPO samples), labelled
     by the judge; the reward model is right when it scores the judge's preferred sample higher (ties reported
-    apart).
+    apart). Each point also splits the accuracy by the suite's pair kind (``by_kind``; empty where it cannot tell),
+    since an overall accuracy can hide a reward model that only spots the easy kind of pair.
 
     Returns:
         The curve: one record per checkpoint (each stage also keeps its judged pairs in ``pairs.json``).
@@ -203,11 +203,13 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
 
         def build(out: Path) -> None:
             preferences = judge.annotate(instructions, first, second)
-            accuracy = pairwise_accuracy(
-                ctx.score(trained.reward_model, instructions, first),
-                ctx.score(trained.reward_model, instructions, second),
-                preferences,
-            )
+            credits = pair_credits(ctx.score(trained.reward_model, instructions, first),
+                                   ctx.score(trained.reward_model, instructions, second), preferences)
+            kinds = [ctx.suite.pair_kind(*pair) for pair in zip(instructions, first, second)]
+            judged = sorted({k for k, c in zip(kinds, credits) if k is not None and c is not None})
+            accuracy = {**credit_accuracy(credits),
+                        "by_kind": {kind: credit_accuracy([c for c, k in zip(credits, kinds) if k == kind])
+                                    for kind in judged}}
             (out / "metrics.json").write_text(json.dumps(accuracy, indent=1))
             (out / "pairs.json").write_text(json.dumps({"instructions": instructions, "output_1": first,
                                                         "output_2": second, "preferences": list(preferences)}))
@@ -215,7 +217,7 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
         stage = ctx.stage(
             "drift",
             {"reward_model": Path(trained.reward_model), "checkpoint": Path(checkpoint.path), "judge": judge_name,
-             "samples": fingerprint(samples), "pairs_saved": True},
+             "samples": fingerprint(samples), "pairs_saved": True, "by_kind": True},
             build,
         )
         point = json.loads((stage / "metrics.json").read_text())

@@ -20,6 +20,7 @@ from harness.evals.paired import run_comparisons
 from harness.leaderboard import load_results
 from harness.provenance import collect_provenance
 from harness.report.content import build_report_data
+from harness.report.drift import drift_kind_section
 from harness.report.html import render_html
 from harness.report.markdown import APPENDIX, render_appendix, render_markdown
 from harness.report.mechanism import mechanism_section
@@ -36,8 +37,8 @@ def build_sections(run_dir: Path, results: dict) -> tuple[list[Section], list[Se
     """The sections before the results table (verdict, paired comparisons) and the analyses after the figures,
     each only where the run has data for it; figures go to ``run_dir/plots``."""
     lead = [verdict_section(results), comparisons_section(results)]
-    analyses = [overoptimisation_section(run_dir, results), mechanism_section(results),
-                refinement_section(run_dir, results)]
+    analyses = [overoptimisation_section(run_dir, results), drift_kind_section(results),
+                mechanism_section(results), refinement_section(run_dir, results)]
     return ([section for section in lead if section is not None],
             [section for section in analyses if section is not None])
 
