@@ -128,7 +128,8 @@ class OnlineRLHF:
                        "share_of_reward_data": share_of_reward_data(ctx, len(rows)),
                        **length_shares({"output_1": columns[1], "output_2": columns[2], "preference": labels})}
         if cfg.gold_check:
-            agreement = pair_accuracy(labels, ctx.suite.gold_annotator().annotate(*columns))
+            gold = labels if self.gold_labels else ctx.suite.gold_annotator().annotate(*columns)  # judged once
+            agreement = pair_accuracy(labels, gold)
             diagnostics["gold_agreement"] = agreement
             diagnostics["gold_tie_share"] = agreement["n_ties"] / len(rows) if rows else None
         refined = ctx.reward_model(extra_pairs=Dataset.from_list(rows) if rows else None)
