@@ -205,11 +205,10 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
             preferences = judge.annotate(instructions, first, second)
             credits = pair_credits(ctx.score(trained.reward_model, instructions, first),
                                    ctx.score(trained.reward_model, instructions, second), preferences)
-            kinds = [ctx.suite.pair_kind(*pair) for pair in zip(instructions, first, second)]
-            judged = sorted({k for k, c in zip(kinds, credits) if k is not None and c is not None})
+            kinds = pair_kinds(ctx, instructions, first, second)
             accuracy = {**credit_accuracy(credits),
-                        "by_kind": {kind: credit_accuracy([c for c, k in zip(credits, kinds) if k == kind])
-                                    for kind in judged}}
+                        "by_kind": {kind: credit_accuracy([credits[i] for i in rows])
+                                    for kind, rows in judged_rows_by_kind(kinds, credits).items()}}
             (out / "metrics.json").write_text(json.dumps(accuracy, indent=1))
             (out / "pairs.json").write_text(json.dumps({"instructions": instructions, "output_1": first,
                                                         "output_2": second, "preferences": list(preferences)}))
@@ -266,7 +265,7 @@ def judged_pairs(ctx: RunContext, policy: Path, instructions: list[str], judge: 
     def build(out: Path) -> None:
         pairs = {"instructions": instructions, "output_1": first, "output_2": second,
                  "preferences": list(judge.annotate(instructions, first, second)),
-                 "kinds": [ctx.suite.pair_kind(*pair) for pair in zip(instructions, first, second)]}
+                 "kinds": pair_kinds(ctx, instructions, first, second)}
         (out / "pairs.json").write_text(json.dumps(pairs))
 
     stage = ctx.stage("mechanism_pairs", {"judge": judge_name, "samples": fingerprint(samples),
@@ -295,15 +294,28 @@ def compare_reward_models(ctx: RunContext, original: Path, refined: Path, pairs:
             credits[name] = pair_credits(ctx.score(model, x, pairs["output_1"]),
                                          ctx.score(model, x, pairs["output_2"]), labels)
         result = accuracies(credits)
-        judged = {k for k, c in zip(kinds, credits["original"]) if k is not None and c is not None}
-        result["by_kind"] = {kind: accuracies({name: [c for c, k in zip(values, kinds) if k == kind]
-                                               for name, values in credits.items()})
-                             for kind in sorted(judged)}
+        result["by_kind"] = {kind: accuracies({name: [values[i] for i in rows] for name, values in credits.items()})
+                             for kind, rows in judged_rows_by_kind(kinds, credits["original"]).items()}
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
 
     stage = ctx.stage("rm_comparison", {"original": Path(original), "refined": Path(refined),
                                         "pairs": fingerprint(pairs), "by_kind": True}, build)
     return json.loads((stage / "metrics.json").read_text())
+
+
+def pair_kinds(ctx: RunContext, instructions: list[str], first: list[str], second: list[str]) -> list[str | None]:
+    """The suite's kind of each pair (:meth:`Suite.pair_kind`; None where it cannot tell)."""
+    return [ctx.suite.pair_kind(*pair) for pair in zip(instructions, first, second)]
+
+
+def judged_rows_by_kind(kinds: list[str | None], credits: list[float | None]) -> dict[str, list[int]]:
+    """The positions of the judged pairs (a credit, not an annotator tie) of each known kind, kinds sorted: what
+    every by-kind accuracy of the report is computed over."""
+    rows: dict[str, list[int]] = {}
+    for i, (kind, credit) in enumerate(zip(kinds, credits)):
+        if kind is not None and credit is not None:
+            rows.setdefault(kind, []).append(i)
+    return dict(sorted(rows.items()))
 
 
 def accuracies(credits: dict[str, list[float | None]]) -> dict:

@@ -147,6 +147,6 @@ def comparisons_section(results: dict) -> Section | None:
 def _cells(c: dict) -> tuple[str, ...]:
     per_seed = " / ".join(signed(v) for v in c.get("per_seed", [])) or "–"
     components = c.get("variance_components")
-    needed = seeds_for_mde(components, c["n_items"], TARGET_MDE) if components else None
+    needed = seeds_for_mde(components, c["n_items"], TARGET_MDE)
     seeds = "–" if components is None else "over 100" if needed is None else str(needed)
     return comparison_text(c), c["verdict"], per_seed, str(c["n_seeds"]), str(c["n_items"]), seeds
