@@ -61,6 +61,12 @@ def test_the_suite_section_is_built_once_typed_and_given_to_the_suite():
     assert config.to_dict()["suite"] == {"name": "tiny", **dataclasses.asdict(config.suite.options)}
 
 
+def test_an_unquoted_no_is_the_choice_no_not_a_boolean():
+    # YAML 1.1 reads `no` as False; where "no" is one of a field's choices, the user meant it
+    config = load_preset(PRESETS["tiny"], ["runtime.mixed_precision=no"])
+    assert config.runtime.mixed_precision == "no"
+
+
 # One bad value per validator of every section (and of each suite's options), with the exact line it gets.
 BAD_VALUES = [
     # runtime, model, generation

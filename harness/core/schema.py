@@ -160,6 +160,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(errors[0])  # a problem deeper inside the value (a list item) names that item
         raise invalid(where, value, describe(tp))
     if origin is Literal:
+        if isinstance(value, bool) and (word := "yes" if value else "no") in typing.get_args(tp):
+            return word  # YAML 1.1 reads an unquoted no (or yes) as a boolean: runtime.mixed_precision=no
         if value not in typing.get_args(tp):
             raise invalid(where, value, describe(tp))
         return value
