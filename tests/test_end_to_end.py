@@ -106,6 +106,11 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cach
             assert set(curve[0]["by_kind"]) <= set(world.PAIR_KINDS) - {world.EQUAL_QUALITY}, method
             assert metrics["kl"]["mean"] != 0, method
             assert "rm_acc_step0" in metrics and "step0_accuracy" in entry["per_seed"][0]["details"]["drift"]
+            # the length rule on the same judged pairs, at every point and on the val pairs
+            assert all(point["prefer_shorter"]["n"] == point["n"] for point in curve), method
+            val = entry["per_seed"][0]["details"]["val_pairs"]
+            assert val["prefer_shorter"]["n"] == val["reward_model"]["n"], method  # the same gold-ranked pairs
+            assert val["prefer_shorter"]["n"] + val["prefer_shorter"]["n_annotator_ties"] == 24, method
         if method in ("rlp_uml", "rlp_spg", "online_rlhf", "online_rlhf_gold"):
             # the mechanism check: the original and the refined reward model on the same held-out pairs of the first
             # PPO policy and of the final one, by pair kind (the tiny world's gold tells them)

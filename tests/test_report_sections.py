@@ -175,9 +175,32 @@ def test_the_drift_by_pair_kind_pools_both_ends_over_seeds():
     rows = drift_kind_section(results).blocks[1].rows
     # step 0, all pairs: (8 + 6) / 20 = 0.7, 1.96 x sqrt(0.7 x 0.3 / 20) = 0.201; answer vs evasion (5 + 4) / 10 =
     # 0.9, 1.96 x sqrt(0.09 / 10) = 0.186; right vs wrong (3 + 2) / 10 = 0.5, 1.96 x sqrt(0.025) = 0.310
-    assert rows[:3] == (("ppo", "SFT policy (step 0)", "all judged pairs", "0.700 ± 0.201", "20"),
-                        ("ppo", "SFT policy (step 0)", "answer vs evasion", "0.900 ± 0.186", "10"),
-                        ("ppo", "SFT policy (step 0)", "right vs wrong", "0.500 ± 0.310", "10"))
-    assert rows[3:] == (("ppo", "final checkpoint", "all judged pairs", "0.500 ± 0.219", "20"),
-                        ("ppo", "final checkpoint", "right vs wrong", "0.500 ± 0.219", "20"))
+    # a run made before the length rule was measured leaves its column blank
+    assert rows[:3] == (("ppo", "SFT policy (step 0)", "all judged pairs", "0.700 ± 0.201", "", "20"),
+                        ("ppo", "SFT policy (step 0)", "answer vs evasion", "0.900 ± 0.186", "", "10"),
+                        ("ppo", "SFT policy (step 0)", "right vs wrong", "0.500 ± 0.310", "", "10"))
+    assert rows[3:] == (("ppo", "final checkpoint", "all judged pairs", "0.500 ± 0.219", "", "20"),
+                        ("ppo", "final checkpoint", "right vs wrong", "0.500 ± 0.219", "", "20"))
     assert drift_kind_section({"methods": {"sft": {"per_seed": [{"details": {}}]}}}) is None
+
+
+def test_the_length_rule_stands_beside_the_reward_model_on_the_same_pairs():
+    from harness.report.drift import drift_kind_section
+
+    def seed(val_rm, val_shorter, step0_shorter):
+        point = {"step": 0, "accuracy": 0.6, "n": 10, "prefer_shorter": {"accuracy": step0_shorter, "n": 10},
+                 "by_kind": {"concision only": {"accuracy": 0.5, "n": 4, "prefer_shorter": {"accuracy": 1.0, "n": 4}}}}
+        return {"details": {"drift": {"curve": [point]},
+                            "val_pairs": {"reward_model": {"accuracy": val_rm, "n": 20},
+                                          "prefer_shorter": {"accuracy": val_shorter, "n": 20}}}}
+
+    results = {"methods": {"ppo": {"per_seed": [seed(0.7, 0.8, 0.3), seed(0.6, 0.6, 0.1)]}}}
+    rows = drift_kind_section(results).blocks[1].rows
+    # val: RM (14 + 12) / 40 = 0.65, 1.96 x sqrt(0.65 x 0.35 / 40) = 0.148; "prefer the shorter" (16 + 12) / 40 =
+    # 0.7, 1.96 x sqrt(0.21 / 40) = 0.142
+    assert rows[0] == ("ppo", "held-out val pairs", "all judged pairs", "0.650 ± 0.148", "0.700 ± 0.142 (shorter)",
+                       "40")
+    # step 0: "prefer the shorter" (3 + 1) / 20 = 0.2, so "prefer the longer" earns 0.8, 1.96 x sqrt(0.16 / 20)
+    # = 0.175; concision-only pairs all go to the shorter by construction
+    assert rows[1][4] == "0.800 ± 0.175 (longer)" and rows[2][2:5] == ("concision only", "0.500 ± 0.346",
+                                                                        "1.000 ± 0.000 (shorter)")

@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from harness.core.rm_accuracy import drift, pair_credits, paired_accuracy_difference, pairwise_accuracy
+from harness.core.rm_accuracy import (
+    drift,
+    length_rule,
+    pair_credits,
+    paired_accuracy_difference,
+    pairwise_accuracy,
+    prefer_shorter_credits,
+)
 from harness.core.types import Preference
 
 FIRST, SECOND, TIE = Preference.FIRST, Preference.SECOND, Preference.TIE
@@ -136,3 +143,13 @@ def test_paired_difference_of_two_reward_models_on_the_same_pairs_by_hand():
 def test_drift_rejects_a_malformed_curve(curve, message):
     with pytest.raises(ValueError, match=message):
         drift(curve)
+
+
+def test_the_length_rule_by_hand():
+    # words: 1 vs 3 (gold prefers the first: the shorter), 4 vs 2 (gold the first: the longer), 2 vs 2 (equal
+    # lengths: half), a gold tie (left out)
+    credits = prefer_shorter_credits(["a", "a b c d", "a b", "a"], ["a b c", "a b", "c d", "a b"],
+                                     [Preference.FIRST, Preference.FIRST, Preference.SECOND, Preference.TIE])
+    assert credits == [1.0, 0.0, 0.5, None]
+    assert length_rule(0.5) == (0.5, "shorter")
+    assert length_rule(0.25) == (0.75, "longer") and length_rule(0.8) == (0.8, "shorter")

@@ -31,7 +31,8 @@ from harness.suites.verifiable.constraints import (
     is_met,
 )
 
-SMALL = dict(sft_size=300, preference_size=1500, unlabeled_size=100, val_size=100, farm_size=100, bar_size=100)
+SIZES = dict(sft_size=300, preference_size=1500, unlabeled_size=100, val_size=100, farm_size=100, bar_size=100)
+SMALL = dict(SIZES, pairs_from_policy=False)  # the writer's pairs, whose labels these tests check
 TRAINING_SPLITS = ("sft", "preference", "unlabeled", "val", "farm")
 
 
@@ -166,11 +167,20 @@ def test_canonical_answer_ignores_format():
 
 
 def test_splits_have_the_configured_sizes_and_schemas(splits):
-    assert {name: len(data) for name, data in splits.items()} == {k.removesuffix("_size"): v for k, v in SMALL.items()}
+    assert {name: len(data) for name, data in splits.items()} == {k.removesuffix("_size"): v for k, v in SIZES.items()}
     assert splits["preference"].column_names == ["instruction", "output_1", "output_2", "preference"]
     assert set(splits["preference"]["preference"]) == {1, 2}
     assert set(splits["val"]["preference"]) == {1, 2}  # val pairs always differ in gold quality
     assert set(splits["bar"]["generator"]) == {world.REFERENCE_GENERATOR}
+
+
+def test_pairs_from_the_policy_leave_instructions_only_and_the_other_splits_as_they_were(splits):
+    policy = VerifiableSuite(VerifiableConfig(**SIZES)).splits()  # pairs_from_policy is the default
+    for name in ("preference", "val"):
+        assert policy[name].column_names == ["instruction"]
+        assert policy[name]["instruction"] == splits[name]["instruction"]
+    for name in ("sft", "unlabeled", "farm", "bar"):
+        assert policy[name].to_list() == splits[name].to_list(), name
 
 
 def test_every_instruction_is_distinct_across_splits(splits):
@@ -200,7 +210,8 @@ def test_generator_is_deterministic_for_a_seed_and_differs_across_seeds():
 def test_config_rejects_bad_values_naming_the_field():
     for kwargs, name in [({"flip_rate": 1.5}, "flip_rate"), ({"max_constraints": 5}, "max_constraints"),
                          ({"farm_size": 0}, "farm_size"), ({"bar_share": 1.0}, "bar_share"),
-                         ({"mmlu_limit_per_subject": 0}, "mmlu_limit_per_subject")]:
+                         ({"mmlu_limit_per_subject": 0}, "mmlu_limit_per_subject"),
+                         ({"pair_temperature": 0}, "pair_temperature")]:
         with pytest.raises(ValueError, match=name):
             VerifiableConfig(**kwargs)
 
@@ -219,14 +230,31 @@ BEES = "Tell me about honey bees. Answer in at most 15 words. Do not use any com
         # on topic comes first: half the constraints met about bees beats all met about trains
         ("Trains carry people and goods along steel rails.", "Bees visit flowers, collecting nectar.",
          Preference.SECOND),
-        # equally compliant: fewer words win (3 against 8)
-        ("Bees visit flowers to collect nectar and pollen.", "Bees make honey.", Preference.SECOND),
-        # same share, same number of words: a tie
-        ("Bees make honey.", "Bees store honey.", Preference.TIE),
+        # equally compliant: less filler wins, whatever the length
+        ("Of course! Bees make honey.", "Bees visit flowers to collect nectar and pollen.", Preference.SECOND),
+        ("Bees make honey. I HOPE THIS HELPS!", "Great question! Bees make honey. I hope this helps!",
+         Preference.FIRST),
+        # equally compliant, no filler: a tie, however the lengths differ (3 words against 8)
+        ("Bees visit flowers to collect nectar and pollen.", "Bees make honey.", Preference.TIE),
     ],
 )
-def test_gold_judge_orders_topic_then_share_then_concision(output_1, output_2, expected):
+def test_gold_judge_orders_topic_then_share_then_filler(output_1, output_2, expected):
     assert GoldJudge().annotate([BEES], [output_1], [output_2]) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("output_1", "output_2", "kind"),
+    [
+        ("Trains carry people and goods along steel rails.", "Bees visit flowers, collecting nectar.",
+         "on vs off topic"),
+        ("Bees visit flowers to collect nectar and pollen.", "Bees visit flowers, collecting nectar.",
+         "constraints met"),
+        ("Of course! Bees make honey.", "Bees make honey.", "filler only"),
+        ("Bees visit flowers to collect nectar and pollen.", "Bees make honey.", "equal quality"),
+    ],
+)
+def test_pair_kind_names_the_term_that_decides_gold(suite, output_1, output_2, kind):
+    assert suite.pair_kind(BEES, output_1, output_2) == kind
 
 
 def _decided_pairs(splits) -> tuple[list[str], list[str], list[str], list[float]]:
@@ -249,8 +277,7 @@ def test_training_annotator_flips_a_quarter_of_the_gold_labels(splits):
 
 def test_training_annotator_keeps_gold_against_length_where_gold_ranks(suite, splits):
     """The length bias acts only where gold calls a tie (:class:`harness.suites.annotators.LengthBiasedAnnotator`).
-    The verifiable gold judge prefers fewer words among equally compliant outputs, so a pair of unequal length is
-    never a tie: where the longer output is the gold-worse one, the labels pick it by the flips alone."""
+    Where gold ranks a pair and the longer output is the gold-worse one, the labels pick it by the flips alone."""
     instructions, firsts, seconds, gold = _decided_pairs(splits)
     longer = [Preference.FIRST if len(a.split()) > len(b.split()) else Preference.SECOND
               for a, b in zip(firsts, seconds)]

@@ -103,6 +103,26 @@ def pair_credits(
     return credits
 
 
+def prefer_shorter_credits(
+    outputs_1: Sequence[str], outputs_2: Sequence[str], preferences: Sequence[float]
+) -> list[float | None]:
+    """:func:`pair_credits` of the length rule "prefer the output with fewer words", a reward model that reads
+    length alone: the baseline a learnt reward model must beat before it can be said to judge quality.
+
+    Its opposite, "prefer the longer", earns 1 - credit on every judged pair (equal lengths: 0.5 either way), so
+    this one record gives both rules' accuracies (see :func:`length_rule`).
+    """
+    return pair_credits([-len(o.split()) for o in outputs_1], [-len(o.split()) for o in outputs_2], preferences)
+
+
+def length_rule(prefer_shorter_accuracy: float) -> tuple[float, str]:
+    """The better length rule's accuracy and its name ("shorter" or "longer") from "prefer the shorter"'s
+    accuracy on some pairs."""
+    if prefer_shorter_accuracy >= 0.5 or math.isnan(prefer_shorter_accuracy):
+        return prefer_shorter_accuracy, "shorter"
+    return 1.0 - prefer_shorter_accuracy, "longer"
+
+
 def paired_accuracy_difference(credits_a: Sequence[float | None], credits_b: Sequence[float | None]) -> dict:
     """Accuracy of reward model A minus that of B on the same judged pairs, with the paired standard error.
 

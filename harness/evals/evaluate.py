@@ -23,6 +23,7 @@ from harness.core.rm_accuracy import (
     drift_metrics,
     pair_credits,
     paired_accuracy_difference,
+    prefer_shorter_credits,
 )
 from harness.core.types import PPOCheckpoint, Refinement, TrainedPolicy
 from harness.evals.mmlu import KnowledgeEvalConfig, evaluate_knowledge, knowledge_metric
@@ -71,6 +72,8 @@ def evaluate_policy(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, j
     record["knowledge_acc"] = knowledge_metric(knowledge)
 
     record["rm_acc_offline"] = held_out_accuracy(trained)
+    if trained.reward_model is not None:
+        details["val_pairs"] = val_pairs_record(ctx, trained)
     summary = None
     if cfg.drift and trained.ppo is not None:
         summary = details["drift"] = drift(drift_curve(ctx, trained, judge, judge_name))
@@ -219,10 +222,31 @@ def drift_curve(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge
              "samples": fingerprint(samples), "pairs_saved": True, "by_kind": True},
             build,
         )
-        point = json.loads((stage / "metrics.json").read_text())
+        point = with_length_rule(ctx, json.loads((stage / "metrics.json").read_text()),
+                                 json.loads((stage / "pairs.json").read_text()))
         curve.append({"step": checkpoint.step, "proxy_reward": checkpoint.proxy_reward, "kl": checkpoint.kl,
                       **point})
     return curve
+
+
+def with_length_rule(ctx: RunContext, accuracy: dict, pairs: dict) -> dict:
+    """A drift point's accuracy record with the length rule's on the same judged pairs beside it, overall and per
+    pair kind (``prefer_shorter``; :func:`~harness.core.rm_accuracy.prefer_shorter_credits`). Computed from the
+    stage's saved pairs, outside its key: it is arithmetic on what the stage already holds."""
+    shorter = prefer_shorter_credits(pairs["output_1"], pairs["output_2"], pairs["preferences"])
+    kinds = pair_kinds(ctx, pairs["instructions"], pairs["output_1"], pairs["output_2"])
+    by_kind = {kind: {**accuracy["by_kind"][kind], "prefer_shorter": credit_accuracy([shorter[i] for i in rows])}
+               for kind, rows in judged_rows_by_kind(kinds, shorter).items() if kind in accuracy.get("by_kind", {})}
+    return {**accuracy, "prefer_shorter": credit_accuracy(shorter), "by_kind": by_kind}
+
+
+def val_pairs_record(ctx: RunContext, trained: TrainedPolicy) -> dict:
+    """The reward model and the length rule on the held-out val pairs: a reward model no better than "prefer the
+    shorter" (or "the longer") there may have learnt length alone."""
+    val = ctx.labelled_pairs("val")
+    return {"reward_model": reward_model_metrics(trained.reward_model)["val"],
+            "prefer_shorter": credit_accuracy(prefer_shorter_credits(val["output_1"], val["output_2"],
+                                                                     val["preference"]))}
 
 
 def mechanism_check(ctx: RunContext, trained: TrainedPolicy, judge: Annotator, judge_name: str) -> tuple[dict, dict]:

@@ -13,7 +13,7 @@ from harness.suites.verifiable.world import gold_preference
 
 
 class GoldJudge(_GoldJudge):
-    """Noise-free: on topic first, then the larger share of constraints met, then fewer words; else TIE."""
+    """Noise-free: on topic first, then the larger share of constraints met, then less filler; else TIE."""
 
     def __init__(self) -> None:
         super().__init__("verifiable-gold", gold_preference)

