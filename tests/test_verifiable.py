@@ -183,6 +183,12 @@ def test_pairs_from_the_policy_leave_instructions_only_and_the_other_splits_as_t
         assert policy[name].to_list() == splits[name].to_list(), name
 
 
+def test_a_larger_preference_split_leaves_the_demonstrations_as_they_were(splits):
+    larger = VerifiableSuite(VerifiableConfig(**{**SMALL, "preference_size": 1600})).splits()
+    assert larger["sft"].to_list() == splits["sft"].to_list()  # the SFT model is reused
+    assert larger["preference"]["instruction"][:1500] == splits["preference"]["instruction"]
+
+
 def test_every_instruction_is_distinct_across_splits(splits):
     instructions = [x for data in splits.values() for x in data["instruction"]]
     assert len(set(instructions)) == len(instructions)

@@ -414,8 +414,9 @@ def build_splits(
 
     Returns:
         Records per split name: sft, preference, unlabeled, val, farm, bar. With ``pairs_from_policy`` the
-        preference and val records hold the instruction alone; otherwise the writer's pairs (drawn from a
-        generator of their own, so the other splits are the same either way) with their labels.
+        preference and val records hold the instruction alone; otherwise the writer's pairs with their labels.
+        The writer's pairs and the sft demonstrations each draw from a generator of their own, so neither the pairs'
+        source nor the size of a later split changes the demonstrations (and the SFT model trained on them).
     """
     rng = random.Random(config.world_seed)
     training_combos, bar_combos = split_combinations(config.max_constraints, config.bar_share, rng)
@@ -451,8 +452,9 @@ def build_splits(
             "val": _labelled(tasks["val"], [_pair(t, writer, config, differ_in_quality=True) for t in tasks["val"]],
                              gold_annotator),
         }
+    demonstrator = random.Random(stable_seed("sft demonstrations", config.world_seed))
     return {
-        "sft": [{"instruction": t.instruction, "output": respond(t, rng, 1.0, config.sft_pad_prob)}
+        "sft": [{"instruction": t.instruction, "output": respond(t, demonstrator, 1.0, config.sft_pad_prob)}
                 for t in tasks["sft"]],
         **pairs,
         "unlabeled": [{"instruction": t.instruction} for t in tasks["unlabeled"]],
