@@ -13,6 +13,7 @@ import textwrap
 from harness.evals.mmlu import knowledge_label
 from harness.leaderboard import ranked_methods
 from harness.report.content import headline_cell, recorded_direction
+from harness.report.labels import relabelled
 from harness.stats import INTERVAL_CONVENTION, comparison_line, comparisons_on
 
 WIDTH = 120
@@ -33,6 +34,7 @@ def format_table(results: dict, width: int = WIDTH) -> str:
     one seed: from the standard error over items, marked †). Headers carry the metric's direction: ↑ higher is
     better, ↓ lower. Then one line per stored comparison of :data:`HEADLINE` (every method against PPO and SFT).
     """
+    results = relabelled(results)
     methods = results["methods"]
     grid = {name: [_cell(methods[name]["metrics"].get(column)) for column in COLUMNS]
             for name in ranked_methods(methods)}

@@ -38,7 +38,7 @@ from harness.generation import make_generator
 from harness.jobs import Task
 from harness.leaderboard import leaderboard_table
 from harness.outputs import export_outputs
-from harness.registry import make_method, make_suite
+from harness.registry import make_method, make_suite, row_labels
 from harness.report import write_reports
 from harness.stats import t_half_width
 from harness.suites.hub import resolve_model
@@ -159,7 +159,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
 
         results = aggregate(config.preset, seeds, per_seed)
         results.update(base_model=base, stages=stage_times, diagnostics=diagnostics,
-                       wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge)
+                       wall_s=round(time.perf_counter() - started, 1), judge=config.eval.judge,
+                       labels=row_labels(config.options, methods))
         results["comparisons"] = compare_methods(out_dir, results)  # every method against PPO and SFT, once
         if curves:
             results["overoptimisation"] = overoptimisation.summarise(curves)

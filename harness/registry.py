@@ -110,6 +110,23 @@ def method_class(name: str) -> type:
     return cls
 
 
+def row_labels(options: dict[str, Any], methods: Iterable[str]) -> dict[str, str]:
+    """The row name of each method whose options make it a variant of the method its name promises: an options
+    dataclass may define ``variant() -> str | None`` (RLP-SPG's select-all ablation: ``rlp_spg (gamma=0)``).
+
+    Args:
+        options: the run's method options by preset section (``RunConfig.options``).
+        methods: the run's method names.
+    """
+    labels = {}
+    for name in methods:
+        section = method_class(name).config_section
+        variant = getattr(options.get(section), "variant", None) if section else None
+        if callable(variant) and (what := variant()):
+            labels[name] = f"{name} ({what})"
+    return labels
+
+
 def _method_problem(cls: Any, name: str) -> str | None:
     """What keeps ``cls`` from being the method called ``name``, or None."""
     if not isinstance(cls, type):

@@ -23,13 +23,16 @@ from methods.base import RunContext
 from methods.refinement import length_shares, share_of_reward_data
 
 
+PAPER_CONFIDENCE_THRESHOLD = 0.5  # the paper's gamma
+
+
 @dataclass
 class SPGConfig:
     """Settings of RLP-SPG; the defaults follow the paper where it speaks."""
 
     # What makes a pair
     confidence_threshold: float = field(
-        default=0.5,
+        default=PAPER_CONFIDENCE_THRESHOLD,
         metadata={"help": "Keep an instruction iff its confidence |largest cluster| / n is at least this (the "
                   "paper's gamma: 0.5; 0 is the select-all ablation)."},
     )
@@ -90,6 +93,16 @@ class SPGConfig:
                   "judge) and/or 'training' (the simulated annotator of the preference split, the paper's Table 5 "
                   "reference: SPG 59%, RLAIF 52%)."},
     )
+
+    def variant(self) -> str | None:
+        """What makes this run another method than the paper's RLP-SPG, for its row name (``rlp_spg (gamma=0)``):
+        its ablations, a reward-ranked pair rule or a confidence threshold other than the paper's; None for the
+        paper's method (:func:`harness.registry.row_labels`)."""
+        if self.pair_rule != "clusters":
+            return self.pair_rule
+        if self.confidence_threshold != PAPER_CONFIDENCE_THRESHOLD:
+            return f"gamma={self.confidence_threshold:g}"
+        return None
 
     def __post_init__(self):
         require_probability(self, "confidence_threshold")

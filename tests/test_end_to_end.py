@@ -129,6 +129,12 @@ def test_every_method_is_trained_evaluated_and_reported(finished_run, stage_cach
     report = (finished_run / "report.md").read_text()
     assert "## Over-optimisation" in report and "## Verdict" in report and "## RLP's mechanism" in report
     assert "## Reward-model accuracy on the policy's own samples, by pair kind" in report
+    # SPG at threshold 0 (the smoke budget's) is the paper's select-all ablation, and every table names it so
+    assert results["labels"] == {"rlp_spg": "rlp_spg (gamma=0)"}
+    assert "| `rlp_spg (gamma=0)` | ppo | farm |" in report
+    # beside the paper's numbers, the paper's RLP-SPG was not run: its ablation was
+    assert [line for line in report.splitlines() if line.startswith("| `rlp_spg` |")] == [
+        line for line in report.splitlines() if line.startswith("| `rlp_spg` | not run |")] != []
     assert "over-optimisation fits, mean over seeds: best_of_n: R_bon alpha" in (finished_run / "run.log").read_text()
     spg = results["diagnostics"]["rlp_spg"][0]
     assert spg["acceptance_rate"] == 1 and sum(spg["confidence_histogram"].values()) == 12 and spg["n_pairs"] > 0

@@ -22,6 +22,7 @@ from harness.provenance import collect_provenance
 from harness.report.content import build_report_data
 from harness.report.drift import drift_kind_section
 from harness.report.html import render_html
+from harness.report.labels import relabelled
 from harness.report.markdown import APPENDIX, render_appendix, render_markdown
 from harness.report.mechanism import mechanism_section
 from harness.report.refinement import refinement_section
@@ -62,6 +63,7 @@ def write_reports(run_dir: Path, samples_per_set: int = 3) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     results["comparisons"] = run_comparisons(run_dir, results)
+    results = relabelled(results)
     plots = make_plots(results, run_dir / "plots")
     lead, analyses = build_sections(run_dir, results)
     data = build_report_data(run_dir, results, plots, collect_provenance(run_dir, results), samples_per_set,

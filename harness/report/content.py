@@ -21,6 +21,7 @@ from harness.core.types import Preference
 from harness.evals.mmlu import knowledge_label
 from harness.evals.winrate import LC_VARIANT, find_stage
 from harness.leaderboard import LEADERBOARD_METRICS, finite_mean, ranked_methods
+from harness.report.labels import registry_name
 from harness.report.ordering import ordering_notes
 from harness.report.sections import Section
 from harness.report.verdict import CHANCE
@@ -351,7 +352,7 @@ def collect_samples(run_dir: Path, results: dict, per_set: int) -> list[Sample]:
     for name, entry in results["methods"].items():
         eval_sets = entry["per_seed"][0].get("details", {}).get("eval_sets", {}) if entry["per_seed"] else {}
         for eval_set, details in eval_sets.items():
-            stage = find_stage(run_dir, details.get("stage", ""), name, 0, eval_set)
+            stage = find_stage(run_dir, details.get("stage", ""), registry_name(results, name), 0, eval_set)
             if stage is not None:
                 per_method.setdefault(eval_set, {})[name] = _read_stage(stage)
 

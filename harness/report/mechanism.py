@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from harness.report.labels import shown_name
 from harness.report.sections import Paragraph, Section, Table, plus_minus
 from harness.stats import Z_975, stored_number
 
@@ -19,7 +20,7 @@ PAPER_SPG_ANNOTATOR_ACCURACY = 0.59  # Lang et al. (2024), Table 5: SPG's synthe
 def mechanism_section(results: dict) -> Section | None:
     """The section, or None unless RLP-SPG ran and its pairs were judged."""
     blocks = []
-    spg = spg_pair_accuracy_table(results.get("diagnostics", {}).get("rlp_spg", []))
+    spg = spg_pair_accuracy_table(results.get("diagnostics", {}).get(shown_name(results, "rlp_spg"), []))
     if spg is not None:
         blocks += [Paragraph("How often SPG's synthetic pairs (chosen = the reward model's "
                              "favourite of the largest cluster, rejected = an output of another cluster) agree "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure as MplFigure
 
+from harness.report.labels import shown_name
 from harness.report.plots import finish
 from harness.report.sections import Figure, Paragraph, Section, Table, plus_minus
 from harness.stats import Z_975, stored_number
@@ -43,7 +44,7 @@ def refinement_section(run_dir: Path, results: dict) -> Section | None:
     """The section, or None unless a method that refines the reward model ran; draws ``plots/uml_mib_loss.png``
     when RLP-UML recorded its loss curve."""
     methods, diagnostics = results["methods"], results.get("diagnostics", {})
-    present = [name for name in REFINING_METHODS if name in methods]
+    present = [name for method in REFINING_METHODS if (name := shown_name(results, method)) in methods]
     if not present:
         return None
     blocks: list = [Paragraph("Per seed: the instructions of U sampled from the first PPO policy (10 samples "
@@ -59,7 +60,8 @@ def refinement_section(run_dir: Path, results: dict) -> Section | None:
         blocks += [Paragraph("The same pairs by what separates the two samples in the suite's gold: a right answer "
                              "against a wrong one, a right answer against an evasion, or form (padding) only."),
                    by_kind]
-    curves = {seed.get("seed"): seed["mib_curve"] for seed in diagnostics.get("rlp_uml", []) if seed.get("mib_curve")}
+    curves = {seed.get("seed"): seed["mib_curve"]
+              for seed in diagnostics.get(shown_name(results, "rlp_uml"), []) if seed.get("mib_curve")}
     if curves:
         plot_dir = Path(run_dir) / "plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
