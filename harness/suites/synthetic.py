@@ -15,14 +15,15 @@ class SyntheticSuite:
     """A world generated from ``config`` (a dataclass with ``world_seed``, ``flip_rate`` and ``length_bias``).
 
     A subclass names its world's pieces: ``gold_judge`` (the gold judge's class), ``noisy_annotator`` (builds the
-    training annotator from the world seed, flip rate and length bias), ``answer_of`` (an output's canonical answer)
-    and :meth:`build_records` (the split records).
+    training annotator from the world seed, flip rate and length bias), ``answer_of`` (an output's canonical answer),
+    ``kind_of`` (what decides gold between two outputs, optional) and :meth:`build_records` (the split records).
     """
 
     eval_sets = ("farm", "bar")
     gold_judge: ClassVar[type[GoldJudge]]
     noisy_annotator: ClassVar[Callable[[int, float, float], LengthBiasedAnnotator]]
     answer_of: ClassVar[Callable[[str], str]]
+    kind_of: ClassVar[Callable[[str, str, str], str] | None] = None  # the world's pair_kind, where its gold can tell
     config: Any
 
     def build_records(self) -> dict[str, list[dict]]:
@@ -50,6 +51,12 @@ class SyntheticSuite:
         """The output's answer without filler, format, case or punctuation (the instruction is not needed here)."""
         return type(self).answer_of(output)
 
+    @property
+    def pair_temperature(self) -> float:
+        """The temperature of the SFT samples that make up the preference and val pairs (``pairs_from_policy``)."""
+        return self.config.pair_temperature
+
     def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str | None:
-        """None: a world that can tell what separates two outputs in its gold says so by overriding this."""
-        return None
+        """What separates two outputs in the world's gold (its ``kind_of``); None where the world cannot tell."""
+        kind_of = type(self).kind_of
+        return None if kind_of is None else kind_of(instruction, output_1, output_2)

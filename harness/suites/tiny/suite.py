@@ -24,6 +24,7 @@ class TinySuite(SyntheticSuite):
     gold_judge = GoldJudge
     noisy_annotator = NoisyAnnotator
     answer_of = canonical_answer
+    kind_of = pair_kind
     # Preference and val pairs are two samples of the SFT policy per instruction, labelled during the run.
     pairs_from_policy = True
     knowledge_chat = True  # fact questions asked as the policy is asked: recall, not recognition
@@ -35,16 +36,6 @@ class TinySuite(SyntheticSuite):
     def build_records(self) -> dict[str, list[dict]]:
         """The world's splits (preference and val hold instructions only: the run labels policy samples)."""
         return build_splits(self.config)
-
-    @property
-    def pair_temperature(self) -> float:
-        """The temperature of the SFT samples that make up the preference and val pairs."""
-        return self.config.pair_temperature
-
-    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str:
-        """What separates the two outputs in gold's eyes: right vs wrong, answer vs evasion, form only, or equal
-        quality (:func:`harness.suites.tiny.world.pair_kind`)."""
-        return pair_kind(instruction, output_1, output_2)
 
     def base_model(self, cache_dir: Path) -> Path:
         """The pretrained base model under ``cache_dir``, built on first use (about four minutes on 2 CPU cores)."""

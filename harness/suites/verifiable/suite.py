@@ -27,6 +27,7 @@ class VerifiableSuite(SyntheticSuite):
     gold_judge = GoldJudge
     noisy_annotator = training_annotator
     answer_of = canonical_answer
+    kind_of = pair_kind
     knowledge_chat = False  # MMLU few-shot as plain text, as the paper scores it
     knowledge_chance = 0.25  # four choices
 
@@ -43,16 +44,6 @@ class VerifiableSuite(SyntheticSuite):
     def pairs_from_policy(self) -> bool:
         """Whether the run draws the preference and val pairs from its SFT policy (``config.pairs_from_policy``)."""
         return self.config.pairs_from_policy
-
-    @property
-    def pair_temperature(self) -> float:
-        """The temperature of the SFT samples that make up the preference and val pairs."""
-        return self.config.pair_temperature
-
-    def pair_kind(self, instruction: str, output_1: str, output_2: str) -> str:
-        """What decides gold between the two outputs: topic, constraints met, filler only, or equal quality
-        (:func:`harness.suites.verifiable.world.pair_kind`)."""
-        return pair_kind(instruction, output_1, output_2)
 
     def base_model(self, cache_dir: Path) -> Path:
         """SmolLM2-135M-Instruct converted to a plain HF checkpoint under ``config.cache_dir`` or ``cache_dir``.
