@@ -12,6 +12,7 @@ its "select-all" ablation (``confidence_threshold = 0``). Assumed where the pape
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -113,6 +114,20 @@ class SPGConfig:
         self.accuracy_annotators = tuple(self.accuracy_annotators)  # YAML gives a list
 
 
+
+def scores_of(ctx: RunContext, reward_model, instructions: list[str], samples: list[list[str]],
+              wanted: list[list[bool]] | None = None) -> tuple[list[list[float]], int]:
+    """The reward model's score of each sample that ``wanted`` marks (all when None), NaN for the others, and how
+    many distinct (instruction, output) pairs were scored: a policy says the same answer many times, and each is
+    scored once."""
+    distinct = list(dict.fromkeys(
+        (x, y) for i, (x, ys) in enumerate(zip(instructions, samples)) for j, y in enumerate(ys)
+        if wanted is None or wanted[i][j]
+    ))
+    score = dict(zip(distinct, ctx.score(reward_model, [x for x, _ in distinct], [y for _, y in distinct])))
+    return [[score.get((x, y), math.nan) for y in ys] for x, ys in zip(instructions, samples)], len(distinct)
+
+
 class RLPSPG:
     """RLP-SPG behind the common method interface."""
 
@@ -121,31 +136,30 @@ class RLPSPG:
     config_class = SPGConfig
 
     def train(self, ctx: RunContext) -> TrainedPolicy:
-        from harness.trainers.clustering import cluster_outputs, pair_accuracy, reward_ranked_pairs, synthesize_pairs
+        from harness.trainers.clustering import (chosen_candidates, cluster_outputs, pair_accuracy,
+                                                 reward_ranked_pairs, synthesize_pairs)
 
         cfg: SPGConfig = ctx.config.options[self.config_section]
         sft = ctx.sft()
         reward_model = ctx.reward_model()
         first = ctx.ppo(sft, reward_model)
 
-        # 1. Samples of the PPO policy, scored by the reward model it was optimised against.
+        # 1. Samples of the PPO policy.
         instructions, samples = ctx.policy_samples(first.policy)
-        flat = [(x, y) for x, ys in zip(instructions, samples) for y in ys]
-        flat_scores = ctx.score(reward_model, [x for x, _ in flat], [y for _, y in flat])
-        scores, offset = [], 0
-        for ys in samples:
-            scores.append(flat_scores[offset : offset + len(ys)])
-            offset += len(ys)
 
-        # 2. Synthetic pairs D_hat.
+        # 2. Synthetic pairs D_hat, from the scores of the reward model the policy was optimised against.
         rng = random.Random(ctx.seed)
         if cfg.pair_rule == "clusters":
             labels = cluster_outputs(self._equivalence(cfg, ctx), instructions, samples, cfg.cluster_chunk_size)
+            wanted = chosen_candidates(labels, cfg.confidence_threshold)
+            scores, n_scored = scores_of(ctx, reward_model, instructions, samples, wanted)
             pairs, stats = synthesize_pairs(instructions, samples, labels, scores, cfg.confidence_threshold, rng)
             histogram = Counter(round(c, 4) for c in stats.pop("confidences"))
             stats["confidence_histogram"] = {str(c): histogram[c] for c in sorted(histogram)}
         else:
+            scores, n_scored = scores_of(ctx, reward_model, instructions, samples)
             pairs, stats = reward_ranked_pairs(instructions, samples, scores, rng)
+        stats["n_scored"] = n_scored
         diagnostics = {
             "pair_rule": cfg.pair_rule,
             "equivalence": cfg.equivalence if cfg.pair_rule == "clusters" else None,

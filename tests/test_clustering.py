@@ -15,6 +15,7 @@ from harness.trainers.clustering import (
     ExactEquivalence,
     NLIEquivalence,
     PairQuery,
+    chosen_candidates,
     cluster_outputs,
     confidence,
     make_equivalence,
@@ -184,6 +185,30 @@ def test_single_cluster_is_accepted_but_yields_no_pair():
     pairs, stats = synthesize_pairs(["q"], [["4", "4."]], [[0, 0]], [[1.0, 2.0]], 0.5, random.Random(0))
     assert len(pairs) == 0 and pairs.features["preference"].dtype == "float64"
     assert stats["n_accepted"] == 1 and stats["pairs_without_other_cluster"] == 1 and stats["n_pairs"] == 0
+
+
+def test_chosen_candidates_are_the_largest_clusters_of_the_kept_instructions():
+    labels = [[0, 0, 1, 0, 2], [0, 1, 2, 3, 4], [0, 1, 1, 0, 2]]  # c = 0.6 (kept), 0.2 (dropped), 0.4 (tie 0/1)
+    assert chosen_candidates(labels, 0.5) == [
+        [True, True, False, True, False], [False] * 5, [False] * 5,
+    ]
+    assert chosen_candidates(labels, 0.0) == [  # select-all: every instruction, both tied clusters of the third
+        [True, True, False, True, False], [True] * 5, [True, True, True, True, False],
+    ]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.8, 1.0])
+def test_synthesize_pairs_reads_no_score_outside_the_chosen_candidates(threshold):
+    draw = random.Random(3)
+    labels = [[draw.randrange(4) for _ in range(6)] for _ in range(200)]
+    samples = [[f"q{i} out {j}" for j in range(6)] for i in range(200)]
+    instructions = [f"q{i}" for i in range(200)]
+    scores = [[draw.random() for _ in range(6)] for _ in range(200)]
+    masked = [[s if keep else float("nan") for s, keep in zip(row, wanted)]
+              for row, wanted in zip(scores, chosen_candidates(labels, threshold))]
+    full, _ = synthesize_pairs(instructions, samples, labels, scores, threshold, random.Random(0))
+    partial, _ = synthesize_pairs(instructions, samples, labels, masked, threshold, random.Random(0))
+    assert full.to_dict() == partial.to_dict()
 
 
 def test_synthesize_pairs_rejects_bad_input():

@@ -109,7 +109,9 @@ def test_train_runs_the_stages_in_order_and_refines_the_reward_model_with_the_sy
         ("reward_model", False),
         ("ppo", "sft", "rm"),
         ("policy_samples", "ppo-rm"),
-        ("score", "rm", 20),  # every sample scored by the reward model the first PPO optimised against
+        # scored by the reward model the first PPO optimised against: only the samples that can be chosen, the
+        # largest clusters of the kept instructions (q1: 3, q3: 5, q4: 3), each distinct text once
+        ("score", "rm", 11),
         ("reward_model", True),
         ("ppo", "sft", "rm-refined"),  # the second PPO starts again from SFT
     ]
@@ -123,7 +125,7 @@ def test_train_runs_the_stages_in_order_and_refines_the_reward_model_with_the_sy
 
     d = result.diagnostics
     json.dumps(d)  # the pipeline stores it as JSON
-    assert d["equivalence"] == "exact" and d["confidence_threshold"] == 0.5
+    assert d["equivalence"] == "exact" and d["confidence_threshold"] == 0.5 and d["n_scored"] == 11
     assert (d["n_instructions"], d["n_accepted"], d["n_pairs"], d["pairs_without_other_cluster"]) == (4, 3, 2, 1)
     assert d["acceptance_rate"] == 0.75
     assert d["share_of_reward_data"] == 2 / (6 + 2)  # two synthetic pairs beside D's six
@@ -152,8 +154,16 @@ def test_reward_ranked_ablation_pairs_highest_with_lowest_score_without_clusteri
     assert [chosen_and_rejected(row) for row in pairs] == [("it is 5", "maybe 6"), ("y 7", "x 7")]
     assert result.diagnostics["equivalence"] is None and "confidence_histogram" not in result.diagnostics
     assert result.diagnostics["pairs_without_score_gap"] == 2
+    assert ("score", "rm", 20) in ctx.calls and result.diagnostics["n_scored"] == 20  # the rule ranks every sample
     # r's favourite "it is 5" has more words than "maybe 6"; "y 7" and "x 7" as many
     assert (result.diagnostics["chosen_longer_share"], result.diagnostics["chosen_shorter_share"]) == (0.5, 0)
+
+
+def test_a_sample_said_again_is_scored_once():
+    ctx = FakeContext(SPGConfig(pair_rule="reward_ranked"))
+    ctx.policy_samples = lambda policy: (["q1", "q1"], [["so 4", "so 4", "it is 5"], ["so 4", "maybe 6", "maybe 6"]])
+    result = RLPSPG().train(ctx)
+    assert ("score", "rm", 3) in ctx.calls and result.diagnostics["n_scored"] == 3  # so 4, it is 5, maybe 6
 
 
 def test_no_confident_instruction_falls_back_to_the_original_reward_model():
