@@ -1,6 +1,7 @@
 """Regression check: does a run still reach the numbers of the stored leaderboard of its preset?
 
     python -m harness.check                       # rerun the stored tiny command into runs/check-tiny, compare
+    python -m harness.check --seeds 3             # rerun the stored command's first 3 seeds only
     python -m harness.check --run runs/tiny       # compare an existing run dir instead
     python -m harness.check --preset tiny --leaderboards leaderboards
 
@@ -204,13 +205,14 @@ class CheckInputError(ValueError):
     """No comparison possible: a bad run dir or a rerun that failed."""
 
 
-def rerun(leaderboard: Leaderboard) -> Path:
+def rerun(leaderboard: Leaderboard, seeds: int | None = None) -> Path:
     """Runs the leaderboard's stored command into ``runs/check-<preset>``, with its own stage cache in that dir (see
-    the module docstring), and returns that run dir."""
+    the module docstring), and returns that run dir; with ``seeds``, only the stored command's first that many."""
     from harness import run
 
     out = Path("runs") / f"check-{leaderboard.preset}"
-    argv = ["--preset", leaderboard.preset, "--methods", *leaderboard.methods, "--seeds", str(leaderboard.seeds),
+    seeds = leaderboard.seeds if seeds is None else seeds
+    argv = ["--preset", leaderboard.preset, "--methods", *leaderboard.methods, "--seeds", str(seeds),
             "--out", str(out), "--cache", str(out / "stages"),
             "--overwrite"]  # the check's own dir: a changed stored command replaces its run
     try:
@@ -231,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an existing run dir to check (default: rerun the leaderboard's stored command)")
     parser.add_argument("--leaderboards", type=Path, default=Path("leaderboards"),
                         help="dir holding <preset>.csv and <preset>.json (default: leaderboards)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="M",
+                        help="rerun the stored command with its first M seeds only and compare those (default: "
+                             "every stored seed); not with --run")
     return parser
 
 
@@ -240,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         results = load_results(args.run) if args.run is not None else None
         preset = args.preset or (results["preset"] if results else "tiny")
         leaderboard = load_leaderboard(preset, args.leaderboards)
+        if args.seeds is not None and (args.run is not None or not 1 <= args.seeds <= leaderboard.seeds):
+            raise CheckInputError(f"--seeds: got {args.seeds}; allowed: 1 to {leaderboard.seeds} (the stored "
+                                  f"leaderboard's seeds), and only when the check reruns the stored command (no --run)")
         if results is None:
-            results = load_results(rerun(leaderboard))
+            results = load_results(rerun(leaderboard, args.seeds))
         if args.run is not None and results["preset"] != preset:
             raise CheckInputError(f"{args.run / 'results.json'}: the run is for preset {results['preset']!r}, "
                                   f"not {preset!r}")

@@ -353,3 +353,25 @@ def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path)
 
     monkeypatch.setattr("harness.run.main", lambda argv: 2)  # a rerun that fails is no comparison
     assert check.main(["--leaderboards", str(csv_path.parent)]) == EXIT_BAD_INPUT
+
+
+def test_seeds_reruns_the_first_seeds_of_the_stored_command_only(stored, monkeypatch, tmp_path, capsys):
+    run_dir, csv_path = stored
+    calls = []
+
+    def fake_run(argv):
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        shutil.copy(run_dir / "results.json", out / "results.json")
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("harness.run.main", fake_run)
+    assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent), "--seeds", "1"]) == EXIT_OK
+    assert calls[0][calls[0].index("--seeds") + 1] == "1"
+    for bad in (["--seeds", "3"], ["--seeds", "0"], ["--seeds", "1", "--run", str(run_dir)]):
+        assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent), *bad]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("harness.check: error: --seeds: got") and "allowed: 1 to 2" in err and "\n" not in err
+    assert len(calls) == 1  # a bad --seeds trains nothing
