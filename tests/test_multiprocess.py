@@ -44,12 +44,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stages_of(run: Path) -> Path:
+    """The stage cache of one of this file's runs: each has its own beside its run dir, so that neither reuses the
+    other's stages (the default cache is the user's, shared by every run)."""
+    return run.with_name(f"{run.name}-stages")
+
+
+def run_args(out: Path, smoke_command) -> list[str]:
+    return [*smoke_command(out), "--cache", str(stages_of(out))]
+
+
 def launch(out: Path, smoke_command) -> subprocess.CompletedProcess:
     """``accelerate launch`` of the smoke run on 2 CPU processes; killed whole if it hangs."""
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [str(accelerate), "launch", "--multi_gpu", f"--num_processes={PROCESSES}", "--num_machines=1",
                "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={free_port()}",
-               "-m", "harness.run", *smoke_command(out), *[a for o in PER_PROCESS_PPO for a in ("--set", o)]]
+               "-m", "harness.run", *run_args(out, smoke_command), *[a for o in PER_PROCESS_PPO for a in ("--set", o)]]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
@@ -79,7 +89,7 @@ def runs(tmp_path_factory, smoke_command):
     """The 2-process run and the single-process run of the same budget, side by side (same model cache)."""
     root = tmp_path_factory.mktemp("multiprocess")
     launched = launch(root / "two", smoke_command)
-    assert main(smoke_command(root / "one")) == 0
+    assert main(run_args(root / "one", smoke_command)) == 0
     return launched, root / "two", root / "one"
 
 
@@ -93,14 +103,15 @@ def test_the_launch_completes(runs):
 @pytest.mark.slow
 def test_each_stage_is_built_once_by_the_main_process(runs):
     _, two, _ = runs
-    stages = two / "stages"
+    stages = stages_of(two)
     assert not list(stages.glob(".tmp-*")) and not list(two.glob(".*.tmp"))
     log = (two / "run.log").read_text()
     trained = re.findall(r"\] stage \S+ +training (\S+)", log)  # not the libraries' lines in the same log
     assert len(trained) == len(set(trained)), "a stage was built twice"
     assert sorted(trained) == sorted(p.name for p in stages.iterdir() if not p.name.startswith("."))  # no locks
-    # the shared PPO, one per RLP method, and the over-optimisation curve's own (eval.overoptimisation_ppo_kl_coef)
-    assert [name.split("-")[0] for name in trained].count("ppo") == 4
+    # the shared PPO, one per method that refines the reward model (rlp_uml, rlp_spg, online_rlhf,
+    # online_rlhf_gold), and the over-optimisation curve's own (eval.overoptimisation_ppo_kl_coef)
+    assert [name.split("-")[0] for name in trained].count("ppo") == 6
     assert log.count("suite tiny:") == 1 and log.count("run finished") == 1, "only the main process logs"
     for name in ("results.json", "leaderboard.csv", "report.md", "report.html", "config.yaml", "diagnostics.json"):
         assert (two / name).stat().st_size > 0, name
@@ -109,13 +120,14 @@ def test_each_stage_is_built_once_by_the_main_process(runs):
 @pytest.mark.slow
 def test_training_stages_ran_on_both_processes_and_split_the_global_batch(runs):
     _, two, one = runs
-    for stage in (two / "stages").glob("[!.]*-*"):
+    assert list(stages_of(two).glob("sft-*")), "the 2-process run's stages are where the test looks"
+    for stage in stages_of(two).glob("[!.]*-*"):
         inputs = json.loads((stage / "stage.json").read_text())["inputs"]
         collective = stage.name.rsplit("-", 1)[0] in ("sft", "reward", "ppo", "dpo", "expert_iteration", "grpo")
         assert inputs.get("processes") == (PROCESSES if collective else None), stage.name
     # 200 demonstrations in global batches of 32 are 7 optimiser steps, whatever the number of processes; with a
     # per-process batch of 32 two processes would take 4.
-    steps = [json.loads(next((run / "stages").glob("sft-*/train_log.json")).read_text())[-1]["step"]
+    steps = [json.loads(next(stages_of(run).glob("sft-*/train_log.json")).read_text())[-1]["step"]
              for run in (two, one)]
     assert steps == [7, 7]
 
