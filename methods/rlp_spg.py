@@ -16,6 +16,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from harness.core.schema import require_between, require_positive, require_probability, require_that
@@ -114,8 +115,7 @@ class SPGConfig:
         self.accuracy_annotators = tuple(self.accuracy_annotators)  # YAML gives a list
 
 
-
-def scores_of(ctx: RunContext, reward_model, instructions: list[str], samples: list[list[str]],
+def scores_of(ctx: RunContext, reward_model: Path, instructions: list[str], samples: list[list[str]],
               wanted: list[list[bool]] | None = None) -> tuple[list[list[float]], int]:
     """The reward model's score of each sample that ``wanted`` marks (all when None), NaN for the others, and how
     many distinct (instruction, output) pairs were scored: a policy says the same answer many times, and each is

@@ -334,19 +334,26 @@ def test_a_bad_run_dir_exits_2(stored, capsys, tmp_path):
     assert "broken/results.json: not valid JSON" in capsys.readouterr().err
 
 
-def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path):
-    run_dir, csv_path = stored
+def fake_reruns(monkeypatch, run_dir: Path) -> list[list[str]]:
+    """Replaces ``harness.run.main`` by a stand-in for a training run that leaves ``run_dir``'s results in ``--out``;
+    returns the list each call's argv is appended to."""
     calls = []
 
-    def fake_run(argv):  # stands in for a training run: leaves the fixture's results in --out
+    def fake_run(argv):
         calls.append(argv)
         out = Path(argv[argv.index("--out") + 1])
         out.mkdir(parents=True)
         shutil.copy(run_dir / "results.json", out / "results.json")
         return 0
 
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("harness.run.main", fake_run)
+    return calls
+
+
+def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path):
+    run_dir, csv_path = stored
+    monkeypatch.chdir(tmp_path)
+    calls = fake_reruns(monkeypatch, run_dir)
     assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent)]) == EXIT_OK
     assert calls == [["--preset", "tiny", "--methods", "ppo", "rlp_spg", "--seeds", "2",
                       "--out", "runs/check-tiny", "--cache", "runs/check-tiny/stages", "--overwrite"]]
@@ -357,17 +364,8 @@ def test_without_run_it_reruns_the_stored_command(stored, monkeypatch, tmp_path)
 
 def test_seeds_reruns_the_first_seeds_of_the_stored_command_only(stored, monkeypatch, tmp_path, capsys):
     run_dir, csv_path = stored
-    calls = []
-
-    def fake_run(argv):
-        calls.append(argv)
-        out = Path(argv[argv.index("--out") + 1])
-        out.mkdir(parents=True)
-        shutil.copy(run_dir / "results.json", out / "results.json")
-        return 0
-
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("harness.run.main", fake_run)
+    calls = fake_reruns(monkeypatch, run_dir)
     assert check.main(["--preset", "tiny", "--leaderboards", str(csv_path.parent), "--seeds", "1"]) == EXIT_OK
     assert calls[0][calls[0].index("--seeds") + 1] == "1"
     for bad in (["--seeds", "3"], ["--seeds", "0"], ["--seeds", "1", "--run", str(run_dir)]):
