@@ -335,11 +335,16 @@ def chosen_candidates(labels: Sequence[Sequence[int]], confidence_threshold: flo
     """
     candidates = []
     for labs in labels:
-        sizes = Counter(labs)
-        largest = max(sizes.values())
-        keep = largest / len(labs) >= confidence_threshold
-        candidates.append([keep and sizes[lab] == largest for lab in labs])
+        members = set(largest_clusters(labs)) if confidence(labs) >= confidence_threshold else set()
+        candidates.append([i in members for i in range(len(labs))])
     return candidates
+
+
+def largest_clusters(labels: Sequence[int]) -> list[int]:
+    """Indices of the samples in the largest cluster, or in all of the largest when several tie for it."""
+    sizes = Counter(labels)
+    largest = max(sizes.values())
+    return [i for i, lab in enumerate(labels) if sizes[lab] == largest]
 
 
 def _preference_row(instruction: str, chosen: str, rejected: str, rng: random.Random) -> dict:
@@ -408,9 +413,7 @@ def synthesize_pairs(
         if c < confidence_threshold:
             continue
         n_accepted += 1
-        sizes = Counter(labs)
-        largest = max(sizes.values())
-        best = max((i for i, lab in enumerate(labs) if sizes[lab] == largest), key=lambda i: scores[i])
+        best = max(largest_clusters(labs), key=lambda i: scores[i])
         others = [i for i, lab in enumerate(labs) if lab != labs[best]]
         if not others:
             single_cluster += 1
