@@ -269,7 +269,6 @@ SHARED_NAMES = {
     "learning_rate": "the peak learning rate of that section's optimiser",
     "epochs": "passes over that section's training data",
     "max_length": "tokens a training sequence is cut to",
-    "group_by_length": "whether that section's training batches are of similar length (less padding), in random order",
     "max_new_tokens": "the longest response generated, in tokens",
     "temperature": "the sampling temperature of that section's generation",
     "n": "samples drawn per instruction",

@@ -26,9 +26,6 @@ class SFTConfig:
     warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps with linear warm-up (AlpacaFarm: "
                                                         "0.03)."})
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
-    group_by_length: bool = field(
-        default=True, metadata={"help": "Batches of demonstrations of similar length, in random order (less padding: "
-                                "the tiny preset's steps about 1.4x faster); false: random batches, TRL's default."})
 
     def __post_init__(self) -> None:
         require_positive(self, "learning_rate", "epochs", "batch_size", "max_length")
@@ -44,9 +41,6 @@ class RewardConfig:
     batch_size: int = field(default=32, metadata={"help": "Pairs per optimiser step, over all processes (AlpacaFarm: "
                                                   "16)."})
     max_length: int = field(default=128, metadata={"help": "Longest tokenised prompt+response kept, in tokens."})
-    group_by_length: bool = field(
-        default=True, metadata={"help": "Batches of pairs of similar length, in random order (less padding: the tiny "
-                                "preset's reward model 1.4x faster); false: random batches, TRL's default."})
 
     def __post_init__(self) -> None:
         require_positive(self, "learning_rate", "epochs", "batch_size", "max_length")

@@ -14,10 +14,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
 from trl import RewardConfig as TRLRewardConfig
+from trl import RewardTrainer
 
 from harness.core.chat import assistant_turn, user_turn
 from harness.core.types import Preference
-from harness.trainers.batching import LengthBucketedRewardTrainer
 from harness.trainers.config import RewardConfig
 from harness.trainers.sft import epoch_arguments, label_progress, save_final
 
@@ -54,7 +54,7 @@ def preference_pairs(data: Dataset) -> Dataset:
     return decided.map(to_chosen_rejected, remove_columns=decided.column_names)
 
 
-class _RewardTrainerWithAuxiliary(LengthBucketedRewardTrainer):
+class _RewardTrainerWithAuxiliary(RewardTrainer):
     """RewardTrainer whose loss is BT + weight * auxiliary; the auxiliary's parameters join the optimiser."""
 
     def __init__(self, *args, auxiliary: AuxiliaryLoss, **kwargs):
@@ -107,7 +107,7 @@ def train_reward_model(
     args = TRLRewardConfig(**epoch_arguments(cfg, "reward", seed, out_dir))
     common = dict(model=model, args=args, train_dataset=preference_pairs(pairs), processing_class=tokenizer)
     if auxiliary is None:
-        trainer = LengthBucketedRewardTrainer(**common)
+        trainer = RewardTrainer(**common)
     else:
         trainer = _RewardTrainerWithAuxiliary(**common, auxiliary=auxiliary)
     label_progress(trainer, "reward")

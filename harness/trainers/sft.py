@@ -14,12 +14,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
 from trl import SFTConfig as TRLSFTConfig
+from trl import SFTTrainer
 
 from harness import jobs
 from harness.core.chat import assistant_turn, user_turn
 from harness.core.precision import trainer_precision
 from harness.distributed import per_process_batch
-from harness.trainers.batching import LengthBucketedSFTTrainer
 from harness.trainers.config import SFTConfig
 from harness.trainers.tracking import trainer_reporting
 
@@ -42,7 +42,7 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
         remove_columns=demonstrations.column_names,
     )
     args = TRLSFTConfig(**epoch_arguments(cfg, "sft", seed, out_dir, warmup_ratio=cfg.warmup_ratio))
-    trainer = LengthBucketedSFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     label_progress(trainer, "sft")
     trainer.train()
     save_final(trainer, tokenizer, out_dir)
@@ -50,9 +50,8 @@ def train_sft(base_dir: Path, demonstrations: Dataset, cfg: SFTConfig, out_dir: 
 
 def epoch_arguments(cfg, section: str, seed: int, out_dir: Path, warmup_ratio: float = 0.03) -> dict:
     """TrainingArguments of a trainer that makes passes over a fixed dataset (SFT, reward model, DPO): the
-    section's learning rate, epochs, batch (over all processes) and length, batches of similar length where the
-    section asks for them (``group_by_length``, :mod:`harness.trainers.batching`), AlpacaFarm's cosine schedule
-    with a linear warm-up over ``warmup_ratio`` of the steps, and :func:`trainer_defaults`.
+    section's learning rate, epochs, batch (over all processes) and length, AlpacaFarm's cosine schedule with a
+    linear warm-up over ``warmup_ratio`` of the steps, and :func:`trainer_defaults`.
 
     Args:
         cfg: the section's config, with ``learning_rate``, ``epochs``, ``batch_size`` and ``max_length``.
@@ -64,7 +63,6 @@ def epoch_arguments(cfg, section: str, seed: int, out_dir: Path, warmup_ratio: f
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=per_process_batch(cfg.batch_size, f"{section}.batch_size"),
         max_length=cfg.max_length,
-        train_sampling_strategy="group_by_length" if getattr(cfg, "group_by_length", False) else "random",
         lr_scheduler_type="cosine",
         warmup_steps=warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         seed=seed,
