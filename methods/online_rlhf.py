@@ -34,7 +34,7 @@ from harness.core.schema import require_positive
 from harness.core.types import Preference, Refinement, TrainedPolicy
 from harness.suites.annotators import labelled_pairs
 from methods.base import RunContext
-from methods.refinement import length_shares, share_of_reward_data
+from methods.refinement import length_shares, score_spread_ratio, share_of_reward_data
 
 
 @dataclass
@@ -134,6 +134,7 @@ class OnlineRLHF:
             diagnostics["gold_tie_share"] = agreement["n_ties"] / len(rows) if rows else None
         refined = ctx.reward_model(extra_pairs=Dataset.from_list(rows) if rows else None)
         second = ctx.ppo(sft, refined)
+        diagnostics["score_spread_vs_r"] = score_spread_ratio(first, second)
         return TrainedPolicy(method=self.name, policy=second.policy, reward_model=refined, ppo=second,
                              refinement=Refinement(first.policy, frozenset(instructions)), diagnostics=diagnostics)
 

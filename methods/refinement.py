@@ -4,7 +4,9 @@ reward model's data, and whether its pairs carry a length preference.
 
 A reward model trained on D plus extra pairs learns from those pairs in proportion to their share of its data, so
 the share is recorded beside the count; and a length bias that r carried over into the pairs (SPG's chosen output
-is r's favourite) would show as chosen outputs that are longer more often than shorter.
+is r's favourite) would show as chosen outputs that are longer more often than shorter. The refined model may also
+spread its scores wider than r (easy synthetic pairs and noise-free labels give larger margins), which would weigh
+the second PPO's scores more against its KL penalty: :func:`score_spread_ratio` measures that.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from harness.core.types import Preference
+from harness.core.types import PPORun, Preference
 from methods.base import RunContext
 
 
@@ -43,3 +45,15 @@ def length_shares(pairs: Mapping[str, Sequence]) -> dict:
     n = len(pairs["preference"])
     return {"chosen_longer_share": longer / n if n else math.nan,
             "chosen_shorter_share": shorter / n if n else math.nan}
+
+
+def score_spread_ratio(first: PPORun, second: PPORun) -> float | None:
+    """How far apart the refined reward model r' puts the initial policy's samples, relative to r: the ratio of the
+    standard deviations the second and the first PPO standardised their scores by (ppo.reward_normalization_samples).
+
+    Unnormalised, a ratio of k would have weighed the second PPO's scores k times more against its KL penalty, as a
+    kl_coef k times smaller does. None where either PPO used raw scores.
+    """
+    if first.score_scale is None or second.score_scale is None:
+        return None
+    return second.score_scale[1] / first.score_scale[1]

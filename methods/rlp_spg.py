@@ -22,7 +22,7 @@ from typing import Literal
 from harness.core.schema import require_between, require_positive, require_probability, require_that
 from harness.core.types import Refinement, TrainedPolicy
 from methods.base import RunContext
-from methods.refinement import length_shares, share_of_reward_data
+from methods.refinement import length_shares, score_spread_ratio, share_of_reward_data
 
 
 PAPER_CONFIDENCE_THRESHOLD = 0.5  # the paper's gamma
@@ -188,6 +188,7 @@ class RLPSPG:
         # 4. Refined reward model on D + D_hat, then PPO again from SFT against it.
         refined = ctx.reward_model(extra_pairs=pairs if len(pairs) else None)
         second = ctx.ppo(sft, refined)
+        diagnostics["score_spread_vs_r"] = score_spread_ratio(first, second)
         return TrainedPolicy(method=self.name, policy=second.policy, reward_model=refined, ppo=second,
                              refinement=Refinement(first.policy, frozenset(instructions)), diagnostics=diagnostics)
 

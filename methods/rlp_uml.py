@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple, Sequence
 from harness.core.schema import require_at_least, require_positive
 from harness.core.types import Refinement, TrainedPolicy
 from methods.base import RunContext
+from methods.refinement import score_spread_ratio
 
 
 @dataclass
@@ -181,6 +182,7 @@ class RLPUML:
                 "instructions": len(instructions),
                 "instructions_without_pair": len(instructions) - len(pairs),
                 "mib_curve": mib_curve(reward_model),
+                "score_spread_vs_r": score_spread_ratio(first, run),
             },
         )
 

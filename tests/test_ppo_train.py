@@ -75,6 +75,51 @@ class ZeroScorer:
         return torch.zeros(len(responses))
 
 
+
+class AffineScorer:
+    """Another reward model's view of the same preferences: ``scale * score + shift`` of a known scorer."""
+
+    def __init__(self, scorer, scale: float, shift: float):
+        self.scorer, self.scale, self.shift = scorer, scale, shift
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return self.scale * self.scorer.score(prompts, responses) + self.shift
+
+
+def test_normalised_rewards_make_ppo_blind_to_the_reward_models_scale(models_dir, tmp_path, word_prompts,
+                                                                       yes_scorer):
+    """Two reward models that rank alike but put scores 5x as far apart train the same policy once normalised
+    (Ziegler et al., 2019); unnormalised, the wider one weighs 5x more against the KL penalty."""
+
+    def kls_and_scale(scorer, samples: int, name: str) -> tuple[list[float], dict]:
+        cfg = PPOConfig(rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=10, learning_rate=3e-3,
+                        kl_coef=1.0, truncation_penalty=-1.0, save_every=10, reward_normalization_samples=samples)
+        run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path / name, seed=0,
+                        scorer=scorer, show_progress=False)
+        return [r["kl"] for r in run.history], json.loads((tmp_path / name / "ppo_run.json").read_text())
+
+    wide = AffineScorer(yes_scorer, scale=5.0, shift=3.0)
+    narrow_kl, narrow = kls_and_scale(yes_scorer, 48, "narrow")
+    wide_kl, wide_run = kls_and_scale(wide, 48, "wide")
+    raw_narrow_kl, raw = kls_and_scale(yes_scorer, 0, "raw-narrow")
+    raw_wide_kl, _ = kls_and_scale(wide, 0, "raw-wide")
+    print(f"\nfinal KL normalised {narrow_kl[-1]:.4f} / {wide_kl[-1]:.4f}, raw {raw_narrow_kl[-1]:.4f} / "
+          f"{raw_wide_kl[-1]:.4f}; scale {narrow['score_scale']} / {wide_run['score_scale']}")
+
+    # the initial policy's scores, measured once: the wide scorer's are the narrow one's, moved and stretched
+    assert narrow["score_scale"]["std"] > 0 and raw["score_scale"] is None
+    assert wide_run["score_scale"]["std"] == pytest.approx(5.0 * narrow["score_scale"]["std"], rel=1e-5)
+    assert wide_run["score_scale"]["mean"] == pytest.approx(5.0 * narrow["score_scale"]["mean"] + 3.0, rel=1e-5)
+    assert load_ppo_run(tmp_path / "wide").score_scale == pytest.approx(tuple(wide_run["score_scale"].values()))
+    # normalised, the two runs are the same run; the proxy reward is still logged in each scorer's own units
+    assert wide_kl == pytest.approx(narrow_kl, rel=1e-4, abs=1e-6)
+    assert [r["proxy_reward"] for r in wide_run["history"]] == pytest.approx(
+        [5.0 * r["proxy_reward"] + 3.0 for r in narrow["history"]], rel=1e-4, abs=1e-5)
+    # normalising does not change the rollouts' random draws: its first step is the raw run's first step
+    assert raw["history"][0]["response_length"] == narrow["history"][0]["response_length"]
+    # raw, the policy moves further from its reference against the wide scorer
+    assert raw_wide_kl[-1] > 1.5 * raw_narrow_kl[-1]
+
 @pytest.mark.parametrize("max_new_tokens", [1, 8])
 def test_ppo_logs_the_share_of_rollouts_cut_off_before_eos(models_dir, tmp_path, word_prompts, max_new_tokens):
     """The collapse check a report reads: ``truncated`` is the share of each step's rollouts that got the penalty."""
@@ -148,7 +193,7 @@ def test_ppo_with_the_reward_model_scorer(models_dir, tmp_path, word_prompts):
     ("overrides", "field"),
     [({"rollout_batch_size": 0}, "rollout_batch_size"), ({"num_steps": -1}, "num_steps"),
      ({"minibatch_size": 3}, "minibatch_size"), ({"learning_rate": 0.0}, "learning_rate"),
-     ({"lam": 1.5}, "lam")],
+     ({"lam": 1.5}, "lam"), ({"reward_normalization_samples": -1}, "reward_normalization_samples")],
 )
 def test_config_rejects_bad_values(overrides, field):
     with pytest.raises(ValueError, match=field):

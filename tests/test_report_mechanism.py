@@ -48,7 +48,8 @@ def markdown(tmp_path_factory, make_run_dir):
         record["details"]["reward_models_on_policy"] = comparison(CREDITS[1 - seed])
     results["diagnostics"]["rlp_spg"] = [
         {"seed": s, "n_instructions": 500, "n_accepted": 241 + s, "n_pairs": 222 + s,
-         "share_of_reward_data": (222 + s) / (4222 + s), "chosen_longer_share": 0.4, "chosen_shorter_share": 0.1}
+         "share_of_reward_data": (222 + s) / (4222 + s), "chosen_longer_share": 0.4, "chosen_shorter_share": 0.1,
+         "score_spread_vs_r": [2.304, None][s]}  # seed 1's PPO used raw scores
         for s in range(2)]
     results["diagnostics"]["rlp_uml"] = [
         {"seed": s, "view_pairs": 498, "instructions": 500,
@@ -67,9 +68,9 @@ def _rows(markdown: str, method: str, columns: int) -> list[list[str]]:
 def test_the_section_shows_per_seed_counts_both_distributions_kinds_and_the_uml_curve(markdown):
     run_dir, text = markdown
     assert "## Reward learning on policy: the refinement and its mechanism" in text
-    assert _rows(text, "rlp_spg", 10) == [
-        ["`rlp_spg`", "0", "500", "241", "222", "0.05", "0.40", "0.10", "–", "–"],
-        ["`rlp_spg`", "1", "500", "242", "223", "0.05", "0.40", "0.10", "–", "–"]]
+    assert _rows(text, "rlp_spg", 11) == [
+        ["`rlp_spg`", "0", "500", "241", "222", "0.05", "0.40", "0.10", "–", "–", "2.30x"],
+        ["`rlp_spg`", "1", "500", "242", "223", "0.05", "0.40", "0.10", "–", "–", "–"]]
     # both distributions pool the same six decisive pairs: r 3 of 6 (se 0.204), r' 6 of 6, r' - r 0.5 (se 0.224);
     # ± is the 95% half-width: 1.96 x 0.204 = 0.400, 1.96 x 0.224 = 0.438
     held_out, final = _rows(text, "rlp_spg", 7)[:2]

@@ -254,7 +254,10 @@ class FakeContext:
 
     def ppo(self, init: Path, reward_model: Path) -> PPORun:
         self.calls.append(("ppo", init, reward_model))
-        return PPORun(policy=Path(f"policy_{reward_model}"), reward_model=reward_model, checkpoints=())
+        # the refined reward model spreads the SFT policy's samples 3x as wide as the original (mean, std)
+        scale = (0.5, 0.9) if reward_model.name == "rm_refined" else (0.1, 0.3)
+        return PPORun(policy=Path(f"policy_{reward_model}"), reward_model=reward_model, checkpoints=(),
+                      score_scale=scale)
 
     def policy_samples(self, policy: Path):
         self.calls.append(("policy_samples", policy))
@@ -283,4 +286,4 @@ def test_rlp_uml_retrains_the_reward_model_and_restarts_ppo_from_sft(tmp_path):
     assert trained.refinement.policy == Path("policy_rm") and trained.refinement.instructions == {"a", "b", "c"}
     # the MIB loss curve the reward stage recorded is kept per seed, for the report's figure
     assert trained.diagnostics == {"view_pairs": 2, "instructions": 3, "instructions_without_pair": 1,
-                                   "mib_curve": CURVE}
+                                   "mib_curve": CURVE, "score_spread_vs_r": pytest.approx(3.0)}

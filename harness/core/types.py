@@ -35,6 +35,9 @@ class PPORun:
     reward_model: Path
     checkpoints: tuple[PPOCheckpoint, ...]
     history: tuple[dict, ...] = ()  # one record per PPO step: proxy reward, KL, losses, response length
+    # the mean and standard deviation of the reward model on the initial policy's samples, which PPO standardised
+    # its scores by (ppo.reward_normalization_samples); None: raw scores
+    score_scale: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,19 @@ def refinement_table(diagnostics: dict, methods: list[str]) -> Table:
                          _count(added) + (" view pairs" if "view_pairs" in seed else ""),
                          _share(seed.get("share_of_reward_data")),
                          _share(seed.get("chosen_longer_share")), _share(seed.get("chosen_shorter_share")),
-                         _share(gold.get("accuracy")), _share(seed.get("gold_tie_share"))))
+                         _share(gold.get("accuracy")), _share(seed.get("gold_tie_share")),
+                         _ratio(seed.get("score_spread_vs_r"))))
     return Table(header=("method", "seed", "instructions sampled", "accepted", "pairs added", "share of r' data",
-                         "chosen longer", "chosen shorter", "labels agree with gold", "gold ties"),
+                         "chosen longer", "chosen shorter", "labels agree with gold", "gold ties",
+                         "r' spread / r's"),
                  rows=tuple(rows),
                  notes=("accepted: SPG's instructions whose largest cluster holds at least gamma of the samples. UML "
                         "adds view pairs to a loss of their own, not pairs to D. Agreement with gold: online RLHF's "
-                        "training-annotator labels on the pairs gold ranks (1 - its flip rate).",))
+                        "training-annotator labels on the pairs gold ranks (1 - its flip rate).",
+                        "r' spread / r's: the standard deviation of r' over that of r on the SFT policy's samples, "
+                        "which each PPO standardised its scores by (ppo.reward_normalization_samples; – where it "
+                        "did not). Unstandardised, a spread k times r's would weigh the second PPO's scores k times "
+                        "more against its KL penalty, as a kl_coef k times smaller would."))
 
 
 def accuracy_table(methods: dict, present: list[str]) -> Table | None:
@@ -187,3 +193,8 @@ def _count(value: object) -> str:
 def _share(value: object) -> str:
     number = stored_number(value)
     return "–" if math.isnan(number) else f"{number:.2f}"
+
+
+def _ratio(value: object) -> str:
+    number = stored_number(value)
+    return "–" if math.isnan(number) else f"{number:.2f}x"

@@ -70,6 +70,13 @@ class PPOConfig:
         metadata={"help": "Penalty of a response that did not end with eos, so the policy learns to finish: its "
                           "score, or what is added to it (truncation_rule). AlpacaFarm: -1."},
     )
+    reward_normalization_samples: int = field(
+        default=0,
+        metadata={"help": "Before the first step, score this many responses of the initial policy on the training "
+                          "prompts and standardise every score by their mean and standard deviation (Ziegler et al., "
+                          "2019), so that kl_coef and truncation_penalty weigh the same against any reward model, "
+                          "whatever its scale. 0: raw scores (AlpacaFarm)."},
+    )
     truncation_rule: Literal["replace", "add"] = field(
         default="replace",
         metadata={"help": "How a cut-off response is scored: 'replace' (AlpacaFarm): truncation_penalty instead of "
@@ -131,7 +138,7 @@ class PPOConfig:
         require_positive(self, "rollout_batch_size", "max_new_tokens", "num_steps", "minibatch_size", "ppo_epochs",
                          "save_every", "temperature", "learning_rate", "max_grad_norm", "clip_range",
                          "value_clip_range")
-        require_at_least(self, 0, "vf_coef", "kl_coef")
+        require_at_least(self, 0, "vf_coef", "kl_coef", "reward_normalization_samples")
         require_between(self, 0, 1, "gamma", "lam")
         require_that(self.rollout_batch_size % self.minibatch_size == 0, self, "minibatch_size",
                      f"a divisor of rollout_batch_size ({self.rollout_batch_size})")

@@ -26,7 +26,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BatchEncoding,
+    GenerationConfig,
+)
 
 from harness import jobs
 from harness.core.chat import prompt_text
@@ -119,6 +125,61 @@ def _response_mask(responses: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     return (eos_before == 0).long()
 
 
+class ScoreScale(NamedTuple):
+    """What PPO subtracts from the scorer's scores and divides them by: the identity unless it normalises."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
+class Sampled(NamedTuple):
+    """A batch of sampled responses to prompts formatted as the first user turn."""
+
+    prompts: BatchEncoding  # (B, P) left-padded prompt ids and attention mask
+    responses: torch.Tensor  # (B, R) response token ids, padded after eos to the longest response
+    response_mask: torch.Tensor  # (B, R) 1 up to and including each response's eos
+    texts: list[str]  # the decoded responses, without special tokens
+    ended: torch.Tensor  # (B,) bool, whether each response ended with eos
+
+
+def _sample(policy: torch.nn.Module, tokenizer, prompts: list[str], sampling: GenerationConfig,
+            device: torch.device) -> Sampled:
+    """One response per prompt; left padding so that every response starts at the same column."""
+    chats = [prompt_text(tokenizer, p) for p in prompts]
+    encoded = tokenizer(chats, padding=True, padding_side="left", add_special_tokens=False,
+                        return_tensors="pt").to(device)
+    responses = policy.generate(**encoded, generation_config=sampling)[:, encoded.input_ids.shape[1]:]
+    response_mask = _response_mask(responses, sampling.eos_token_id)
+    texts = tokenizer.batch_decode(
+        [r[:n] for r, n in zip(responses, response_mask.sum(-1).tolist())], skip_special_tokens=True
+    )
+    return Sampled(encoded, responses, response_mask, texts, (responses == sampling.eos_token_id).any(-1))
+
+
+@torch.no_grad()
+def _initial_score_scale(accelerator: Accelerator, policy: torch.nn.Module, tokenizer, scorer: Scorer,
+                         prompts: list[str], sampling: GenerationConfig, cfg: PPOConfig, seed: int) -> ScoreScale:
+    """Mean and standard deviation of the scorer on ``cfg.reward_normalization_samples`` responses of the initial
+    policy (over all processes) to the prompts of PPO's first steps (Ziegler et al., 2019, section 2.2).
+
+    Only the responses that end count: a cut-off one gets the truncation penalty instead, on the standardised scale.
+    """
+    order = _prompt_batches(len(prompts), cfg.rollout_batch_size,
+                            torch.Generator().manual_seed(seed + accelerator.process_index))
+    scores: list[torch.Tensor] = []
+    with accelerator.autocast():
+        for _ in range(-(-cfg.reward_normalization_samples // cfg.rollout_batch_size)):
+            batch_prompts = [prompts[i] for i in next(order).tolist()]
+            sampled = _sample(accelerator.unwrap_model(policy), tokenizer, batch_prompts, sampling, accelerator.device)
+            scored = scorer.score(batch_prompts, sampled.texts).to(accelerator.device).float()
+            scores.append(scored[sampled.ended])
+    pooled = accelerator.gather(torch.cat(scores))
+    if len(pooled) < 2 or pooled.std() == 0:
+        raise ValueError(f"reward_normalization_samples: {len(pooled)} finished responses of the initial policy "
+                         "score all alike; raise it or set 0")
+    return ScoreScale(mean=pooled.mean().item(), std=pooled.std().item())
+
+
 def _prompt_batches(num_prompts: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless prompt indices: shuffled passes over all prompts, cut into batches (a batch may span two passes)."""
     pending = torch.zeros(0, dtype=torch.long)
@@ -199,39 +260,40 @@ def train_ppo(
     def across_processes(x: torch.Tensor | float) -> float:
         return accelerator.gather(torch.as_tensor(x, dtype=torch.float32, device=device).reshape(1)).mean().item()
 
+    # 0. Standardise the reward model's scores by those of the initial policy (reward_normalization_samples), so
+    #    that kl_coef means the same against any reward model; sampled on a forked random state, so that the
+    #    rollouts below are those of a run without it.
+    scale = ScoreScale()
+    if cfg.reward_normalization_samples:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            scale = _initial_score_scale(accelerator, policy, tokenizer, scorer, prompts, sampling, cfg, seed)
+
     history: list[dict] = []
     checkpoints: list[dict] = []
     batches = _prompt_batches(len(prompts), cfg.rollout_batch_size, prompt_order)
     progress = tqdm(range(1, cfg.num_steps + 1), **jobs.bar("ppo"),
                     disable=not (show_progress and accelerator.is_local_main_process))
     for step in progress:
-        # 1. Sample prompts and format them as the first user turn, left-padded so responses start aligned.
+        # 1. Sample prompts.
         batch_prompts = [prompts[i] for i in next(batches).tolist()]
-        chats = [prompt_text(tokenizer, p) for p in batch_prompts]
-        encoded = tokenizer(chats, padding=True, padding_side="left", add_special_tokens=False,
-                            return_tensors="pt").to(device)
-        context_len = encoded.input_ids.shape[1]  # P
 
         # autocast (a no-op unless mixed precision is configured) so the unprepared reference and scorer run at
         # the same precision as the prepared policy, keeping the first step's KL at zero
         with torch.no_grad(), accelerator.autocast():
             # 2. Generate. Finished rows are padded to the longest response in the batch.
-            sequences = accelerator.unwrap_model(policy).generate(
-                **encoded, generation_config=sampling
-            )  # (B, P + R)
-            responses = sequences[:, context_len:]  # (B, R)
+            sampled = _sample(accelerator.unwrap_model(policy), tokenizer, batch_prompts, sampling, device)
+            responses, response_mask = sampled.responses, sampled.response_mask  # (B, R) each
             response_len = responses.shape[1]  # R
-            response_mask = _response_mask(responses, eos_id)  # (B, R)
-            attention_mask = torch.cat([encoded.attention_mask, response_mask], dim=1)  # (B, P + R)
+            sequences = torch.cat([sampled.prompts.input_ids, responses], dim=1)  # (B, P + R)
+            attention_mask = torch.cat([sampled.prompts.attention_mask, response_mask], dim=1)  # (B, P + R)
 
-            # 3. Score: the scorer on the decoded text; a response without eos is penalised (truncation_rule).
+            # 3. Score: the scorer on the decoded text, standardised by the initial policy's scores (step 0), and a
+            #    response without eos penalised (truncation_rule).
             lengths = response_mask.sum(-1)  # (B,)
-            texts = tokenizer.batch_decode(
-                [r[:n] for r, n in zip(responses, lengths.tolist())], skip_special_tokens=True
+            raw_scores = scorer.score(batch_prompts, sampled.texts).to(device).float()  # (B,)
+            scores = penalise_truncated(
+                (raw_scores - scale.mean) / scale.std, sampled.ended, cfg.truncation_penalty, cfg.truncation_rule
             )
-            ended = (responses == eos_id).any(-1)  # (B,)
-            scores = scorer.score(batch_prompts, texts).to(device).float()  # (B,)
-            scores = penalise_truncated(scores, ended, cfg.truncation_penalty, cfg.truncation_rule)
 
             # 4. Log-probabilities under the policy and the reference, values, KL-shaped rewards. The forward
             #    passes go in minibatch-sized chunks to bound the (chunk, P + R, vocab) logits in memory.
@@ -285,13 +347,13 @@ def train_ppo(
         # 7. Log (averaged over processes) and save a checkpoint every save_every steps.
         record = {
             "step": step,
-            "proxy_reward": across_processes(scores.mean()),
+            "proxy_reward": across_processes(scores.mean() * scale.std + scale.mean),  # in the scorer's units
             "kl": across_processes(kl.sum(-1).mean()),
             "policy_loss": across_processes(fmean(stats["policy_loss"])),
             "value_loss": across_processes(fmean(stats["value_loss"])),
             "clipfrac": across_processes(fmean(stats["clipfrac"])),
             "response_length": across_processes(lengths.float().mean()),
-            "truncated": across_processes((~ended).float().mean()),
+            "truncated": across_processes((~sampled.ended).float().mean()),
             "entropy": across_processes(masked_mean(entropy, response_mask)),
         }
         history.append(record)
@@ -306,7 +368,8 @@ def train_ppo(
     _save_policy(accelerator, policy, tokenizer, out_dir / "policy")
     if accelerator.is_main_process:
         run = {"policy": "policy", "reward_model": str(reward_model_dir), "checkpoints": checkpoints,
-               "history": history, "seed": seed, "config": asdict(cfg)}
+               "history": history, "seed": seed, "config": asdict(cfg),
+               "score_scale": scale._asdict() if cfg.reward_normalization_samples else None}
         (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2))
     for tracker in accelerator.trackers:  # not end_training(): that also ends the process group later stages use
         tracker.finish()
@@ -338,4 +401,5 @@ def load_ppo_run(stage_dir: Path | str) -> PPORun:
             for c in run["checkpoints"]
         ),
         history=tuple(run["history"]),
+        score_scale=(run["score_scale"]["mean"], run["score_scale"]["std"]) if run.get("score_scale") else None,
     )
