@@ -303,6 +303,7 @@ REDUCED_BUDGET = (
     "suite.base_model.intermediate_size=64", "suite.base_model.steps=20", "suite.base_model.warmup_steps=2",
     "sft.epochs=1", "reward.epochs=1",
     "ppo.num_steps=2", "ppo.rollout_batch_size=8", "ppo.minibatch_size=4", "ppo.save_every=1",
+    "ppo.reward_normalization_samples=16",
     "ppo.max_new_tokens=12", "generation.max_new_tokens=12",
     "policy_samples.n=4", "policy_samples.max_instructions=12",
     "uml.batch_size=4", "eval.drift_instructions=8", "best_of_n.n=4", "eval.overoptimisation_max_n=8",

@@ -28,8 +28,13 @@ from harness.trainers.scoring import RewardModelScorer
 # PPO long enough, and with a step large enough, to learn at this budget what the reward model rewards most
 # plainly: answers that end (a cut-off answer scores the truncation penalty, -1); checkpoints at steps 4 and 8, in
 # the over-optimisation curve's own PPO too.
+# Raw scores, with the KL coefficient the preset had for them: at this budget 88% of rollouts are cut off, and PPO's
+# gain is mostly in finishing them, which the fixed truncation penalty (-1) rewards far more than the reward model's
+# spread (about 0.01) would once standardised.
 PPO_THAT_LEARNS = [a for o in ("ppo.num_steps=8", "ppo.learning_rate=1e-2", "ppo.save_every=4",
-                               "eval.overoptimisation_ppo_steps=8") for a in ("--set", o)]
+                               "eval.overoptimisation_ppo_steps=8", "ppo.reward_normalization_samples=0",
+                               "ppo.kl_coef=0.1")
+                   for a in ("--set", o)]
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,16 @@ from harness.trainers.scoring import RewardModelScorer
 from methods.ppo import PPO
 
 
-def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path, word_prompts, yes_scorer):
+# A cut-off response scores the lowest raw score (0) or, standardised, about the lowest (the initial policy's
+# scores have mean 0.13 and standard deviation 0.28: -0.46 sits at a raw 0).
+@pytest.mark.parametrize(("normalization_samples", "truncation_penalty"), [(0, 0.0), (48, -0.46)],
+                         ids=["raw", "standardised"])
+def test_ppo_raises_a_known_reward_and_saves_the_run(models_dir, tmp_path, word_prompts, yes_scorer,
+                                                     normalization_samples, truncation_penalty):
     cfg = PPOConfig(
         rollout_batch_size=16, minibatch_size=8, max_new_tokens=6, num_steps=30, learning_rate=3e-3,
-        kl_coef=0.02, truncation_penalty=0.0, save_every=10,
+        kl_coef=0.02, truncation_penalty=truncation_penalty, save_every=10,
+        reward_normalization_samples=normalization_samples,
     )
     start = time.perf_counter()
     run = train_ppo(models_dir / "policy", models_dir / "rm", word_prompts, cfg, tmp_path / "stage", seed=0,

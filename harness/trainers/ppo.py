@@ -160,9 +160,8 @@ def _sample(policy: torch.nn.Module, tokenizer, prompts: list[str], sampling: Ge
 def _initial_score_scale(accelerator: Accelerator, policy: torch.nn.Module, tokenizer, scorer: Scorer,
                          prompts: list[str], sampling: GenerationConfig, cfg: PPOConfig, seed: int) -> ScoreScale:
     """Mean and standard deviation of the scorer on ``cfg.reward_normalization_samples`` responses of the initial
-    policy (over all processes) to the prompts of PPO's first steps (Ziegler et al., 2019, section 2.2).
-
-    Only the responses that end count: a cut-off one gets the truncation penalty instead, on the standardised scale.
+    policy (over all processes) to the prompts of PPO's first steps (Ziegler et al., 2019, section 2.2). Cut-off
+    responses count too: the scale is the reward model's, whatever PPO then does with them (truncation_rule).
     """
     order = _prompt_batches(len(prompts), cfg.rollout_batch_size,
                             torch.Generator().manual_seed(seed + accelerator.process_index))
@@ -171,12 +170,11 @@ def _initial_score_scale(accelerator: Accelerator, policy: torch.nn.Module, toke
         for _ in range(-(-cfg.reward_normalization_samples // cfg.rollout_batch_size)):
             batch_prompts = [prompts[i] for i in next(order).tolist()]
             sampled = _sample(accelerator.unwrap_model(policy), tokenizer, batch_prompts, sampling, accelerator.device)
-            scored = scorer.score(batch_prompts, sampled.texts).to(accelerator.device).float()
-            scores.append(scored[sampled.ended])
+            scores.append(scorer.score(batch_prompts, sampled.texts).to(accelerator.device).float())
     pooled = accelerator.gather(torch.cat(scores))
     if len(pooled) < 2 or pooled.std() == 0:
-        raise ValueError(f"reward_normalization_samples: {len(pooled)} finished responses of the initial policy "
-                         "score all alike; raise it or set 0")
+        raise ValueError(f"reward_normalization_samples: the reward model gives all {len(pooled)} samples of the "
+                         "initial policy one score, so there is no spread to standardise by; raise it or set 0")
     return ScoreScale(mean=pooled.mean().item(), std=pooled.std().item())
 
 
