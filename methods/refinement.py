@@ -56,4 +56,4 @@ def score_spread_ratio(first: PPORun, second: PPORun) -> float | None:
     """
     if first.score_scale is None or second.score_scale is None:
         return None
-    return second.score_scale[1] / first.score_scale[1]
+    return second.score_scale.std / first.score_scale.std

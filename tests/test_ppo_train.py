@@ -116,7 +116,7 @@ def test_normalised_rewards_make_ppo_blind_to_the_reward_models_scale(models_dir
     assert narrow["score_scale"]["std"] > 0 and raw["score_scale"] is None
     assert wide_run["score_scale"]["std"] == pytest.approx(5.0 * narrow["score_scale"]["std"], rel=1e-5)
     assert wide_run["score_scale"]["mean"] == pytest.approx(5.0 * narrow["score_scale"]["mean"] + 3.0, rel=1e-5)
-    assert load_ppo_run(tmp_path / "wide").score_scale == pytest.approx(tuple(wide_run["score_scale"].values()))
+    assert load_ppo_run(tmp_path / "wide").score_scale._asdict() == wide_run["score_scale"]
     # normalised, the two runs are the same run; the proxy reward is still logged in each scorer's own units
     assert wide_kl == pytest.approx(narrow_kl, rel=1e-4, abs=1e-6)
     assert [r["proxy_reward"] for r in wide_run["history"]] == pytest.approx(

@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrained
 
 from harness.core.chat import conversation_text
 from harness.core.schema import build
-from harness.core.types import PPORun
+from harness.core.types import PPORun, ScoreScale
 from harness.trainers.multiview import (
     MultiViewAuxiliaryLoss,
     epoch_batches,
@@ -255,7 +255,7 @@ class FakeContext:
     def ppo(self, init: Path, reward_model: Path) -> PPORun:
         self.calls.append(("ppo", init, reward_model))
         # the refined reward model spreads the SFT policy's samples 3x as wide as the original (mean, std)
-        scale = (0.5, 0.9) if reward_model.name == "rm_refined" else (0.1, 0.3)
+        scale = ScoreScale(0.5, 0.9) if reward_model.name == "rm_refined" else ScoreScale(0.1, 0.3)
         return PPORun(policy=Path(f"policy_{reward_model}"), reward_model=reward_model, checkpoints=(),
                       score_scale=scale)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 
 class Preference:
@@ -27,6 +28,15 @@ class PPOCheckpoint:
     kl: float
 
 
+class ScoreScale(NamedTuple):
+    """What PPO subtracts from the reward model's scores and divides them by: the identity unless it standardises
+    them (ppo.reward_normalization_samples), then their mean and standard deviation on the initial policy's
+    samples."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
 @dataclass(frozen=True)
 class PPORun:
     """What a PPO stage leaves behind: the final policy and the checkpoints along the way."""
@@ -35,9 +45,7 @@ class PPORun:
     reward_model: Path
     checkpoints: tuple[PPOCheckpoint, ...]
     history: tuple[dict, ...] = ()  # one record per PPO step: proxy reward, KL, losses, response length
-    # the mean and standard deviation of the reward model on the initial policy's samples, which PPO standardised
-    # its scores by (ppo.reward_normalization_samples); None: raw scores
-    score_scale: tuple[float, float] | None = None
+    score_scale: ScoreScale | None = None  # what PPO standardised the scores by; None: raw scores
 
 
 @dataclass(frozen=True)

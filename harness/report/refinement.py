@@ -87,7 +87,7 @@ def refinement_table(diagnostics: dict, methods: list[str]) -> Table:
                          _share(seed.get("share_of_reward_data")),
                          _share(seed.get("chosen_longer_share")), _share(seed.get("chosen_shorter_share")),
                          _share(gold.get("accuracy")), _share(seed.get("gold_tie_share")),
-                         _ratio(seed.get("score_spread_vs_r"))))
+                         _share(seed.get("score_spread_vs_r"), unit="x")))
     return Table(header=("method", "seed", "instructions sampled", "accepted", "pairs added", "share of r' data",
                          "chosen longer", "chosen shorter", "labels agree with gold", "gold ties",
                          "r' spread / r's"),
@@ -190,11 +190,6 @@ def _count(value: object) -> str:
     return "–" if value is None else str(value)
 
 
-def _share(value: object) -> str:
+def _share(value: object, unit: str = "") -> str:
     number = stored_number(value)
-    return "–" if math.isnan(number) else f"{number:.2f}"
-
-
-def _ratio(value: object) -> str:
-    number = stored_number(value)
-    return "–" if math.isnan(number) else f"{number:.2f}x"
+    return "–" if math.isnan(number) else f"{number:.2f}{unit}"

@@ -36,7 +36,7 @@ from transformers import (
 
 from harness import jobs
 from harness.core.chat import prompt_text
-from harness.core.types import PPOCheckpoint, PPORun
+from harness.core.types import PPOCheckpoint, PPORun, ScoreScale
 from harness.trainers.config import PPOConfig
 from harness.trainers.ppo_losses import (
     clipped_policy_loss,
@@ -125,13 +125,6 @@ def _response_mask(responses: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     return (eos_before == 0).long()
 
 
-class ScoreScale(NamedTuple):
-    """What PPO subtracts from the scorer's scores and divides them by: the identity unless it normalises."""
-
-    mean: float = 0.0
-    std: float = 1.0
-
-
 class Sampled(NamedTuple):
     """A batch of sampled responses to prompts formatted as the first user turn."""
 
@@ -158,13 +151,13 @@ def _sample(policy: torch.nn.Module, tokenizer, prompts: list[str], sampling: Ge
 
 @torch.no_grad()
 def _initial_score_scale(accelerator: Accelerator, policy: torch.nn.Module, tokenizer, scorer: Scorer,
-                         prompts: list[str], sampling: GenerationConfig, cfg: PPOConfig, seed: int) -> ScoreScale:
+                         prompts: list[str], sampling: GenerationConfig, cfg: PPOConfig,
+                         prompt_order: torch.Generator) -> ScoreScale:
     """Mean and standard deviation of the scorer on ``cfg.reward_normalization_samples`` responses of the initial
     policy (over all processes) to the prompts of PPO's first steps (Ziegler et al., 2019, section 2.2). Cut-off
     responses count too: the scale is the reward model's, whatever PPO then does with them (truncation_rule).
     """
-    order = _prompt_batches(len(prompts), cfg.rollout_batch_size,
-                            torch.Generator().manual_seed(seed + accelerator.process_index))
+    order = _prompt_batches(len(prompts), cfg.rollout_batch_size, prompt_order)
     scores: list[torch.Tensor] = []
     with accelerator.autocast():
         for _ in range(-(-cfg.reward_normalization_samples // cfg.rollout_batch_size)):
@@ -264,7 +257,8 @@ def train_ppo(
     scale = ScoreScale()
     if cfg.reward_normalization_samples:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            scale = _initial_score_scale(accelerator, policy, tokenizer, scorer, prompts, sampling, cfg, seed)
+            first_steps = torch.Generator().set_state(prompt_order.get_state())  # a copy: PPO's own stays put
+            scale = _initial_score_scale(accelerator, policy, tokenizer, scorer, prompts, sampling, cfg, first_steps)
 
     history: list[dict] = []
     checkpoints: list[dict] = []
@@ -399,5 +393,5 @@ def load_ppo_run(stage_dir: Path | str) -> PPORun:
             for c in run["checkpoints"]
         ),
         history=tuple(run["history"]),
-        score_scale=(run["score_scale"]["mean"], run["score_scale"]["std"]) if run.get("score_scale") else None,
+        score_scale=ScoreScale(**run["score_scale"]) if run.get("score_scale") else None,
     )
