@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Literal
 import yaml
 
 from harness.core.errors import ConfigError
+from harness.core.generation_config import GenerationConfig
 from harness.core.plugins import PluginError
 from harness.core.schema import build, dotted, invalid, require_at_least, require_positive, require_that
 from harness.registry import PRESETS, check_preset_name, method_config_classes, suite_config_class, suite_names
@@ -113,21 +114,6 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, "torch_threads", "jobs")
-
-
-@dataclass
-class GenerationConfig:
-    """How text is generated for evaluation, policy samples and drift (PPO rollouts generate on their own)."""
-
-    backend: Literal["hf", "vllm"] = field(
-        default="hf", metadata={"help": "'hf' (our batched decode loop over the transformers model, CPU or GPU) "
-                                "or 'vllm' (GPU, pip install .[vllm])."},
-    )
-    batch_size: int = field(default=64, metadata={"help": "Sequences per generate call (prompts x samples each)."})
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest response, in tokens."})
-
-    def __post_init__(self) -> None:
-        require_positive(self, "batch_size", "max_new_tokens")
 
 
 @dataclass

@@ -8,7 +8,7 @@ when vLLM is installed (``pip install .[vllm]``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -17,10 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from harness import jobs
 from harness.core.chat import prompt_text
 from harness.core.errors import ConfigError
+from harness.core.generation_config import GenerationConfig
 from harness.core.precision import mixed_precision
-
-if TYPE_CHECKING:
-    from harness.config import GenerationConfig
 
 
 class Generator(Protocol):
