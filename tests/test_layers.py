@@ -31,7 +31,7 @@ def test_the_config_loader_imports_neither_torch_nor_transformers():
 
 def _module_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
     """Each module of ``packages`` -> the project modules it imports anywhere: at the top, inside functions, and
-    under ``if TYPE_CHECKING:`` (which import-linter's contract leaves out)."""
+    under ``if TYPE_CHECKING:`` (which the import-linter contract counts too)."""
     files = {}
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):
