@@ -100,9 +100,9 @@ class RuntimeConfig:
         default=None,
         metadata={"help": "Worker processes that train and evaluate independent tasks (other seeds, other methods' "
                   "branches, evaluation beside training) at once, each building every stage it needs exactly once "
-                  "through the stage cache's locks; results are those of one process. None: one per CPU core, or 1 on "
-                  "a GPU and under accelerate launch. Not part of what a run is: --jobs changes no result. Also "
-                  "--jobs N."},
+                  "through the stage cache's locks; results are those of one process. None: one per CPU core that "
+                  "other programs leave idle as the run starts, or 1 on a GPU and under accelerate launch. Not part "
+                  "of what a run is: --jobs changes no result. Also --jobs N."},
     )
 
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(

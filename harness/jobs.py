@@ -70,6 +70,36 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def idle_cores(interval: float = 0.2) -> float | None:
+    """How many of the machine's cores sat idle over the next ``interval`` seconds, from the kernel's CPU counters
+    (``/proc/stat``: idle and iowait time over all time); None where there are none (macOS, Windows). This process
+    sleeps meanwhile, so its own start-up counts as idle."""
+    def counters() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle_before, total_before = counters()
+        time.sleep(interval)
+        idle_after, total_after = counters()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_after <= total_before:
+        return None
+    return (os.cpu_count() or 1) * (idle_after - idle_before) / (total_after - total_before)
+
+
+def default_jobs(cores: int, idle: float | None) -> int:
+    """One job per core that other programs leave idle (``idle``, from :func:`idle_cores`), at least one and at most
+    ``cores``; ``cores`` where idleness is unknown. A job beside another program's busy process gets a share of a
+    core, and on 2 cores 2 jobs beside one busy process ran 0.86-1.04x as fast as 1 (docs/performance.md, section
+    8): a core busy elsewhere buys nothing. A core half busy still counts (1.5 idle cores rounds up to 2)."""
+    if idle is None:
+        return cores
+    return max(1, min(cores, int(idle + 0.5)))
+
+
 @dataclass(frozen=True)
 class Task:
     """One unit of work: ``payload`` is passed to the work function; ``group`` names what it shares (a seed)."""

@@ -100,7 +100,7 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         RunLockedError: another run holds ``out_dir``.
     """
     global _ENVIRONMENT
-    jobs = job_count(config)
+    jobs, fewer_jobs_why = job_count(config)
     threads = torch_threads(config, jobs)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -134,6 +134,8 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
         tasks = run_tasks_of(config, methods, seeds)
         if jobs > 1:
             log(f"{len(tasks)} tasks in {jobs} parallel jobs, {threads} torch thread(s) each")
+        if fewer_jobs_why:
+            log(fewer_jobs_why)
         setup = WorkerSetup(config, methods, cache_dir, model_cache, out_dir, verbose, report_to, threads)
         _ENVIRONMENT = RunEnvironment(config, methods, suite, splits, judge, cache, generator, base_model, log)
         try:
@@ -184,17 +186,26 @@ def run(config: RunConfig, methods: list[str], seeds: int, out_dir: Path, cache_
 # -- the tasks of a run, and the jobs that run them ----------------------------------------------------------------
 
 
-def job_count(config: RunConfig) -> int:
-    """How many worker processes run the tasks: ``runtime.jobs``, or by default one per CPU core.
+def job_count(config: RunConfig) -> tuple[int, str | None]:
+    """How many worker processes run the tasks, and a console line when the default took fewer than the cores.
 
-    One where that would not help or would be wrong: on a GPU (the jobs would share one device), and under
-    ``accelerate launch``, whose processes already share every training stage (:mod:`harness.distributed`).
+    ``runtime.jobs`` if set. By default one per CPU core that other programs leave idle
+    (:func:`harness.jobs.default_jobs`, measured over 0.2 s as the run starts), and one where more would not help
+    or would be wrong: on a GPU (the jobs would share one device), and under ``accelerate launch``, whose processes
+    already share every training stage (:mod:`harness.distributed`).
     """
     if distributed.num_processes() > 1:
-        return 1
+        return 1, None
     if config.runtime.jobs is not None:
-        return config.runtime.jobs
-    return 1 if torch.cuda.is_available() else jobs_module.available_cores()
+        return config.runtime.jobs, None
+    if torch.cuda.is_available():
+        return 1, None
+    cores, idle = jobs_module.available_cores(), jobs_module.idle_cores()
+    jobs = jobs_module.default_jobs(cores, idle)
+    if jobs == cores:
+        return jobs, None
+    return jobs, (f"{jobs} job(s) for {cores} cores: other programs kept {cores - idle:.1f} of them busy as the run "
+                  "started (--jobs N sets the count)")
 
 
 def torch_threads(config: RunConfig, jobs: int) -> int | None:

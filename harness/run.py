@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/rlp-harness/stages; python -m harness.cache ls|du|prune manages it)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="worker processes that train and evaluate independent tasks at once, one torch thread "
-                        "each (runtime.jobs; default: one per CPU core, 1 on a GPU); results do not depend on it")
+                        "each (runtime.jobs; default: one per idle CPU core, 1 on a GPU); results do not depend on it")
     parser.add_argument("--update-leaderboard", action="store_true",
                         help="store this run as the preset's leaderboard (leaderboards/<preset>.csv and .json), "
                         "the reference of python -m harness.check")

@@ -92,6 +92,28 @@ def test_jobs_is_not_part_of_what_a_run_is(tmp_path, smoke_command):
     assert identity(methods, 1, config_1.to_dict()) == identity(methods, 1, config_2.to_dict())
 
 
+def test_the_default_takes_one_job_per_core_other_programs_leave_idle():
+    assert jobs.default_jobs(2, 2.0) == 2  # a quiet 2-core machine
+    assert jobs.default_jobs(2, 1.02) == 1  # one busy process beside the run
+    assert jobs.default_jobs(2, 1.5) == 2  # a core half busy still takes a job
+    assert jobs.default_jobs(2, 0.1) == 1  # at least one
+    assert jobs.default_jobs(4, 7.9) == 4  # never more than this process may run on
+    assert jobs.default_jobs(3, None) == 3  # idleness unknown (no /proc/stat): every core
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc/stat")
+def test_idle_cores_sees_a_busy_process():
+    cores = os.cpu_count()
+    assert 0 <= jobs.idle_cores() <= cores
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning
+        assert jobs.idle_cores(0.5) <= cores - 0.5  # its core, or all of them already busy elsewhere
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 @pytest.mark.parametrize("flag", [["--jobs", "0"], ["--jobs", "-2"], ["--set", "runtime.jobs=0"]])
 def test_a_bad_job_count_is_one_line(flag, tmp_path, smoke_command, capsys):
     with pytest.raises(SystemExit) as exit_:
