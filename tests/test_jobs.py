@@ -101,6 +101,23 @@ def test_the_default_takes_one_job_per_core_other_programs_leave_idle():
     assert jobs.default_jobs(3, None) == 3  # idleness unknown (no /proc/stat): every core
 
 
+def test_a_default_that_takes_fewer_jobs_than_cores_says_why(tmp_path, smoke_command, monkeypatch):
+    from harness import pipeline
+    from harness.run import parse_and_validate
+
+    config, _, _ = parse_and_validate(smoke_command(tmp_path / "run", ["sft"]))
+    monkeypatch.setattr(pipeline.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(jobs, "available_cores", lambda: 2)
+    monkeypatch.setattr(jobs, "idle_cores", lambda: 1.1)  # one busy process beside the run
+    count, why = pipeline.job_count(config)
+    assert count == 1 and why.startswith("1 job(s) for 2 cores") and "0.9 of them busy" in why
+    monkeypatch.setattr(jobs, "idle_cores", lambda: 1.9)
+    assert pipeline.job_count(config) == (2, None)
+    config.runtime.jobs = 2  # set: taken as it is, whatever the load
+    monkeypatch.setattr(jobs, "idle_cores", lambda: 0.0)
+    assert pipeline.job_count(config) == (2, None)
+
+
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc/stat")
 def test_idle_cores_sees_a_busy_process():
     cores = os.cpu_count()
