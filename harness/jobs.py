@@ -71,9 +71,9 @@ def available_cores() -> int:
 
 
 def idle_cores(interval: float = 0.2) -> float | None:
-    """How many of the machine's cores sat idle over the next ``interval`` seconds, from the kernel's CPU counters
-    (``/proc/stat``: idle and iowait time over all time); None where there are none (macOS, Windows). This process
-    sleeps meanwhile, so its own start-up counts as idle."""
+    """How many of the machine's cores sat idle over the next ``interval`` seconds: the growth of the kernel's
+    cumulative idle and iowait time (``/proc/stat``) over that of all CPU time, times the cores; None where there
+    is no ``/proc/stat`` (macOS, Windows). This process sleeps meanwhile, so it does not count itself as busy."""
     def counters() -> tuple[int, int]:
         with open("/proc/stat") as stat:
             ticks = [int(x) for x in stat.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
